@@ -1,0 +1,50 @@
+"""Article ids: what is traded (DESIGN §4).
+
+``net.bitwrk/blender/<major>.<minor>/<cost class>[~trusted]``. A cost class is a ray budget:
+pixels × samples × (max bounces + 1) × view layers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UnknownArticle
+
+COST_CLASSES: dict[str, int] = {
+    "512M": 512 * 2**20,
+    "2G": 2 * 2**30,
+    "8G": 8 * 2**30,
+    "32G": 32 * 2**30,
+}
+TRUSTED_SUFFIX = "~trusted"
+_ARTICLE = re.compile(
+    r"^net\.bitwrk/blender/(?P<major>[1-9][0-9]?)\.(?P<minor>[0-9]{1,2})/"
+    r"(?P<cls>512M|2G|8G|32G)(?P<trusted>~trusted)?$"
+)
+
+
+@dataclass(frozen=True)
+class Article:
+    blender: str  # "5.0"
+    cost_class: str  # "512M" ...
+    trusted: bool
+
+    @property
+    def id(self) -> str:
+        suffix = TRUSTED_SUFFIX if self.trusted else ""
+        return f"net.bitwrk/blender/{self.blender}/{self.cost_class}{suffix}"
+
+    @property
+    def ray_budget(self) -> int:
+        return COST_CLASSES[self.cost_class]
+
+
+def parse_article(text: object) -> Article:
+    """Parse an article id; anything else is an :class:`UnknownArticle`."""
+    if not isinstance(text, str) or len(text) > 80:
+        raise UnknownArticle("article must be a string like net.bitwrk/blender/5.0/2G")
+    m = _ARTICLE.match(text)
+    if m is None:
+        raise UnknownArticle(f"unknown article {text!r}", article=text)
+    return Article(f"{m['major']}.{m['minor']}", m["cls"], m["trusted"] is not None)

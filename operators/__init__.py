@@ -1,0 +1,19 @@
+"""Blender operators (thin: poll -> snapshot -> call bitwrk -> report). Filled by the extension issue."""
+
+from __future__ import annotations
+
+CLASSES: tuple[type, ...] = ()
+
+
+def register() -> None:
+    import bpy
+
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    import bpy
+
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

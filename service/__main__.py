@@ -1,0 +1,101 @@
+"""``python -m service`` runs the exchange; ``python -m service credit ADDRESS SATOSHI``
+credits play money on a test network through an operator-signed deposit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bitwrk.errors import BitwrkError
+from bitwrk.identity import load_or_create_key
+from bitwrk.keys import NETWORKS, address_network, is_test_network
+
+from .app import create_app
+from .config import Config, Timeouts, default_data_dir
+
+DEFAULT_PORT = 8480
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service", description="Run the BitWrk exchange.")
+    p.add_argument("--db", type=Path, help="SQLite file (default: in the user data dir)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--network", choices=NETWORKS, default="regtest")
+    p.add_argument("--fee-bps", type=int, default=300, help="fee in basis points (300 = 3%%)")
+    p.add_argument("--operator", help="operator address (default: key file beside the db)")
+    p.add_argument("--operator-key", type=Path, help="operator WIF file (test networks)")
+    p.add_argument("--timeout-scale", type=float, default=1.0,
+                   help="multiply every bid lifetime and transaction timeout (tests)")
+    return p
+
+
+def _credit_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service credit",
+                                description="Credit play money (test networks only).")
+    p.add_argument("address")
+    p.add_argument("satoshi", type=int)
+    p.add_argument("--exchange", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    p.add_argument("--db", type=Path, help="the server's --db, to find the operator key")
+    p.add_argument("--operator-key", type=Path)
+    return p
+
+
+def _key_path(db: Path | None, key: Path | None) -> Path:
+    if key is not None:
+        return key
+    return (db.parent if db is not None else default_data_dir()) / "operator.wif"
+
+
+def serve(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    db_path = args.db or default_data_dir() / "exchange.sqlite3"
+    operator = args.operator
+    if operator is None:
+        if not is_test_network(args.network):
+            sys.exit("on mainnet pass --operator ADDRESS (the operator signs offline)")
+        operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
+    config = Config(db_path=db_path, operator=operator, network=args.network,
+                    fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    print(f"BitWrk exchange on http://{args.host}:{args.port} network={args.network} "
+          f"db={db_path} operator={operator}", flush=True)
+    web.run_app(create_app(config), host=args.host, port=args.port, print=None,
+                shutdown_timeout=2.0)
+    return 0
+
+
+async def _credit(args: argparse.Namespace) -> int:
+    from bitwrk.client import ExchangeClient
+
+    if address_network(args.address) == "mainnet":
+        raise BitwrkError("play money is for test networks only")
+    key = load_or_create_key(_key_path(args.db, args.operator_key), "testnet")
+    async with ExchangeClient(args.exchange, key) as client:
+        deposit = await client.deposit(args.address, args.satoshi, kind="play",
+                                       uid="play-" + secrets.token_hex(12), ref="faucet")
+        account = await client.account(args.address)
+    print(f"credited {deposit['amount']} sat to {args.address}; "
+          f"available {account['available']} sat")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["credit"]:
+        try:
+            return asyncio.run(_credit(_credit_parser().parse_args(argv[1:])))
+        except BitwrkError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

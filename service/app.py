@@ -1,0 +1,112 @@
+"""The aiohttp application factory, the error middleware and the retirement task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bitwrk.errors import BitwrkError
+
+from . import db, trades
+from .api import routes
+from .appkeys import BUS, CONFIG, EXCHANGE
+from .config import Config
+from .events import EventBus
+from .exchange import Exchange
+
+log = logging.getLogger("bitwrk.exchange")
+
+STATUS: dict[str, int] = {
+    "bad_signature": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "insufficient_funds": 402,
+    "replayed": 409,
+    "stale_revision": 409,
+    "wrong_phase": 409,
+    "conflict": 409,
+    "too_large": 413,
+}
+RETIRE_BATCH = 500
+MAX_SLEEP = 30.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes ``{"error": code, "message": ...}`` with a fitting status."""
+    try:
+        return await handler(request)
+    except BitwrkError as exc:
+        return web.json_response(exc.to_json(), status=STATUS.get(exc.code, 400))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = "too_large" if exc.status == 413 else exc.reason.lower().replace(" ", "_")
+        return web.json_response({"error": code, "message": exc.text}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return web.json_response(
+            {"error": "internal", "message": "internal error; logged"}, status=500
+        )
+
+
+async def _retire_forever(ex: Exchange, bus: EventBus) -> None:
+    """Expire bids and time out transactions at their deadlines; resumes after a restart
+    because deadlines live in the store, not in memory."""
+    wake = asyncio.Event()
+    target = [math.inf]
+
+    def on_deadline(deadline: float) -> None:
+        if deadline < target[0]:
+            target[0] = deadline
+            wake.set()
+
+    ex.on_deadline = on_deadline
+    while True:
+        try:
+            events = trades.retire_due(ex, ex.clock(), RETIRE_BATCH)
+            bus.publish(events)
+            if len(events) >= RETIRE_BATCH:
+                await asyncio.sleep(0)
+                continue
+            deadline = trades.next_deadline(ex)
+        except Exception:
+            log.exception("retirement failed; retrying in 1 s")
+            deadline = ex.clock() + 1.0
+        target[0] = math.inf if deadline is None else deadline
+        wake.clear()
+        delay = min(MAX_SLEEP, max(0.0, target[0] - ex.clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+
+
+def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
+    app = web.Application(client_max_size=config.max_body, middlewares=[errors])
+    app[CONFIG] = config
+    app[BUS] = EventBus()
+
+    async def store(app: web.Application) -> AsyncIterator[None]:
+        conn = db.connect(config.db_path)
+        app[EXCHANGE] = Exchange(conn, config, clock)
+        task = asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS]))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        conn.close()
+
+    async def close_streams(app: web.Application) -> None:
+        app[BUS].close()
+
+    app.cleanup_ctx.append(store)
+    app.on_shutdown.append(close_streams)
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,161 @@
+"""SQLite store: connection settings and versioned schema migrations.
+
+WAL with ``synchronous=NORMAL``: a commit is in the WAL file before ``COMMIT`` returns, so
+killing the process (SIGKILL) loses no committed request; only an OS crash could lose the
+last commits (https://www.sqlite.org/wal.html#durability).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the exchange core
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE accounts(
+        address TEXT PRIMARY KEY,
+        available INTEGER NOT NULL DEFAULT 0 CHECK (available >= 0),
+        blocked INTEGER NOT NULL DEFAULT 0 CHECK (blocked >= 0),
+        last_nonce INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE bids(
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('buy', 'sell')),
+        article TEXT NOT NULL,
+        price INTEGER NOT NULL CHECK (price >= 0),
+        fee INTEGER NOT NULL CHECK (fee >= 0),
+        state TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        closed REAL,
+        txid INTEGER,
+        document TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE INDEX bids_open ON bids(expires) WHERE state = 'placed';
+    CREATE INDEX bids_by_address ON bids(address, id);
+    CREATE TABLE transactions(
+        id INTEGER PRIMARY KEY,
+        article TEXT NOT NULL,
+        buyer TEXT NOT NULL,
+        seller TEXT NOT NULL,
+        buy_bid INTEGER NOT NULL,
+        sell_bid INTEGER NOT NULL,
+        price INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        matched REAL NOT NULL,
+        phase TEXT NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 0,
+        timeout REAL,
+        retired REAL,
+        workhash TEXT, worksecrethash TEXT, workerurl TEXT, buyersecret TEXT,
+        encresulthash TEXT, receipt TEXT, resultkey TEXT, reason TEXT
+    );
+    CREATE INDEX tx_timeout ON transactions(timeout) WHERE timeout IS NOT NULL;
+    CREATE INDEX tx_article ON transactions(article, id);
+    CREATE INDEX tx_buyer ON transactions(buyer, id);
+    CREATE INDEX tx_seller ON transactions(seller, id);
+    CREATE TABLE messages(
+        id INTEGER PRIMARY KEY,
+        txid INTEGER NOT NULL,
+        time REAL NOT NULL,
+        sender TEXT NOT NULL,
+        role TEXT NOT NULL,
+        action TEXT NOT NULL,
+        pre_phase TEXT NOT NULL,
+        post_phase TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        document TEXT,
+        signature TEXT
+    );
+    CREATE INDEX messages_tx ON messages(txid, id);
+    CREATE TABLE movements(
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        available_account TEXT,
+        available_delta INTEGER NOT NULL,
+        blocked_account TEXT,
+        blocked_delta INTEGER NOT NULL,
+        fee_delta INTEGER NOT NULL,
+        world_delta INTEGER NOT NULL,
+        bid_id INTEGER,
+        txid INTEGER,
+        deposit_uid TEXT,
+        CHECK (available_delta + blocked_delta + fee_delta + world_delta = 0)
+    );
+    CREATE INDEX movements_available ON movements(available_account, id);
+    CREATE INDEX movements_blocked ON movements(blocked_account, id);
+    CREATE INDEX movements_tx ON movements(txid);
+    CREATE TABLE deposits(
+        uid TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        time REAL NOT NULL,
+        document TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE TABLE relations(
+        source TEXT NOT NULL,
+        type TEXT NOT NULL,
+        target TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        modified REAL NOT NULL,
+        document TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        PRIMARY KEY (source, type, target)
+    );
+    """,
+)
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the store; autocommit, explicit transactions."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    migrate(conn)
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration newer than the file's ``user_version``, each atomically."""
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if schema_version(conn) >= version:
+            continue
+        statements = [s for s in script.split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            if version == 1:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('exchange_id', ?)",
+                    ("bitwrk-" + secrets.token_hex(8),),
+                )
+            conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])

@@ -1,0 +1,384 @@
+"""The exchange's domain: accounts, nonces, bids, matching, deposits and relations.
+
+Synchronous and free of awaits: every public method runs one SQLite transaction (all or
+nothing) and returns the events to publish after the commit. Transaction messages and
+retirement live in :mod:`service.trades`.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bitwrk.articles import parse_article
+from bitwrk.errors import (
+    Conflict,
+    Forbidden,
+    InsufficientFunds,
+    InvalidRequest,
+    NotFound,
+    ReplayError,
+    WrongPhase,
+)
+from bitwrk.keys import check_address, is_test_network
+from bitwrk.money import MAX_SATOSHI, check_price, fee_for
+
+from . import db, ledger
+from .config import Config
+from .events import Event
+from .matching import BookEntry, Books
+from .phases import Phase
+
+_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
+Signed = tuple[dict[str, Any], str, str]  # (fields, canonical document, signature)
+
+
+def int_field(fields: dict[str, Any], name: str, minimum: int = 0) -> int:
+    value = fields.get(name)
+    if type(value) is not int or value < minimum or value >= 2**63:
+        raise InvalidRequest(f"{name} must be an integer ≥ {minimum}", field=name)
+    return value
+
+
+def str_field(fields: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = fields.get(name)
+    if value not in choices:
+        raise InvalidRequest(f"{name} must be one of {list(choices)}", field=name)
+    return str(value)
+
+
+def exact_fields(fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = set(fields) - allowed - {"signature"}
+    missing = allowed - set(fields)
+    if extra or missing:
+        raise InvalidRequest(
+            "wrong set of fields", unexpected=sorted(extra), missing=sorted(missing)
+        )
+
+
+BID_FIELDS = frozenset({"action", "exchange", "address", "nonce", "type", "article", "price"})
+CANCEL_FIELDS = frozenset({"action", "exchange", "address", "nonce", "bid"})
+DEPOSIT_FIELDS = frozenset(
+    {"action", "exchange", "address", "nonce", "uid", "account", "amount", "kind", "ref"}
+)
+RELATION_FIELDS = frozenset(
+    {"action", "exchange", "address", "nonce", "target", "type", "enabled"}
+)
+
+
+class Exchange:
+    def __init__(
+        self, conn: sqlite3.Connection, config: Config, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = conn
+        self.cfg = config
+        self.clock = clock
+        self.exchange_id = db.meta(conn, "exchange_id") or ""
+        self.books = Books()
+        # Called with each new deadline so the retirement task can wake early.
+        self.on_deadline: Callable[[float], None] = lambda deadline: None
+        self._load_books()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One atomic DB transaction; any exception rolls everything back."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _load_books(self) -> None:
+        rows = self.db.execute(
+            "SELECT article, id, address, type, price, fee, expires FROM bids"
+            " WHERE state = 'placed' ORDER BY id"
+        )
+        for article, *entry in rows:
+            self.books.get(article).add(BookEntry(*entry))
+
+    def _use_nonce(self, address: str, nonce: int) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO accounts(address, created) VALUES (?, ?)",
+            (address, self.clock()),
+        )
+        cur = self.db.execute(
+            "UPDATE accounts SET last_nonce = ? WHERE address = ? AND last_nonce < ?",
+            (nonce, address, nonce),
+        )
+        if cur.rowcount != 1:
+            last = self.db.execute(
+                "SELECT last_nonce FROM accounts WHERE address = ?", (address,)
+            ).fetchone()[0]
+            raise ReplayError("nonce must be greater than the last accepted one", last=last)
+
+    def balances(self, address: str) -> tuple[int, int]:
+        row = self.db.execute(
+            "SELECT available, blocked FROM accounts WHERE address = ?", (address,)
+        ).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def move(self, m: ledger.Movement, now: float, **refs: Any) -> None:
+        """Apply a movement to the balances and record it (inside ``write()``)."""
+        for account, column, delta in (
+            (m.available_account, "available", m.available_delta),
+            (m.blocked_account, "blocked", m.blocked_delta),
+        ):
+            if delta:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO accounts(address, created) VALUES (?, ?)",
+                    (account, now),
+                )
+                self.db.execute(
+                    f"UPDATE accounts SET {column} = {column} + ? WHERE address = ?",
+                    (delta, account),
+                )
+        self.db.execute(
+            "INSERT INTO movements(time, kind, available_account, available_delta,"
+            " blocked_account, blocked_delta, fee_delta, world_delta, bid_id, txid,"
+            " deposit_uid) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                now, str(m.kind), m.available_account, m.available_delta, m.blocked_account,
+                m.blocked_delta, m.fee_delta, m.world_delta, refs.get("bid_id"),
+                refs.get("txid"), refs.get("deposit_uid"),
+            ),
+        )
+
+    def _account_event(self, address: str) -> Event:
+        available, blocked = self.balances(address)
+        data = {"address": address, "available": available, "blocked": blocked}
+        return Event("account", data, to=(address,))
+
+    # -- bids -----------------------------------------------------------------------------
+
+    def place_bid(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
+        fields, document, signature = signed
+        exact_fields(fields, BID_FIELDS)
+        address = fields["address"]
+        side = str_field(fields, "type", ("buy", "sell"))
+        article = parse_article(fields["article"])
+        price = check_price(fields["price"], maximum=self.cfg.max_price)
+        fee = fee_for(price, self.cfg.fee_bps)
+        now = self.clock()
+        expires = now + self.cfg.timeouts.bid_lifetime
+        book = self.books.get(article.id)
+        with self.write():
+            self._use_nonce(address, fields["nonce"])
+            if article.trusted and side == "sell" and not self.trusts(self.cfg.operator, address):
+                raise Forbidden("trusted articles need the operator's trust relation")
+            if side == "buy":
+                available = self.balances(address)[0]
+                if available < price + fee:
+                    raise InsufficientFunds(
+                        "available balance does not cover price + fee",
+                        needed=price + fee, available=available,
+                    )
+            bid_id = self.db.execute(
+                "INSERT INTO bids(address, type, article, price, fee, state, created, expires,"
+                " document, signature) VALUES (?,?,?,?,?,'placed',?,?,?,?)",
+                (address, side, article.id, price, fee, now, expires, document, signature),
+            ).lastrowid
+            assert bid_id is not None
+            if side == "buy":
+                self.move(ledger.block_for_bid(address, price + fee), now, bid_id=bid_id)
+            entry = BookEntry(bid_id, address, side, price, fee, expires)
+            resting, events = self._match(article.id, entry, now)
+        if resting is None:
+            book.add(entry)
+            self.on_deadline(expires)
+            events.append(Event("book", {"article": article.id}, public=True))
+            if side == "buy":
+                events.append(self._account_event(address))
+        else:
+            book.remove(resting.bid_id)
+        bid = self.bid(bid_id)
+        events.insert(0, Event("bid", bid, to=(address,)))
+        return bid, events
+
+    def _match(
+        self, article: str, entry: BookEntry, now: float
+    ) -> tuple[BookEntry | None, list[Event]]:
+        book = self.books.get(article)
+        while (resting := book.counterpart(entry, now)) is not None:
+            claimed = self.db.execute(
+                "UPDATE bids SET state = 'matched', closed = ? WHERE id = ? AND state = 'placed'",
+                (now, resting.bid_id),
+            ).rowcount
+            if claimed:
+                return resting, self._trade(article, entry, resting, now)
+            book.remove(resting.bid_id)  # memory was behind the store; never trade it
+        return None, []
+
+    def _trade(
+        self, article: str, entry: BookEntry, resting: BookEntry, now: float
+    ) -> list[Event]:
+        buy, sell = (entry, resting) if entry.type == "buy" else (resting, entry)
+        price, fee = resting.price, resting.fee  # the older bid sets the terms
+        timeout = now + self.cfg.timeouts.establish
+        txid = self.db.execute(
+            "INSERT INTO transactions(article, buyer, seller, buy_bid, sell_bid, price, fee,"
+            " matched, phase, timeout) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (article, buy.address, sell.address, buy.bid_id, sell.bid_id, price, fee, now,
+             str(Phase.ESTABLISHING), timeout),
+        ).lastrowid
+        self.db.execute(
+            "UPDATE bids SET state = 'matched', closed = ?, txid = ? WHERE id IN (?, ?)",
+            (now, txid, buy.bid_id, sell.bid_id),
+        )
+        surplus = buy.price + buy.fee - (price + fee)
+        if surplus:
+            self.move(ledger.release_surplus(buy.address, surplus), now, txid=txid)
+        self.on_deadline(timeout)
+        parties = (buy.address, sell.address)
+        trade = {"article": article, "txid": txid, "price": price, "time": now}
+        return [
+            Event("bid", self.bid(resting.bid_id), to=(resting.address,)),
+            Event("transaction", self.transaction(txid or 0), to=parties),
+            Event("trade", trade, public=True),
+            self._account_event(buy.address),
+        ]
+
+    def cancel_bid(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
+        fields = signed[0]
+        exact_fields(fields, CANCEL_FIELDS)
+        address, bid_id = fields["address"], int_field(fields, "bid", 1)
+        now = self.clock()
+        with self.write():
+            self._use_nonce(address, fields["nonce"])
+            row = self.db.execute("SELECT * FROM bids WHERE id = ?", (bid_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no bid {bid_id}")
+            if row["address"] != address:
+                raise Forbidden("only the bidder can cancel a bid")
+            if row["state"] != "placed":
+                raise WrongPhase(f"bid is {row['state']}, not placed", state=row["state"])
+            self._close_bid(row, "cancelled", now)
+        self.books.get(row["article"]).remove(bid_id)
+        bid = self.bid(bid_id)
+        events = [Event("bid", bid, to=(address,)), self._account_event(address)]
+        return bid, [*events, Event("book", {"article": row["article"]}, public=True)]
+
+    def _close_bid(self, row: sqlite3.Row, state: str, now: float) -> None:
+        self.db.execute(
+            "UPDATE bids SET state = ?, closed = ? WHERE id = ?", (state, now, row["id"])
+        )
+        if row["type"] == "buy":
+            amount = row["price"] + row["fee"]
+            self.move(ledger.release_bid(row["address"], amount), now, bid_id=row["id"])
+
+    def expire_bids(self, now: float, limit: int) -> list[Event]:
+        """Close placed bids past their lifetime (inside ``write()``)."""
+        rows = self.db.execute(
+            "SELECT * FROM bids WHERE state = 'placed' AND expires <= ? ORDER BY expires LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        events: list[Event] = []
+        for row in rows:
+            self._close_bid(row, "expired", now)
+            self.books.get(row["article"]).remove(row["id"])
+            events.append(Event("bid", self.bid(row["id"]), to=(row["address"],)))
+            events.append(self._account_event(row["address"]))
+        return events
+
+    # -- deposits and relations ------------------------------------------------------------
+
+    def deposit(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
+        fields, document, signature = signed
+        exact_fields(fields, DEPOSIT_FIELDS)
+        if fields["address"] != self.cfg.operator:
+            raise Forbidden("deposits must be signed by the exchange operator")
+        uid, account = fields["uid"], fields["account"]
+        if not isinstance(uid, str) or not _UID.match(uid):
+            raise InvalidRequest("uid must be 8-64 characters of [A-Za-z0-9-]", field="uid")
+        check_address(account, self.cfg.network)
+        amount = check_price(fields["amount"], maximum=MAX_SATOSHI)
+        if amount == 0:
+            raise InvalidRequest("a deposit must be positive", field="amount")
+        kind = str_field(fields, "kind", ("play", "bitcoin"))
+        if kind == "play" and not is_test_network(self.cfg.network):
+            raise Forbidden("play money exists only on test networks")
+        ref = fields["ref"]
+        if not isinstance(ref, str) or not _REF.match(ref):
+            raise InvalidRequest("ref must be at most 64 characters of [A-Za-z0-9._:-]")
+        existing = self.deposit_view(uid)
+        if existing is not None:
+            same = (existing["account"], existing["amount"], existing["kind"]) == (
+                account, amount, kind
+            )
+            if not same:
+                raise Conflict(f"deposit {uid} exists with other data", uid=uid)
+            return {**existing, "duplicate": True}, []
+        now = self.clock()
+        with self.write():
+            self._use_nonce(fields["address"], fields["nonce"])
+            self.db.execute(
+                "INSERT INTO deposits(uid, account, amount, kind, ref, time, document, signature)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (uid, account, amount, kind, ref, now, document, signature),
+            )
+            self.move(ledger.deposit(account, amount), now, deposit_uid=uid)
+        view = self.deposit_view(uid)
+        assert view is not None
+        return view, [self._account_event(account)]
+
+    def deposit_view(self, uid: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT uid, account, amount, kind, ref, time FROM deposits WHERE uid = ?", (uid,)
+        ).fetchone()
+        return None if row is None else dict(row)
+
+    def relation(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
+        fields, document, signature = signed
+        exact_fields(fields, RELATION_FIELDS)
+        source, target = fields["address"], fields["target"]
+        check_address(target, self.cfg.network)
+        if source == target:
+            raise InvalidRequest("a participant cannot relate to itself")
+        kind = str_field(fields, "type", ("trusts", "worksfor"))
+        enabled = fields["enabled"]
+        if enabled not in (0, 1) or isinstance(enabled, bool):
+            raise InvalidRequest("enabled must be 0 or 1", field="enabled")
+        now = self.clock()
+        with self.write():
+            self._use_nonce(source, fields["nonce"])
+            self.db.execute(
+                "INSERT OR REPLACE INTO relations(source, type, target, enabled, modified,"
+                " document, signature) VALUES (?,?,?,?,?,?,?)",
+                (source, kind, target, enabled, now, document, signature),
+            )
+        view = {"source": source, "type": kind, "target": target, "enabled": bool(enabled),
+                "modified": now}
+        return view, []
+
+    def trusts(self, source: str, target: str) -> bool:
+        row = self.db.execute(
+            "SELECT enabled FROM relations WHERE source = ? AND type = 'trusts' AND target = ?",
+            (source, target),
+        ).fetchone()
+        return bool(row and row[0])
+
+    # -- views ----------------------------------------------------------------------------
+
+    def bid(self, bid_id: int) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT id, address, type, article, price, fee, state, created, expires, closed,"
+            " txid FROM bids WHERE id = ?",
+            (bid_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no bid {bid_id}")
+        return dict(row)
+
+    def transaction(self, txid: int) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM transactions WHERE id = ?", (txid,)).fetchone()
+        if row is None:
+            raise NotFound(f"no transaction {txid}")
+        return dict(row)

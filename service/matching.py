@@ -1,0 +1,92 @@
+"""Price-time priority order books, one per article (pure: no I/O, no awaits).
+
+A book answers "which resting bid would this incoming bid trade with?" without changing
+anything; the exchange commits the trade to the store first and only then tells the book
+(`take` / `add`), so a failed commit never leaves memory and disk disagreeing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BookEntry:
+    bid_id: int  # increasing with arrival: the time priority
+    address: str
+    type: str  # "buy" | "sell"
+    price: int
+    fee: int
+    expires: float
+
+
+def crosses(incoming: BookEntry, resting: BookEntry) -> bool:
+    if incoming.type == "buy":
+        return incoming.price >= resting.price
+    return incoming.price <= resting.price
+
+
+class OrderBook:
+    """Both sides of one article's book. Removal is lazy: dead ids are skipped on peek."""
+
+    def __init__(self) -> None:
+        self._live: dict[int, BookEntry] = {}
+        # buys: highest price first; sells: lowest first; then lowest bid id (oldest) first
+        self._heaps: dict[str, list[tuple[int, int]]] = {"buy": [], "sell": []}
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def add(self, entry: BookEntry) -> None:
+        self._live[entry.bid_id] = entry
+        key = -entry.price if entry.type == "buy" else entry.price
+        heapq.heappush(self._heaps[entry.type], (key, entry.bid_id))
+
+    def remove(self, bid_id: int) -> None:
+        self._live.pop(bid_id, None)
+
+    def best(self, side: str, now: float) -> BookEntry | None:
+        """The best live, unexpired entry on ``side``; expired ones are dropped from memory
+        (the store's retirement books their money)."""
+        heap = self._heaps[side]
+        while heap:
+            entry = self._live.get(heap[0][1])
+            if entry is not None and entry.expires > now:
+                return entry
+            heapq.heappop(heap)
+            if entry is not None:
+                del self._live[entry.bid_id]
+        return None
+
+    def counterpart(self, incoming: BookEntry, now: float) -> BookEntry | None:
+        """The resting bid ``incoming`` trades with, or None (then it rests)."""
+        side = "sell" if incoming.type == "buy" else "buy"
+        best = self.best(side, now)
+        if best is not None and crosses(incoming, best):
+            return best
+        return None
+
+    def depth(self, side: str, now: float) -> list[tuple[int, int]]:
+        """[(price, count)] best first."""
+        counts = Counter(
+            e.price for e in self._live.values() if e.type == side and e.expires > now
+        )
+        return sorted(counts.items(), reverse=(side == "buy"))
+
+
+class Books:
+    """All articles' books."""
+
+    def __init__(self) -> None:
+        self._books: dict[str, OrderBook] = {}
+
+    def get(self, article: str) -> OrderBook:
+        book = self._books.get(article)
+        if book is None:
+            book = self._books[article] = OrderBook()
+        return book
+
+    def articles(self) -> list[str]:
+        return sorted(a for a, b in self._books.items() if len(b))

@@ -1,0 +1,131 @@
+"""Read-only views of the store, shaped as the API's JSON (no writes here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bitwrk.errors import InvalidRequest, NotFound
+
+from .exchange import Exchange
+
+MAX_PAGE = 200
+INTERVALS = (60, 300, 3600, 86400)
+
+
+def account(ex: Exchange, address: str) -> dict[str, Any]:
+    row = ex.db.execute(
+        "SELECT available, blocked, last_nonce FROM accounts WHERE address = ?", (address,)
+    ).fetchone()
+    available, blocked, nonce = (0, 0, 0) if row is None else tuple(row)
+    return {"address": address, "available": available, "blocked": blocked,
+            "last_nonce": nonce, "deposit_address": None}
+
+
+def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[str, Any]:
+    """Movements touching ``address``, newest first; page with ``before`` = the last id seen."""
+    limit = max(1, min(limit, MAX_PAGE))
+    top = before if before is not None else 2**62
+    rows = ex.db.execute(
+        "SELECT * FROM movements WHERE id < ? AND (available_account = ? OR blocked_account = ?)"
+        " ORDER BY id DESC LIMIT ?",
+        (top, address, address, limit),
+    ).fetchall()
+    items = [dict(r) for r in rows]
+    more = len(items) == limit
+    return {"address": address, "movements": items,
+            "next_before": items[-1]["id"] if more else None}
+
+
+def transaction(ex: Exchange, txid: int) -> dict[str, Any]:
+    return {**ex.transaction(txid), "messages": messages(ex, txid)}
+
+
+def messages(ex: Exchange, txid: int) -> list[dict[str, Any]]:
+    ex.transaction(txid)  # NotFound for unknown ids
+    rows = ex.db.execute("SELECT * FROM messages WHERE txid = ? ORDER BY id", (txid,))
+    return [dict(r) for r in rows]
+
+
+def transaction_movements(ex: Exchange, txid: int) -> list[dict[str, Any]]:
+    rows = ex.db.execute("SELECT * FROM movements WHERE txid = ? ORDER BY id", (txid,))
+    return [dict(r) for r in rows]
+
+
+def bids_of(ex: Exchange, address: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+    limit = max(1, min(limit, MAX_PAGE))
+    sql = ("SELECT id, address, type, article, price, fee, state, created, expires, closed, txid"
+           " FROM bids WHERE address = ?")
+    args: list[Any] = [address]
+    if state is not None:
+        sql += " AND state = ?"
+        args.append(state)
+    rows = ex.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+    return [dict(r) for r in rows]
+
+
+def market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, Any]:
+    if interval not in INTERVALS:
+        raise InvalidRequest(f"interval must be one of {list(INTERVALS)}")
+    now = ex.clock()
+    book = ex.books.get(article)
+    rows = ex.db.execute(
+        "SELECT id, price, matched FROM transactions WHERE article = ? ORDER BY id DESC LIMIT ?",
+        (article, max(1, min(limit, 1000))),
+    ).fetchall()
+    trades = [{"txid": r[0], "price": r[1], "time": r[2]} for r in rows]
+    return {
+        "article": article,
+        "bids": [{"price": p, "count": n} for p, n in book.depth("buy", now)],
+        "asks": [{"price": p, "count": n} for p, n in book.depth("sell", now)],
+        "trades": trades[:50],
+        "ohlc": ohlc(trades, interval),
+        "interval": interval,
+    }
+
+
+def ohlc(trades: list[dict[str, Any]], interval: int) -> list[dict[str, Any]]:
+    """Open/high/low/close/volume per ``interval`` seconds, oldest first."""
+    candles: dict[int, dict[str, Any]] = {}
+    for t in sorted(trades, key=lambda t: (t["time"], t["txid"])):
+        start = int(t["time"] // interval * interval)
+        c = candles.get(start)
+        if c is None:
+            candles[start] = {"time": start, "open": t["price"], "high": t["price"],
+                              "low": t["price"], "close": t["price"], "volume": 1}
+            continue
+        c["high"], c["low"] = max(c["high"], t["price"]), min(c["low"], t["price"])
+        c["close"] = t["price"]
+        c["volume"] += 1
+    return list(candles.values())
+
+
+def articles(ex: Exchange) -> list[str]:
+    traded = {r[0] for r in ex.db.execute("SELECT DISTINCT article FROM transactions")}
+    return sorted(traded | set(ex.books.articles()))
+
+
+def totals(ex: Exchange) -> dict[str, int]:
+    """The ledger invariant's terms: Σ balances + fees = Σ deposits."""
+    available, blocked = ex.db.execute(
+        "SELECT COALESCE(SUM(available), 0), COALESCE(SUM(blocked), 0) FROM accounts"
+    ).fetchone()
+    fees, world = ex.db.execute(
+        "SELECT COALESCE(SUM(fee_delta), 0), COALESCE(SUM(world_delta), 0) FROM movements"
+    ).fetchone()
+    deposits = ex.db.execute("SELECT COALESCE(SUM(amount), 0) FROM deposits").fetchone()[0]
+    return {"available": available, "blocked": blocked, "fees": fees, "deposits": deposits,
+            "world": world}
+
+
+def relations_of(ex: Exchange, source: str) -> list[dict[str, Any]]:
+    rows = ex.db.execute(
+        "SELECT source, type, target, enabled, modified FROM relations WHERE source = ?",
+        (source,),
+    )
+    return [{**dict(r), "enabled": bool(r["enabled"])} for r in rows]
+
+
+def require_found(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if value is None:
+        raise NotFound(f"no {what}")
+    return value
