@@ -237,13 +237,15 @@ async def _body(resp: aiohttp.ClientResponse) -> Any:
 
 
 async def _parse_sse(stream: aiohttp.StreamReader) -> AsyncIterator[ServerEvent]:
-    kind, data, event_id = "message", [], None
+    kind: str = "message"
+    event_id: int | None = None
+    data: list[str] = []
     async for raw in stream:
         line = raw.decode().rstrip("\r\n")
         if not line:
             if data:
                 yield ServerEvent(kind, json.loads("\n".join(data)), event_id)
-            kind, data, event_id = "message", [], None
+            kind, event_id, data = "message", None, []
         elif line.startswith(":"):
             continue
         else:

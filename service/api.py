@@ -58,10 +58,10 @@ def _int_arg(value: str | None, name: str, default: int | None = None) -> int | 
 
 
 def _path_id(request: web.Request, name: str = "id") -> int:
-    value = _int_arg(request.match_info[name], name)
-    if value is None or not 0 < value < 2**63:
-        raise NotFound(f"no such {name}")
-    return value
+    text = request.match_info[name]
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise NotFound(f"no such {name}: {text[:40]!r}")
+    return int(text)
 
 
 def _ex(request: web.Request) -> Exchange:

@@ -194,11 +194,11 @@ class Exchange:
         if resting is None:
             book.add(entry)
             self.on_deadline(expires)
-            events.append(Event("book", {"article": article.id}, public=True))
             if side == "buy":
                 events.append(self._account_event(address))
         else:
             book.remove(resting.bid_id)
+        events.append(Event("book", {"article": article.id}, public=True))
         bid = self.bid(bid_id)
         events.insert(0, Event("bid", bid, to=(address,)))
         return bid, events

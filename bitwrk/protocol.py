@@ -1,0 +1,161 @@
+"""Canonical signed documents: how a request's fields become the text that is signed.
+
+DESIGN.md §2: every state-changing request is a flat mapping of fields. The signed
+document is all fields but ``signature``, sorted by key, joined as ``key=value`` with
+``&``, each value percent-encoded with ``urllib.parse.quote(str(v), safe="")`` (RFC 3986
+§2.3 unreserved characters stay, UTF-8 bytes of everything else become %XX). Every
+document names ``action``, ``exchange`` (against replay on another exchange), ``address``
+(the signer) and ``nonce`` (strictly increasing per address).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
+
+from .errors import InvalidRequest, SignatureError
+from .keys import PrivateKey, address_network, verify_message
+from .money import check_price
+
+__all__ = [
+    "BID_ACTION",
+    "BID_FIELDS",
+    "BID_TYPES",
+    "MAX_NONCE",
+    "REQUIRED_FIELDS",
+    "SIGNATURE",
+    "NonceSource",
+    "Value",
+    "bid_fields",
+    "canonical_document",
+    "sign_request",
+    "verify_request",
+]
+
+Value = str | int
+
+SIGNATURE = "signature"
+REQUIRED_FIELDS = frozenset({"action", "exchange", "address", "nonce"})
+MAX_NONCE = 2**63 - 1  # fits SQLite's signed 64-bit INTEGER
+_FIELD_NAME = re.compile(r"[a-z_]{1,32}")
+
+BID_ACTION = "bid"
+BID_TYPES = frozenset({"buy", "sell"})
+BID_FIELDS = frozenset({"action", "exchange", "address", "nonce", "type", "article", "price"})
+
+
+def canonical_document(fields: Mapping[str, Value]) -> str:
+    """``k1=v1&k2=v2...`` over every field but ``signature``, keys sorted."""
+    return "&".join(
+        f"{key}={quote(str(fields[key]), safe='')}" for key in sorted(fields) if key != SIGNATURE
+    )
+
+
+def _check_field(key: object, value: object) -> None:
+    if not isinstance(key, str) or not _FIELD_NAME.fullmatch(key):
+        raise InvalidRequest("field names are 1-32 characters of a-z and _", field=str(key)[:40])
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidRequest(
+            f"field {key!r} must be a string or an integer, not {type(value).__name__}",
+            field=key,
+        )
+
+
+def _check_flat(body: object) -> dict[str, Value]:
+    """A copy of ``body`` once it is known to map field names to str/int values."""
+    if not isinstance(body, Mapping):
+        raise InvalidRequest("a request is a JSON object of fields")
+    for key, value in body.items():
+        _check_field(key, value)
+    return dict(body)
+
+
+def _require(fields: Mapping[str, Value], names: frozenset[str]) -> None:
+    missing = sorted(names - fields.keys())
+    if missing:
+        raise InvalidRequest(f"missing field(s): {', '.join(missing)}", missing=missing)
+
+
+def _check_nonce(nonce: Value) -> None:
+    if not isinstance(nonce, int) or not 0 < nonce <= MAX_NONCE:
+        raise InvalidRequest(f"nonce must be a positive integer up to {MAX_NONCE}", field="nonce")
+
+
+def _check_strings(fields: Mapping[str, Value], names: tuple[str, ...]) -> None:
+    for name in names:
+        if not isinstance(fields[name], str) or not fields[name]:
+            raise InvalidRequest(f"field {name!r} must be a non-empty string", field=name)
+
+
+def sign_request(key: PrivateKey, fields: Mapping[str, Value]) -> dict[str, Value]:
+    """A copy of ``fields`` with ``address`` (the key's) and its ``signature`` added."""
+    body = _check_flat(fields)
+    if SIGNATURE in body:
+        raise InvalidRequest("fields are already signed", field=SIGNATURE)
+    if body.setdefault("address", key.address) != key.address:
+        raise InvalidRequest("address field is not the signing key's address", field="address")
+    _require(body, REQUIRED_FIELDS)
+    _check_nonce(body["nonce"])
+    _check_strings(body, ("action", "exchange"))
+    body[SIGNATURE] = key.sign_message(canonical_document(body))
+    return body
+
+
+def verify_request(body: Mapping[str, object]) -> str:
+    """The signer's address if ``body`` is a well-formed, correctly signed request.
+
+    InvalidRequest (or its AddressError) for a malformed body, SignatureError when the
+    signature does not verify for ``address``. Replay and exchange checks are the caller's.
+    """
+    fields = _check_flat(body)
+    _require(fields, REQUIRED_FIELDS | {SIGNATURE})
+    _check_nonce(fields["nonce"])
+    _check_strings(fields, ("action", "exchange", "address", SIGNATURE))
+    address = str(fields["address"])
+    address_network(address)  # AddressError unless a P2PKH address
+    if not verify_message(address, str(fields[SIGNATURE]), canonical_document(fields)):
+        raise SignatureError("signature does not verify for address", address=address)
+    return address
+
+
+class NonceSource:
+    """Strictly increasing nonces: microseconds since the epoch, or last + 1 if the clock
+    has not moved on (or went back). Thread-safe; ``start`` resumes after a known nonce."""
+
+    def __init__(self, start: int = 0, clock: Callable[[], int] = time.time_ns) -> None:
+        self._last = start
+        self._clock = clock  # nanoseconds, like time.time_ns
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        now_us = self._clock() // 1000
+        with self._lock:
+            self._last = max(now_us, self._last + 1)
+            return self._last
+
+    @property
+    def last(self) -> int:
+        return self._last
+
+
+def bid_fields(
+    *, exchange: str, address: str, nonce: int, type: str, article: str, price: int
+) -> dict[str, Value]:
+    """The unsigned fields of a bid (DESIGN.md §4: type buy|sell, article, price in sat)."""
+    if type not in BID_TYPES:
+        raise InvalidRequest(f"bid type must be 'buy' or 'sell', not {type!r}", field="type")
+    if not isinstance(article, str) or not article:
+        raise InvalidRequest("article must be a non-empty string", field="article")
+    fields: dict[str, Value] = {
+        "action": BID_ACTION,
+        "exchange": exchange,
+        "address": address,
+        "nonce": nonce,
+        "type": type,
+        "article": article,
+        "price": check_price(price),
+    }
+    return fields
