@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bitwrk.errors import BitwrkError
 from bitwrk.identity import load_or_create_key
-from bitwrk.keys import NETWORKS, address_network, is_test_network
+from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
 from .config import Config, Timeouts, default_data_dir
@@ -77,7 +77,11 @@ async def _credit(args: argparse.Namespace) -> int:
 
     if address_network(args.address) == "mainnet":
         raise BitwrkError("play money is for test networks only")
-    key = load_or_create_key(_key_path(args.db, args.operator_key), "testnet")
+    path = _key_path(args.db, args.operator_key)
+    try:
+        key = PrivateKey.from_wif(path.read_text().strip())
+    except FileNotFoundError:
+        raise BitwrkError(f"no operator key at {path}; pass --db or --operator-key") from None
     async with ExchangeClient(args.exchange, key) as client:
         deposit = await client.deposit(args.address, args.satoshi, kind="play",
                                        uid="play-" + secrets.token_hex(12), ref="faucet")

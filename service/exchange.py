@@ -260,6 +260,8 @@ class Exchange:
                 raise Forbidden("only the bidder can cancel a bid")
             if row["state"] != "placed":
                 raise WrongPhase(f"bid is {row['state']}, not placed", state=row["state"])
+            if row["expires"] <= now:  # past its lifetime; retirement is about to close it
+                raise WrongPhase("bid has expired", state="expired")
             self._close_bid(row, "cancelled", now)
         self.books.get(row["article"]).remove(bid_id)
         bid = self.bid(bid_id)
