@@ -110,3 +110,39 @@ def error_classes() -> dict[str, type[BitwrkError]]:
         found.setdefault(cls.code, cls)
         todo.extend(cls.__subclasses__())
     return found
+
+
+# --- content-addressed storage and transfer (bitwrk/cas, DESIGN.md §6) ---------------------
+
+
+class IntegrityError(BitwrkError):
+    """Bytes that do not hash to what they were promised under (a chunk, a whole file).
+
+    Carries ``expected`` and ``actual`` SHA-256 hex digests where both are known.
+    """
+
+    code = "integrity_error"
+
+
+class ChunkMissing(NotFound):
+    """Chunks a file or job needs are not in the chunk store; carries ``missing`` (hashes)."""
+
+    code = "chunk_missing"
+
+
+class ManifestError(InvalidRequest):
+    """A job manifest that is malformed, not canonical, unsafe or over a limit."""
+
+    code = "bad_manifest"
+
+
+class TransferError(InvalidRequest):
+    """A chunk stream or wanted list that is malformed, truncated or carries the wrong chunks."""
+
+    code = "bad_transfer"
+
+
+class SealError(BitwrkError):
+    """A sealed result that fails authentication: wrong key, tampered, truncated, reordered."""
+
+    code = "bad_seal"

@@ -1,0 +1,128 @@
+"""Sealed results for the fair exchange: encrypt with a one-time key, reveal the key later.
+
+DESIGN.md §6: the seller returns the result encrypted, the buyer signs a receipt over
+SHA-256 of the ciphertext, the seller publishes the key with its ``result`` message, the
+buyer decrypts. The original used AES-256-OFB with a zero IV and no authentication
+(``bitwrk-original.md`` §4.2 step 11), so a flipped bit went unnoticed; here it is AEAD.
+
+Format, version 1::
+
+    header  = b"BWR" | 0x01 | record size (u32 big-endian)          8 bytes
+    record i = AES-256-GCM(key, nonce_i, plaintext_i, aad = header | final_i)
+
+Every record holds ``record size`` plaintext bytes except the last, which holds 0..record
+size and is the only one with ``final = 0x01`` (an empty result is one empty final
+record). This is the chunked-AEAD "STREAM" idea (Hoang, Reyhanitabar, Rogaway, Vizár,
+"Online Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance", CRYPTO 2015):
+the counter in the nonce catches reordering, the final flag catches truncation at a
+record boundary, the header in the AAD catches a changed record size. The nonce is 4 zero
+bytes and a 64-bit counter — NIST SP 800-38D §8.2.1's deterministic construction — which
+is safe because every key is fresh from ``secrets`` and seals exactly one result.
+
+64 KiB records: ``packaging-facts.md`` §4 measured AES-GCM at 3.1–3.8 GB/s encrypt and
+4.2–4.3 GB/s decrypt in 64 KiB records (cache-resident) against 1.3–1.6 GB/s one-shot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+from collections.abc import Iterator
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import SealError
+
+__all__ = [
+    "KEY_SIZE",
+    "RECORD_SIZE",
+    "SEAL_MAGIC",
+    "TAG_SIZE",
+    "ciphertext_hash",
+    "seal",
+    "unseal",
+]
+
+SEAL_MAGIC = b"BWR\x01"
+KEY_SIZE = 32
+TAG_SIZE = 16
+RECORD_SIZE = 64 * 1024
+_MIN_RECORD = 16
+_MAX_RECORD = 16 * 1024 * 1024
+_HEADER = struct.Struct(">4sI")
+_NONCE = struct.Struct(">4xQ")
+
+
+def ciphertext_hash(ciphertext: bytes) -> str:
+    """SHA-256 hex of a sealed result: what the buyer's receipt signs."""
+    return hashlib.sha256(ciphertext).hexdigest()
+
+
+def seal(plaintext: bytes, *, record_size: int = RECORD_SIZE) -> tuple[bytes, bytes]:
+    """Encrypt ``plaintext`` under a fresh one-time key; returns ``(key, ciphertext)``."""
+    if not _MIN_RECORD <= record_size <= _MAX_RECORD:
+        raise ValueError(f"record_size must be {_MIN_RECORD}..{_MAX_RECORD}")
+    key = secrets.token_bytes(KEY_SIZE)
+    header = _HEADER.pack(SEAL_MAGIC, record_size)
+    aead = AESGCM(key)
+    view = memoryview(plaintext)
+    parts = [header]
+    for index, start, final in _record_spans(len(view), record_size):
+        parts.append(aead.encrypt(_NONCE.pack(index), view[start:start + record_size],
+                                  _aad(header, final)))
+    return key, b"".join(parts)
+
+
+def unseal(key: bytes, ciphertext: bytes) -> bytes:
+    """Decrypt a sealed result; any wrong key, flipped bit, cut or reorder raises SealError."""
+    if len(key) != KEY_SIZE:
+        raise SealError(f"a result key is {KEY_SIZE} bytes", size=len(key))
+    header, record_size = _read_header(ciphertext)
+    body = memoryview(ciphertext)[_HEADER.size:]
+    aead = AESGCM(key)
+    stride = record_size + TAG_SIZE
+    parts = []
+    for index, start, final in _record_spans(_plain_length(len(body), stride), record_size):
+        record = body[index * stride:index * stride + stride]
+        try:
+            parts.append(aead.decrypt(_NONCE.pack(index), record, _aad(header, final)))
+        except InvalidTag:
+            raise SealError("sealed result does not authenticate: wrong key, or the "
+                            "ciphertext was changed, cut short or reordered",
+                            record=index, offset=start) from None
+    return b"".join(parts)
+
+
+def _aad(header: bytes, final: bool) -> bytes:
+    return header + (b"\x01" if final else b"\x00")
+
+
+def _record_spans(length: int, record_size: int) -> Iterator[tuple[int, int, bool]]:
+    """(index, plaintext offset, is final) of each record; at least one record."""
+    count = max(1, -(-length // record_size))
+    for index in range(count):
+        yield index, index * record_size, index == count - 1
+
+
+def _read_header(ciphertext: bytes) -> tuple[bytes, int]:
+    if len(ciphertext) < _HEADER.size:
+        raise SealError("sealed result is shorter than its header", size=len(ciphertext))
+    magic, record_size = _HEADER.unpack_from(ciphertext)
+    if magic != SEAL_MAGIC:
+        raise SealError("not a BitWrk sealed result (bad magic or version)")
+    if not _MIN_RECORD <= record_size <= _MAX_RECORD:
+        raise SealError("sealed result has an invalid record size", record_size=record_size)
+    return bytes(ciphertext[:_HEADER.size]), record_size
+
+
+def _plain_length(body: int, stride: int) -> int:
+    """Plaintext length implied by the body's length; a body no record can have raises."""
+    full, last = divmod(body, stride)
+    if last == 0 and full > 0:
+        full, last = full - 1, stride  # the final record is a full one
+    if last < TAG_SIZE:
+        raise SealError("sealed result is truncated (no room for the last record's tag)",
+                        size=body)
+    return full * (stride - TAG_SIZE) + last - TAG_SIZE
