@@ -15,7 +15,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    result = run("ruff", "check", "bitwrk", "service", "tests", "bench")
+    dirs = [d for d in ("bitwrk", "service", "tests", "bench") if (ROOT / d).is_dir()]
+    result = run("ruff", "check", *dirs)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
