@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .errors import ApiError, BitwrkError, ReplayError, error_classes
+from .errors import ApiError, BitwrkError, ReplayError, StaleRevision, error_classes
 from .keys import PrivateKey
 from .protocol import NonceSource, Value, sign_request
 
@@ -160,14 +160,24 @@ class ExchangeClient:
     async def send_message(
         self, txid: int, action: str, revision: int | None = None, **fields: Value
     ) -> dict[str, Any]:
-        """Send a transaction message; ``revision`` defaults to the transaction's current one."""
-        if revision is None:
-            revision = int((await self.transaction(txid))["revision"])
-        body: dict[str, Value] = {"action": action, "txid": txid, "revision": revision, **fields}
-        result: dict[str, Any] = await self.post_signed(
-            f"/api/v1/transactions/{txid}/messages", body
-        )
-        return result
+        """Send a transaction message. Without ``revision`` it is read from the exchange, and
+        re-read if the other party's message got in first (buyer and seller both speak in
+        ESTABLISHING); with an explicit ``revision`` a stale one is an error."""
+        for attempt in range(4):
+            current = revision
+            if current is None:
+                current = int((await self.transaction(txid))["revision"])
+            body: dict[str, Value] = {"action": action, "txid": txid, "revision": current,
+                                      **fields}
+            try:
+                result: dict[str, Any] = await self.post_signed(
+                    f"/api/v1/transactions/{txid}/messages", body
+                )
+                return result
+            except StaleRevision:
+                if revision is not None or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     async def account(self, address: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await self.get(f"/api/v1/accounts/{address or self.address}")

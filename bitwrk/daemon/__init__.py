@@ -1,0 +1,201 @@
+"""The BitWrk daemon: trades for a buyer and a seller from one background thread.
+
+``Daemon`` wires the runtime (thread + loop), the identity, the exchange client, the events
+watcher, the journal, the chunk store and the two agents. Commands are frozen dataclasses
+handed in with :meth:`Daemon.submit`; results come back as events from :meth:`Daemon.pump`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..cas import ChunkStore
+from ..client import ExchangeClient
+from ..identity import load_or_create_key
+from ..keys import PrivateKey
+from . import paths
+from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
+from .endpoint import endpoint_app
+from .events import Event, JobDone
+from .journal import Journal
+from .runtime import Runtime
+from .seller import Executor, Offer, SellerAgent
+from .watch import Watcher
+
+log = logging.getLogger("bitwrk.daemon")
+
+
+@dataclass(frozen=True)
+class BuyJob:
+    article: str
+    mandate: Mandate
+    units: tuple[tuple[str, bytes], ...]  # (unit id, canonical manifest)
+    out_dir: Path  # results land here as <unit id>.<suffix>
+    suffix: str = ".exr"
+    concurrency: int = 4
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class StartSelling:
+    offer: Offer
+    executor: Executor
+    host: str = "127.0.0.1"
+    port: int = 0
+    public_url: str | None = None  # what buyers connect to; default http://host:port
+
+
+@dataclass(frozen=True)
+class PauseSelling:
+    paused: bool
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    exchange_url: str
+    data_dir: Path = field(default_factory=paths.data_dir)
+    cache_dir: Path = field(default_factory=paths.cache_dir)
+    network: str = "testnet"  # for a new key; the address prefix is the same on all test nets
+    store_cap: int = 8 * 1024**3
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.key: PrivateKey = load_or_create_key(config.data_dir / "identity.wif",
+                                                  config.network)
+        self.runtime = Runtime(self._handle)
+        self.client: ExchangeClient | None = None
+        self.buyer: BuyerAgent | None = None
+        self.seller: SellerAgent | None = None
+        self.endpoint_url: str | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    # -- caller's thread ------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Start the thread and connect; returns the exchange's info."""
+        self.runtime.start()
+        info: dict[str, Any] = self.runtime.call(self._connect(), timeout)
+        return info
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        return self.runtime.stop(timeout)
+
+    def submit(self, command: Any) -> None:
+        self.runtime.submit(command)
+
+    def pump(self, budget: float = 0.005) -> list[Event]:
+        return self.runtime.pump(budget)
+
+    def call(self, coro: Any, timeout: float | None = None) -> Any:
+        return self.runtime.call(coro, timeout)
+
+    # -- loop thread ----------------------------------------------------------------------
+
+    async def _connect(self) -> dict[str, Any]:
+        self.client = ExchangeClient(self.config.exchange_url, self.key)
+        info = await self.client.info()
+        self.journal = Journal(self.config.data_dir / "journal.sqlite3")
+        self.store = ChunkStore(self.config.cache_dir / "chunks", self.config.store_cap)
+        self.watcher = Watcher(self.client)
+        self.watcher.start()
+        spool = self.config.data_dir / "spool"
+        self.buyer = BuyerAgent(self.client, self.watcher, self.journal, self.store,
+                                self.runtime.post, spool, int(info["fee_bps"]))
+        self.runtime.on_shutdown(self._close)
+        for job_id in self.journal.jobs("active"):
+            log.info("resuming job %s", job_id)
+            self.runtime.spawn(self._resume(job_id), f"resume {job_id}")
+        return info
+
+    async def _close(self) -> None:
+        if self.seller is not None:
+            await self.seller.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.watcher.close()
+        if self.client is not None:
+            await self.client.close()
+        await asyncio.to_thread(self.store.close)
+        self.journal.close()
+
+    async def _handle(self, command: Any) -> None:
+        if isinstance(command, BuyJob):
+            await self._buy(command)
+        elif isinstance(command, CancelJob):
+            assert self.buyer is not None
+            self.buyer.cancelled.add(command.job_id)
+        elif isinstance(command, StartSelling):
+            await self.start_selling(command)
+        elif isinstance(command, PauseSelling) and self.seller is not None:
+            if command.paused:
+                self.seller.paused.clear()
+            else:
+                self.seller.paused.set()
+        else:
+            raise TypeError(f"unknown command {command!r}")
+
+    async def _buy(self, job: BuyJob) -> None:
+        m = job.mandate
+        self.journal.add_job(job.job_id, job.article, m.max_price, m.budget, m.valid_until,
+                             {"concurrency": job.concurrency, "out_dir": str(job.out_dir),
+                              "suffix": job.suffix},
+                             [(uid, {"manifest": raw.decode()}) for uid, raw in job.units])
+        await self._run(job.job_id)
+
+    async def _resume(self, job_id: str) -> None:
+        await self._run(job_id)
+
+    async def _run(self, job_id: str) -> None:
+        assert self.buyer is not None
+        row = self.journal.job(job_id)
+        assert row is not None
+        mandate = Mandate(row["max_price"], row["budget"], row["valid_until"])
+        spec = row["spec"]
+        sink = DirectorySink(Path(spec["out_dir"]), spec["suffix"])
+        run = JobRun(job_id, row["article"], mandate, sink)
+        done, failed = await self.buyer.run_job(run, int(spec["concurrency"]))
+        self.journal.set_job_state(job_id, "finished")
+        self.runtime.post(JobDone(job_id, done, failed, run.spent))
+
+    async def start_selling(self, command: StartSelling) -> str:
+        assert self.client is not None
+        if self.seller is not None:
+            return self.endpoint_url or ""
+        exchange_id = await self.client.exchange_id()
+        self.seller = SellerAgent(self.client, self.watcher, self.journal, self.store,
+                                  command.executor, command.offer, "", self.runtime.post,
+                                  self.config.cache_dir / "work")
+        (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
+        self._runner = web.AppRunner(endpoint_app(self.seller, exchange_id),
+                                     access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, command.host, command.port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        base = command.public_url or f"http://{command.host}:{port}"
+        self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
+        self.seller.endpoint_url = self.endpoint_url
+        await self.seller.start()
+        return self.endpoint_url
+
+
+__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "Mandate", "Offer", "PauseSelling",
+           "StartSelling"]

@@ -1,0 +1,341 @@
+"""The buyer's side of trading: a job's units bought under a mandate.
+
+Each unit gets a buy bid at the mandate's max price; a matched trade is driven phase by
+phase from what the exchange says (so a restarted daemon resumes any trade from its
+journal); a failed, expired or rejected trade puts the unit back to be bought again
+(avoiding that seller), and a unit is marked done — and paid — exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from ..cas import ChunkStore, JobManifest, ciphertext_hash, decode_wanted, unseal
+from ..cas.transfer import stream_chunks
+from ..client import ExchangeClient, raise_for_error
+from ..errors import BitwrkError
+from ..money import fee_for
+from ..protocol import NonceSource
+from .events import Event, UnitDone, UnitFailed, UnitProgress
+from .journal import Journal
+from .peer import sign_peer
+from .watch import Watcher
+
+log = logging.getLogger("bitwrk.buyer")
+SLACK = 5.0
+MAX_ATTEMPTS = 6
+RETIRED = ("FINISHED", "CANCELLED", "EXPIRED", "WORK_DISPUTED", "RESULT_DISPUTED")
+
+
+class ResultSink(Protocol):
+    """Checks and stores a decrypted result; raises to dispute it."""
+
+    def accept(self, job_id: str, unit_id: str, result: bytes) -> Path: ...
+
+
+EXR_MAGIC = b"\x76\x2f\x31\x01"  # OpenEXR files start with these bytes
+
+
+@dataclass(frozen=True)
+class DirectorySink:
+    """Writes each result to ``directory/<unit id><suffix>``; EXR results must look like EXR
+    (a seller cannot be paid for garbage that decrypts fine)."""
+
+    directory: Path
+    suffix: str = ".exr"
+
+    def accept(self, job_id: str, unit_id: str, result: bytes) -> Path:
+        if self.suffix == ".exr" and not result.startswith(EXR_MAGIC):
+            raise BitwrkError("result is not an OpenEXR file")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / f"{unit_id}{self.suffix}"
+        tmp = target.with_suffix(target.suffix + ".part")
+        tmp.write_bytes(result)
+        tmp.replace(target)
+        return target
+
+
+@dataclass(frozen=True)
+class Mandate:
+    max_price: int  # per unit, satoshi
+    budget: int  # price + fee over the whole job
+    valid_until: float  # epoch seconds
+
+
+class Retry(BitwrkError):
+    """This trade failed; buy the unit again (from another seller if ``blame``)."""
+
+    code = "retry"
+
+    def __init__(self, message: str, blame: bool = False) -> None:
+        super().__init__(message)
+        self.blame = blame
+
+
+@dataclass
+class JobRun:
+    job_id: str
+    article: str
+    mandate: Mandate
+    sink: ResultSink
+    avoid: set[str] = field(default_factory=set)
+    spent: int = 0
+    sent: dict[int, int] = field(default_factory=dict)  # bytes pushed per transaction
+
+
+class BuyerAgent:
+    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+                 store: ChunkStore, post: Callable[[Event], None], spool: Path,
+                 fee_bps: int) -> None:
+        self.client = client
+        self.watcher = watcher
+        self.journal = journal
+        self.store = store
+        self.post = post
+        self.spool = spool
+        self.fee_bps = fee_bps
+        self.nonces = NonceSource()
+        self.cancelled: set[str] = set()
+
+    # -- a job ------------------------------------------------------------------------------
+
+    async def run_job(self, run: JobRun, concurrency: int) -> tuple[int, int]:
+        """Buy every pending unit; (done, failed)."""
+        limit = asyncio.Semaphore(concurrency)
+        units = [u for u in self.journal.units(run.job_id) if u.state not in ("done", "failed")]
+        manifests = {u.unit_id: JobManifest.from_json(u.payload["manifest"].encode())
+                     for u in units}
+        with contextlib.ExitStack() as pins:
+            for manifest in manifests.values():
+                pins.enter_context(self.store.pin(manifest.chunks()))
+            await asyncio.gather(*(self._unit(run, u.unit_id, manifests[u.unit_id], limit)
+                                   for u in units))
+        rows = self.journal.units(run.job_id)
+        done = sum(r.state == "done" for r in rows)
+        return done, sum(r.state == "failed" for r in rows)
+
+    async def _unit(self, run: JobRun, unit_id: str, manifest: JobManifest,
+                    limit: asyncio.Semaphore) -> None:
+        while True:
+            row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
+            if row.state in ("done", "failed"):
+                return
+            reason = self._give_up(run, row.attempts)
+            if reason:
+                self.journal.update_unit(run.job_id, unit_id, state="failed", error=reason)
+                self.post(UnitFailed(run.job_id, unit_id, reason, final=True))
+                return
+            async with limit:
+                try:
+                    await self._attempt(run, unit_id, manifest, row.txid)
+                except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    log.info("unit %s/%s: %s", run.job_id, unit_id, exc)
+                    self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
+                                             bid_id=None, error=str(exc)[:300])
+                    self.post(UnitFailed(run.job_id, unit_id, str(exc)[:300], final=False))
+
+    def _give_up(self, run: JobRun, attempts: int) -> str | None:
+        if run.job_id in self.cancelled:
+            return "job cancelled"
+        if attempts >= MAX_ATTEMPTS:
+            return f"gave up after {attempts} attempts"
+        if time.time() > run.mandate.valid_until:
+            return "mandate expired"
+        return None
+
+    async def _attempt(self, run: JobRun, unit_id: str, manifest: JobManifest,
+                       txid: int | None) -> None:
+        if txid is None:
+            txid = await self._buy(run, unit_id)
+        await self._drive(run, unit_id, manifest, txid)
+
+    async def _buy(self, run: JobRun, unit_id: str) -> int:
+        price = run.mandate.max_price
+        reserve = price + fee_for(price, self.fee_bps)
+        if not self.journal.commit_budget(run.job_id, reserve):
+            raise BitwrkError("budget used up")
+        row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
+        try:
+            bid = await self.client.place_bid("buy", run.article, price)
+        except BaseException:
+            self.journal.commit_budget(run.job_id, -reserve)
+            raise
+        self.journal.update_unit(run.job_id, unit_id, state="bidding", bid_id=bid["id"],
+                                 attempts=row.attempts + 1)
+        self.post(UnitProgress(run.job_id, unit_id, "bidding"))
+        lifetime = float(bid["expires"]) - float(bid["created"])
+        bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != "placed",
+                                      lifetime + SLACK)
+        if bid["state"] != "matched":
+            self.journal.commit_budget(run.job_id, -reserve)
+            self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)  # no fault
+            raise Retry(f"bid {bid['state']} without a seller")
+        txid = int(bid["txid"])
+        tx = await self.client.transaction(txid)
+        # the reservation becomes the trade's real cost
+        self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
+        self.journal.update_unit(run.job_id, unit_id, state="trading", txid=txid,
+                                 seller=tx["seller"], price=tx["price"])
+        if tx["seller"] in run.avoid:  # not the unit's failure: the attempt does not count
+            await self._cancel(txid)
+            self._refund_budget(run, tx)
+            self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)
+            raise Retry(f"matched seller {tx['seller']} failed before")
+        return txid
+
+    # -- one trade, driven by its phase -------------------------------------------------------
+
+    async def _drive(self, run: JobRun, unit_id: str, manifest: JobManifest, txid: int) -> None:
+        tx = await self.client.transaction(txid)
+        try:
+            while True:
+                phase = tx["phase"]
+                self.post(UnitProgress(run.job_id, unit_id, phase.lower(), txid, tx["seller"]))
+                if phase == "ESTABLISHING":
+                    tx = await self._establish(run, unit_id, manifest, tx)
+                elif phase == "TRANSMITTING":
+                    tx = await self._transmit(run, manifest, tx)
+                elif phase == "WORKING":
+                    tx = await self._fetch(tx)
+                elif phase == "UNVERIFIED":
+                    await self._verify(run, unit_id, tx)
+                    return
+                else:
+                    raise Retry(f"trade {txid} ended {phase}", blame=True)
+        except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # the seller's endpoint failing, timing out or rejecting: try someone else
+            seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
+            if seller_fault or (isinstance(exc, Retry) and exc.blame):
+                run.avoid.add(tx["seller"])
+            await self._cancel(txid)
+            self._refund_budget(run, tx)
+            raise
+
+    def _refund_budget(self, run: JobRun, tx: dict[str, Any]) -> None:
+        self.journal.commit_budget(run.job_id, -(tx["price"] + tx["fee"]))
+        self.journal.save_trade(tx["id"], "buyer", "closed")
+
+    async def _establish(self, run: JobRun, unit_id: str, manifest: JobManifest,
+                         tx: dict[str, Any]) -> dict[str, Any]:
+        txid = tx["id"]
+        if tx["workhash"] is None:
+            secret = secrets.token_hex(32)
+            workhash = manifest.workhash
+            proof = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
+            # the secret is journalled before it can matter
+            self.journal.save_trade(txid, "buyer", "open", job_id=run.job_id, unit_id=unit_id,
+                                    buyersecret=secret, workhash=workhash)
+            tx = await self.client.send_message(txid, "work", workhash=workhash,
+                                                worksecrethash=proof)
+        return await self.watcher.wait("transaction", txid,
+                                       lambda t: t["phase"] != "ESTABLISHING", _until(tx))
+
+    async def _transmit(self, run: JobRun, manifest: JobManifest,
+                        tx: dict[str, Any]) -> dict[str, Any]:
+        txid, url = tx["id"], tx["workerurl"]
+        trade = self.journal.trade(txid)
+        if trade is None or trade["buyersecret"] is None:
+            raise Retry("no journalled secret for this trade")
+        exchange = await self.client.exchange_id()
+        key = self.client.key
+        assert key is not None
+        raw = manifest.to_json()
+        async with asyncio.timeout(_until(tx)):
+            headers = sign_peer(key, self.nonces, exchange, "manifest", txid,
+                                workhash=manifest.workhash, buyersecret=trade["buyersecret"])
+            wanted_raw = await self._peer("POST", f"{url}/manifest", headers, raw)
+            wanted = decode_wanted(wanted_raw, manifest.chunks())
+            run.sent[txid] = len(raw)
+            if wanted:
+                headers = sign_peer(key, self.nonces, exchange, "chunks", txid)
+                pieces = stream_chunks(self.store, wanted)
+                await self._peer("POST", f"{url}/chunks", headers, _aiter(pieces))
+                run.sent[txid] += sum(ref.size for ref in wanted)
+        return await self.watcher.wait("transaction", txid,
+                                       lambda t: t["phase"] != "TRANSMITTING", _until(tx))
+
+    async def _fetch(self, tx: dict[str, Any]) -> dict[str, Any]:
+        """Get the sealed result, keep it, sign the receipt over its hash."""
+        txid, url = tx["id"], tx["workerurl"]
+        exchange = await self.client.exchange_id()
+        key = self.client.key
+        assert key is not None
+        path = self.spool / f"tx{txid}.sealed"
+        async with asyncio.timeout(_until(tx)):
+            if not path.exists():
+                headers = sign_peer(key, self.nonces, exchange, "fetch", txid)
+                ciphertext = await self._peer("GET", f"{url}/result", headers, None)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.with_suffix(".tmp").write_bytes(ciphertext)
+                path.with_suffix(".tmp").replace(path)
+                self.journal.save_trade(txid, "buyer", "open", ciphertext=str(path))
+            enc = ciphertext_hash(path.read_bytes())
+            headers = sign_peer(key, self.nonces, exchange, "receipt", txid,
+                                encresulthash=enc, receipt=key.sign_message(enc))
+            await self._peer("POST", f"{url}/receipt", headers, b"")
+        return await self.watcher.wait("transaction", txid,
+                                       lambda t: t["phase"] != "WORKING", _until(tx))
+
+    async def _verify(self, run: JobRun, unit_id: str, tx: dict[str, Any]) -> None:
+        txid = tx["id"]
+        path = self.spool / f"tx{txid}.sealed"
+        try:
+            result = unseal(bytes.fromhex(tx["resultkey"]), path.read_bytes())
+            stored = run.sink.accept(run.job_id, unit_id, result)
+        except (BitwrkError, ValueError, OSError) as exc:
+            with contextlib.suppress(BitwrkError):
+                await self.client.send_message(txid, "dispute", reason=str(exc)[:400])
+            raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
+        # Mark done before accepting: a crash in between leaves the trade to time out into
+        # payment (once); never a second purchase of a unit we already have.
+        if self.journal.claim_unit(run.job_id, unit_id, "trading", "done", result=str(stored)):
+            await self.client.send_message(txid, "accept")
+            run.spent += tx["price"] + tx["fee"]
+            self.post(UnitDone(run.job_id, unit_id, str(stored), tx["price"], tx["fee"],
+                               tx["seller"], txid, run.sent.get(txid, 0)))
+        self.journal.save_trade(txid, "buyer", "closed")
+        path.unlink(missing_ok=True)
+
+    async def _cancel(self, txid: int) -> None:
+        with contextlib.suppress(BitwrkError, aiohttp.ClientError):
+            tx = await self.client.transaction(txid)
+            if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
+                await self.client.send_message(txid, "cancel")
+
+    async def _peer(self, method: str, url: str, headers: dict[str, str], body: Any) -> bytes:
+        async with self.client.session.request(method, url, headers=headers, data=body,
+                                               timeout=aiohttp.ClientTimeout(total=None)
+                                               ) as resp:
+            data = await resp.read()
+            if resp.status >= 400:
+                try:
+                    import json
+
+                    raise_for_error(resp.status, json.loads(data))
+                except ValueError:
+                    raise_for_error(resp.status, data[:200].decode(errors="replace"))
+            return data
+
+
+def _until(tx: dict[str, Any]) -> float:
+    deadline = tx.get("timeout")
+    if deadline is None:
+        return SLACK
+    return max(1.0, float(deadline) - time.time() + SLACK)
+
+
+async def _aiter(pieces: Any) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+        await asyncio.sleep(0)

@@ -1,0 +1,100 @@
+"""The seller's worker endpoint (HTTP): where buyers push jobs and fetch sealed results.
+
+Routes under ``/bitwrk/v1/tx/{txid}``; every request carries the buyer's signature (see
+:mod:`peer`). Bodies are raw bytes: a canonical manifest, a chunk stream, a ciphertext.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import BitwrkError, Forbidden, InvalidRequest, SignatureError
+from .peer import HEADER, PeerGate
+from .seller import SellerAgent
+
+log = logging.getLogger("bitwrk.seller")
+MAX_MANIFEST = 4 * 1024 * 1024
+STATUS = {"bad_signature": 401, "forbidden": 403, "replayed": 409, "too_large": 413}
+SELLER = web.AppKey("seller", SellerAgent)
+GATE = web.AppKey("gate", PeerGate)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BitwrkError as exc:
+        status = STATUS.get(exc.code, 400 if isinstance(exc, InvalidRequest) else 409)
+        if isinstance(exc, (SignatureError, Forbidden)):
+            status = STATUS[exc.code]
+        return web.json_response(exc.to_json(), status=status)
+
+
+def _check(request: web.Request, action: str) -> tuple[SellerAgent, int, dict[str, object]]:
+    seller = request.app[SELLER]
+    text = request.match_info["txid"]
+    if not text.isdigit():
+        raise web.HTTPNotFound()
+    txid = int(text)
+    trade = seller.trade_for(txid)
+    body = request.app[GATE].check(request.headers.get(HEADER), action, txid, trade.buyer)
+    return seller, txid, body
+
+
+async def post_manifest(request: web.Request) -> web.Response:
+    seller, txid, auth = _check(request, "manifest")
+    raw = await request.content.read(MAX_MANIFEST + 1)
+    if len(raw) > MAX_MANIFEST:
+        raise InvalidRequest("manifest too large")
+    wanted = await seller.accept_manifest(seller.trade_for(txid), raw, str(auth["workhash"]),
+                                          str(auth["buyersecret"]))
+    return web.Response(body=wanted, content_type="application/octet-stream")
+
+
+async def post_chunks(request: web.Request) -> web.Response:
+    seller, txid, _ = _check(request, "chunks")
+    trade = seller.trade_for(txid)
+    receiver = seller.receiver(trade)
+    async for piece in request.content.iter_chunked(256 * 1024):
+        receiver.feed(piece)
+    receiver.finish()
+    trade.bytes_received += receiver.wire_bytes
+    trade.work_ready.set()
+    return web.json_response({"chunks": receiver.chunks_stored, "bytes": receiver.wire_bytes})
+
+
+async def get_result(request: web.Request) -> web.Response:
+    seller, txid, _ = _check(request, "fetch")
+    trade = seller.trade_for(txid)
+    await trade.result_ready.wait()
+    if trade.ciphertext is None:
+        raise BitwrkError(f"no result: {trade.failure}")
+    return web.Response(body=trade.ciphertext, content_type="application/octet-stream")
+
+
+async def post_receipt(request: web.Request) -> web.Response:
+    seller, txid, auth = _check(request, "receipt")
+    seller.accept_receipt(seller.trade_for(txid), str(auth["encresulthash"]),
+                          str(auth["receipt"]))
+    return web.json_response({"ok": True})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SELLER].status(), dumps=lambda o: json.dumps(o))
+
+
+def endpoint_app(seller: SellerAgent, exchange_id: str) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=MAX_MANIFEST)
+    app[SELLER] = seller
+    app[GATE] = PeerGate(exchange_id)
+    app.router.add_post("/bitwrk/v1/tx/{txid}/manifest", post_manifest)
+    app.router.add_post("/bitwrk/v1/tx/{txid}/chunks", post_chunks)
+    app.router.add_get("/bitwrk/v1/tx/{txid}/result", get_result)
+    app.router.add_post("/bitwrk/v1/tx/{txid}/receipt", post_receipt)
+    app.router.add_get("/bitwrk/v1/status", get_status)
+    return app

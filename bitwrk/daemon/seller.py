@@ -1,0 +1,294 @@
+"""The seller's side of trading: sell bids per free slot, the worker endpoint, the work.
+
+A slot is a unit of capacity (a set of cores, or a GPU). While free it keeps one sell bid
+per cost class it accepts; the first to match takes the slot and the others are cancelled.
+The buyer pushes the job to the endpoint (manifest, then only the chunks this seller lacks),
+the seller publishes the buyer secret (proving receipt), renders, returns the result sealed
+with a one-time key, and publishes the key only against the buyer's signed receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..cas import ChunkReceiver, ChunkRef, ChunkStore, JobManifest, encode_wanted, seal
+from ..cas.sealing import ciphertext_hash
+from ..client import ExchangeClient
+from ..errors import BitwrkError
+from ..keys import verify_message
+from .events import Event, SellerUnit
+from .journal import Journal
+from .watch import Watcher
+
+log = logging.getLogger("bitwrk.seller")
+SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
+
+
+class Executor(Protocol):
+    """Does the work of one job: the files are assembled in ``workdir``."""
+
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Offer:
+    articles: tuple[str, ...]  # one per accepted cost class
+    min_price: int
+    slots: int = 1
+    error_backoff: float = 20.0  # a slot whose unit failed rests this long before bidding
+
+
+@dataclass
+class SellTrade:
+    txid: int
+    buyer: str
+    price: int
+    deadline: float
+    manifest: JobManifest | None = None
+    wanted: list[ChunkRef] = field(default_factory=list)
+    buyersecret: str | None = None
+    bytes_received: int = 0
+    work_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    result_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    receipt_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ciphertext: bytes | None = None
+    receipt: tuple[str, str] | None = None
+    failure: str | None = None
+    pins: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+
+class SellerAgent:
+    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+                 store: ChunkStore, executor: Executor, offer: Offer, endpoint_url: str,
+                 post: Callable[[Event], None], workroot: Path | None = None) -> None:
+        self.client = client
+        self.watcher = watcher
+        self.journal = journal
+        self.store = store
+        self.executor = executor
+        self.offer = offer
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.post = post
+        self.workroot = workroot or Path(tempfile.gettempdir())
+        self.trades: dict[int, SellTrade] = {}
+        self.open_bids: set[int] = set()
+        self.paused = asyncio.Event()
+        self.paused.set()  # set = selling
+        self.stopping = False
+        self.slot_state: dict[int, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._unwind_after_restart()
+        for slot in range(self.offer.slots):
+            self._tasks.append(asyncio.create_task(self._slot_loop(slot)))
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop bidding, cancel open bids, let current units finish (or reject them)."""
+        self.stopping = True
+        await self._cancel_bids(set(self.open_bids))
+        pending: set[asyncio.Task[None]] = set()
+        if self._tasks:
+            pending = (await asyncio.wait(self._tasks, timeout=grace))[1]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for trade in list(self.trades.values()):
+            if trade.ciphertext is None:
+                await self._reject(trade, "seller shut down")
+
+    async def _unwind_after_restart(self) -> None:
+        """Trades a previous run left open cannot resume their render: reject them cleanly
+        (the buyer is refunded and re-trades the unit)."""
+        for row in self.journal.open_trades("seller"):
+            with contextlib.suppress(BitwrkError):
+                tx = await self.client.transaction(row["txid"])
+                if tx["phase"] in ("TRANSMITTING", "WORKING"):
+                    await self.client.send_message(row["txid"], "reject",
+                                                   reason="seller restarted")
+            self.journal.save_trade(row["txid"], "seller", "closed")
+
+    # -- bidding --------------------------------------------------------------------------
+
+    async def _slot_loop(self, slot: int) -> None:
+        lifetime = float((await self.client.info())["bid_lifetime"])
+        while not self.stopping:
+            self.slot_state[slot] = "paused" if not self.paused.is_set() else "bidding"
+            await self.paused.wait()
+            try:
+                txids = await self._bid_round(lifetime)
+            except BitwrkError as exc:
+                log.warning("slot %d: bidding failed: %s", slot, exc)
+                await asyncio.sleep(2.0)
+                continue
+            for txid in txids:
+                if not await self._serve(slot, txid):
+                    self.slot_state[slot] = "resting after an error"
+                    await asyncio.sleep(self.offer.error_backoff)
+
+    async def _bid_round(self, lifetime: float) -> list[int]:
+        """Place one sell bid per article; wait until one matches (or all expire)."""
+        bids = [await self.client.place_bid("sell", a, self.offer.min_price)
+                for a in self.offer.articles]
+        ids = {b["id"] for b in bids}
+        self.open_bids |= ids
+        waits = {asyncio.create_task(self.watcher.wait(
+            "bid", b["id"], lambda x: x["state"] != "placed", lifetime + SLACK)) for b in bids}
+        try:
+            pending = (await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))[1]
+            for task in pending:
+                task.cancel()
+            await self._cancel_bids({b["id"] for b in bids})
+        finally:
+            self.open_bids -= ids
+        matched = []
+        for bid_id in sorted(ids):
+            with contextlib.suppress(BitwrkError):
+                bid = await self.client.bid(bid_id)
+                if bid["state"] == "matched":
+                    matched.append(int(bid["txid"]))
+        return matched
+
+    async def _cancel_bids(self, ids: set[int]) -> None:
+        for bid_id in ids:
+            with contextlib.suppress(BitwrkError):  # already matched or expired: fine
+                await self.client.cancel_bid(bid_id)
+
+    # -- one trade ------------------------------------------------------------------------
+
+    async def _serve(self, slot: int, txid: int) -> bool:
+        tx = await self.client.transaction(txid)
+        trade = SellTrade(txid, tx["buyer"], tx["price"], float(tx["timeout"] or time.time()))
+        self.trades[txid] = trade
+        self.journal.save_trade(txid, "seller", "open")
+        self.slot_state[slot] = f"trading {txid}"
+        self.post(SellerUnit(txid, trade.buyer, "started", trade.price))
+        started = time.monotonic()
+        try:
+            await self._work(slot, trade)
+            self.post(SellerUnit(txid, trade.buyer, "rendered", trade.price,
+                                 seconds=time.monotonic() - started))
+            waiter = asyncio.create_task(self._await_payment(trade))
+            self._waiters.add(waiter)
+            waiter.add_done_callback(self._waiters.discard)
+            return True
+        except (BitwrkError, TimeoutError, OSError) as exc:
+            log.warning("trade %d failed: %s", txid, exc)
+            trade.failure = str(exc)
+            trade.result_ready.set()
+            await self._reject(trade, str(exc))
+            self.post(SellerUnit(txid, trade.buyer, "failed", trade.price, detail=str(exc)))
+            return False
+        finally:
+            trade.pins.close()
+            self.slot_state[slot] = "idle"
+
+    async def _work(self, slot: int, trade: SellTrade) -> None:
+        await self.client.send_message(trade.txid, "endpoint",
+                                       workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
+        tx = await self.watcher.wait("transaction", trade.txid,
+                                     lambda t: t["phase"] != "ESTABLISHING",
+                                     _until(trade.deadline))
+        if tx["phase"] != "TRANSMITTING":
+            raise BitwrkError(f"transaction ended in {tx['phase']}")
+        async with asyncio.timeout(_until(float(tx["timeout"]))):
+            await trade.work_ready.wait()
+        assert trade.manifest is not None and trade.buyersecret is not None
+        tx = await self.client.send_message(trade.txid, "received",
+                                            buyersecret=trade.buyersecret)
+        workdir = Path(tempfile.mkdtemp(prefix=f"bitwrk-tx{trade.txid}-", dir=self.workroot))
+        try:
+            trade.manifest.assemble(self.store, workdir)
+            async with asyncio.timeout(_until(float(tx["timeout"]))):
+                result = await self.executor.execute(trade.manifest, workdir, slot)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        key, trade.ciphertext = seal(result)
+        trade.result_ready.set()
+        async with asyncio.timeout(_until(float(tx["timeout"]))):
+            await trade.receipt_ready.wait()
+        assert trade.receipt is not None
+        enc, receipt = trade.receipt
+        await self.client.send_message(trade.txid, "result", encresulthash=enc,
+                                       receipt=receipt, resultkey=key.hex())
+
+    async def _await_payment(self, trade: SellTrade) -> None:
+        """Report the payment once the buyer accepts (or review time passes)."""
+        try:
+            tx = await self.watcher.wait("transaction", trade.txid,
+                                         lambda t: t["retired"] is not None, 3600)
+            paid = tx["phase"] == "FINISHED"
+            self.post(SellerUnit(trade.txid, trade.buyer, "paid" if paid else "failed",
+                                 trade.price if paid else 0, detail=tx["phase"]))
+        except (BitwrkError, TimeoutError) as exc:
+            log.info("trade %d: no settlement seen: %s", trade.txid, exc)
+        finally:
+            self.journal.save_trade(trade.txid, "seller", "closed")
+            self.trades.pop(trade.txid, None)
+
+    async def _reject(self, trade: SellTrade, reason: str) -> None:
+        with contextlib.suppress(BitwrkError):
+            tx = await self.client.transaction(trade.txid)
+            if tx["phase"] in ("TRANSMITTING", "WORKING"):
+                await self.client.send_message(trade.txid, "reject", reason=reason[:400])
+        self.journal.save_trade(trade.txid, "seller", "closed")
+        self.trades.pop(trade.txid, None)
+
+    # -- called by the endpoint -------------------------------------------------------------
+
+    def trade_for(self, txid: int) -> SellTrade:
+        trade = self.trades.get(txid)
+        if trade is None:
+            raise BitwrkError(f"no open trade {txid} here")
+        return trade
+
+    async def accept_manifest(self, trade: SellTrade, raw: bytes, workhash: str,
+                              buyersecret: str) -> bytes:
+        tx = await self.client.transaction(trade.txid)
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != workhash or digest != tx["workhash"]:
+            raise BitwrkError("manifest does not match the transaction's workhash")
+        proof = hashlib.sha256(bytes.fromhex(digest) + bytes.fromhex(buyersecret)).hexdigest()
+        if proof != tx["worksecrethash"]:
+            raise BitwrkError("buyer secret does not match worksecrethash")
+        manifest = JobManifest.from_json(raw)
+        trade.pins.enter_context(self.store.pin(manifest.chunks()))
+        trade.manifest, trade.buyersecret = manifest, buyersecret
+        trade.wanted = manifest.needed_chunks(self.store)
+        if not trade.wanted:
+            trade.work_ready.set()
+        return encode_wanted(trade.wanted)
+
+    def receiver(self, trade: SellTrade) -> ChunkReceiver:
+        if trade.manifest is None:
+            raise BitwrkError("send the manifest first")
+        return ChunkReceiver(self.store, trade.wanted)
+
+    def accept_receipt(self, trade: SellTrade, enc: str, receipt: str) -> None:
+        if trade.ciphertext is None or enc != ciphertext_hash(trade.ciphertext):
+            raise BitwrkError("receipt is not for this result")
+        if not verify_message(trade.buyer, receipt, enc):
+            raise BitwrkError("receipt is not signed by the buyer")
+        trade.receipt = (enc, receipt)
+        trade.receipt_ready.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"slots": dict(self.slot_state), "paused": not self.paused.is_set(),
+                "trades": sorted(self.trades)}
+
+
+def _until(deadline: float) -> float:
+    return max(1.0, deadline - time.time() + SLACK)

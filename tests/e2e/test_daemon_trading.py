@@ -1,0 +1,172 @@
+"""Daemons trading through a real exchange process: buyers push work, sellers do it,
+results come back sealed, receipts and keys cross the exchange, money moves once."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitwrk.cas import JobManifest
+from bitwrk.client import ExchangeClient
+from bitwrk.daemon import BuyJob, Daemon, DaemonConfig, Mandate, Offer, StartSelling
+from bitwrk.daemon.buyer import EXR_MAGIC
+from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone, UnitFailed
+from tests.e2e.conftest import ServerProcess
+
+ARTICLE = "net.bitwrk/blender/5.0/512M"
+pytestmark = pytest.mark.slow
+
+
+class FakeRender:
+    """Stands in for Blender: the 'render' is a digest of the job's files and spec."""
+
+    def __init__(self, fail: bool = False, delay: float = 0.05) -> None:
+        self.fail = fail
+        self.delay = delay
+        self.jobs = 0
+
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
+        self.jobs += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise OSError("simulated render crash")
+        return expected_result(manifest, workdir)
+
+
+def expected_result(manifest: JobManifest, workdir: Path) -> bytes:
+    files = {e.name: hashlib.sha256((workdir / e.name).read_bytes()).hexdigest()
+             for e in manifest.files}
+    return EXR_MAGIC + json.dumps({"spec": manifest.spec, "files": files},
+                                  sort_keys=True).encode()
+
+
+@pytest.fixture
+def exchange(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server_factory(timeout_scale=0.2).start()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[[str], Daemon]]:
+    made: list[Daemon] = []
+
+    def make(name: str) -> Daemon:
+        config = DaemonConfig(exchange.url, data_dir=tmp_path / name / "data",
+                              cache_dir=tmp_path / name / "cache")
+        daemon = Daemon(config)
+        daemon.start()
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        assert daemon.stop(20), "daemon thread did not stop"
+
+
+def fund(exchange: ServerProcess, address: str, amount: int) -> None:
+    async def go() -> None:
+        async with ExchangeClient(exchange.url, exchange.operator_key) as op:
+            await op.deposit(address, amount, kind="play", uid="t-" + secrets.token_hex(8))
+    asyncio.run(go())
+
+
+def make_units(tmp_path: Path, store_owner: Daemon, count: int, scene: bytes
+               ) -> list[tuple[str, bytes]]:
+    path = tmp_path / "scene.blend"
+    path.write_bytes(scene)
+    units = []
+    for i in range(count):
+        manifest = JobManifest.from_files({"tile": i}, {"scene.blend": path},
+                                          store_owner.store)
+        units.append((f"tile{i:02d}", manifest.to_json()))
+    return units
+
+
+def collect(daemon: Daemon, job_id: str, timeout: float) -> list[Any]:
+    events: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = daemon.runtime.wait_event(0.2)
+        if event is not None:
+            events.append(event)
+            if isinstance(event, JobDone) and event.job_id == job_id:
+                return events
+    raise AssertionError(f"job did not finish; events: {events[-10:]}")
+
+
+def test_job_traded_across_two_sellers(tmp_path: Path, exchange: ServerProcess,
+                                       daemons: Callable[[str], Daemon]) -> None:
+    buyer = daemons("buyer")
+    fund(exchange, buyer.address, 1_000_000)
+    renders = [FakeRender(), FakeRender()]
+    sellers = [daemons(f"seller{i}") for i in range(2)]
+    for seller, render in zip(sellers, renders, strict=True):
+        seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100), render)), 30)
+    scene = os.urandom(300_000)
+    units = make_units(tmp_path, buyer, 6, scene)
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=3)
+    buyer.submit(job)
+    events = collect(buyer, job.job_id, 90)
+    done = [e for e in events if isinstance(e, UnitDone)]
+    assert sorted(e.unit_id for e in done) == [u for u, _ in units]
+    final = next(e for e in events if isinstance(e, JobDone))
+    assert (final.done, final.failed) == (6, 0)
+    for unit_id, raw in units:
+        manifest = JobManifest.from_json(raw)
+        result = (tmp_path / "out" / f"{unit_id}.exr").read_bytes()
+        assert json.loads(result[len(EXR_MAGIC):])["spec"] == manifest.spec
+    # every unit was paid exactly once, at the resting bid's price (seller's or buyer's)
+    assert all((e.price, e.fee) in ((100, 3), (1000, 30)) for e in done)
+    assert final.spent == sum(e.price + e.fee for e in done)
+    assert sum(r.jobs for r in renders) == 6
+    earned = sum(e.price for e in done)
+
+    async def balances() -> list[dict[str, Any]]:
+        async with ExchangeClient(exchange.url) as c:
+            return [await c.account(a) for a in (buyer.address, *(s.address for s in sellers))]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        accounts = asyncio.run(balances())
+        if sum(a["available"] for a in accounts[1:]) == earned:
+            break
+        time.sleep(0.2)
+    assert accounts[0]["available"] == 1_000_000 - final.spent and accounts[0]["blocked"] == 0
+    assert sum(a["available"] for a in accounts[1:]) == earned
+    # a seller gets the scene once; for its next tiles only the manifest moves
+    sent = sorted(e.bytes_sent for e in done)
+    assert sum(size > len(scene) for size in sent) <= 2  # at most once per seller
+    assert sent[0] < 2000, sent
+
+
+def test_failing_seller_is_retraded_and_never_paid(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    buyer = daemons("buyer")
+    fund(exchange, buyer.address, 1_000_000)
+    bad, good = daemons("bad"), daemons("good")
+    bad_render, good_render = FakeRender(fail=True), FakeRender(delay=0.3)
+    bad.call(bad.start_selling(StartSelling(Offer((ARTICLE,), 50), bad_render)), 30)
+    good.call(good.start_selling(StartSelling(Offer((ARTICLE,), 200), good_render)), 30)
+    units = make_units(tmp_path, buyer, 2, os.urandom(50_000))
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=2)
+    buyer.submit(job)
+    events = collect(buyer, job.job_id, 120)
+    final = next(e for e in events if isinstance(e, JobDone))
+    assert (final.done, final.failed) == (2, 0)
+    assert bad_render.jobs >= 1
+    assert any(isinstance(e, UnitFailed) and not e.final for e in events)
+    done = [e for e in events if isinstance(e, UnitDone)]
+    assert {e.seller for e in done} == {good.address}
+    seller_events = [e for e in bad.pump(0.5) if isinstance(e, SellerUnit)]
+    assert any(e.stage == "failed" for e in seller_events)
