@@ -25,6 +25,7 @@ from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
 from .endpoint import endpoint_app
 from .events import Event, JobDone
 from .journal import Journal
+from .lan import LanHub, LanWorker, lan_app
 from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
 from .watch import Watcher
@@ -58,6 +59,23 @@ class StartSelling:
 
 
 @dataclass(frozen=True)
+class StartLanHub:
+    """Serve units to these trusted worker addresses (the buyer's side of LAN mode)."""
+
+    trusted: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class JoinLan:
+    """Work for a buyer's LAN hub at ``url`` (the worker's side of LAN mode)."""
+
+    url: str
+    executor: Executor
+
+
+@dataclass(frozen=True)
 class PauseSelling:
     paused: bool
 
@@ -81,7 +99,7 @@ class Daemon:
         self.buyer: BuyerAgent | None = None
         self.seller: SellerAgent | None = None
         self.endpoint_url: str | None = None
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
 
     @property
     def address(self) -> str:
@@ -128,8 +146,8 @@ class Daemon:
     async def _close(self) -> None:
         if self.seller is not None:
             await self.seller.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         await self.watcher.close()
         if self.client is not None:
             await self.client.close()
@@ -144,6 +162,10 @@ class Daemon:
             self.buyer.cancelled.add(command.job_id)
         elif isinstance(command, StartSelling):
             await self.start_selling(command)
+        elif isinstance(command, StartLanHub):
+            await self.start_lan_hub(command)
+        elif isinstance(command, JoinLan):
+            await self.join_lan(command)
         elif isinstance(command, PauseSelling) and self.seller is not None:
             if command.paused:
                 self.seller.paused.clear()
@@ -175,6 +197,24 @@ class Daemon:
         self.journal.set_job_state(job_id, "finished")
         self.runtime.post(JobDone(job_id, done, failed, run.spent))
 
+    async def start_lan_hub(self, command: StartLanHub) -> str:
+        """Serve LAN workers; returns the hub's URL for them."""
+        assert self.buyer is not None
+        hub = LanHub(self.store, set(command.trusted))
+        self.buyer.lan = hub
+        runner = web.AppRunner(lan_app(hub), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, command.host, command.port).start()
+        self._runners.append(runner)
+        return f"http://{command.host}:{runner.addresses[0][1]}"
+
+    async def join_lan(self, command: JoinLan) -> None:
+        assert self.client is not None
+        worker = LanWorker(command.url, self.key, self.store, command.executor,
+                           self.config.cache_dir / "work", lambda unit, ok: None)
+        (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
+        self.runtime.spawn(worker.run(self.client.session), f"LAN worker for {command.url}")
+
     async def start_selling(self, command: StartSelling) -> str:
         assert self.client is not None
         if self.seller is not None:
@@ -184,12 +224,12 @@ class Daemon:
                                   command.executor, command.offer, "", self.runtime.post,
                                   self.config.cache_dir / "work")
         (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
-        self._runner = web.AppRunner(endpoint_app(self.seller, exchange_id),
-                                     access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, command.host, command.port)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        runner = web.AppRunner(endpoint_app(self.seller, exchange_id), access_log=None,
+                                shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, command.host, command.port).start()
+        self._runners.append(runner)
+        port = runner.addresses[0][1]
         base = command.public_url or f"http://{command.host}:{port}"
         self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
         self.seller.endpoint_url = self.endpoint_url
@@ -197,5 +237,5 @@ class Daemon:
         return self.endpoint_url
 
 
-__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "Mandate", "Offer", "PauseSelling",
-           "StartSelling"]
+__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "JoinLan", "Mandate", "Offer",
+           "PauseSelling", "StartLanHub", "StartSelling"]

@@ -29,6 +29,7 @@ from ..money import fee_for
 from ..protocol import NonceSource
 from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
+from .lan import LanHub
 from .peer import sign_peer
 from .watch import Watcher
 
@@ -107,6 +108,7 @@ class BuyerAgent:
         self.fee_bps = fee_bps
         self.nonces = NonceSource()
         self.cancelled: set[str] = set()
+        self.lan: LanHub | None = None
 
     # -- a job ------------------------------------------------------------------------------
 
@@ -136,14 +138,64 @@ class BuyerAgent:
                 self.journal.update_unit(run.job_id, unit_id, state="failed", error=reason)
                 self.post(UnitFailed(run.job_id, unit_id, reason, final=True))
                 return
-            async with limit:
-                try:
-                    await self._attempt(run, unit_id, manifest, row.txid)
-                except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    log.info("unit %s/%s: %s", run.job_id, unit_id, exc)
-                    self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
-                                             bid_id=None, error=str(exc)[:300])
-                    self.post(UnitFailed(run.job_id, unit_id, str(exc)[:300], final=False))
+            if row.txid is not None:  # resuming a trade after a restart
+                await limit.acquire()
+            elif await self._lan_first(run, unit_id, manifest, limit):
+                continue  # a LAN worker took it (done, or failed and counted): look again
+            try:
+                await self._attempt(run, unit_id, manifest, row.txid)
+            except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.info("unit %s/%s: %s", run.job_id, unit_id, exc)
+                self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
+                                         bid_id=None, error=str(exc)[:300])
+                self.post(UnitFailed(run.job_id, unit_id, str(exc)[:300], final=False))
+            finally:
+                limit.release()
+
+    async def _lan_first(self, run: JobRun, unit_id: str, manifest: JobManifest,
+                         limit: asyncio.Semaphore) -> bool:
+        """Wait for an exchange slot, or for an idle LAN worker — whichever comes first.
+        True if the unit went to LAN (the slot is not held); False with the slot held."""
+        if self.lan is None:
+            await limit.acquire()
+            return False
+        while True:
+            if self.lan.idle() and await self._lan_attempt(run, unit_id, manifest):
+                return True
+            slot = asyncio.ensure_future(limit.acquire())
+            idle = asyncio.ensure_future(self.lan.wait_idle())
+            await asyncio.wait({slot, idle}, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            if slot.done():
+                if self.lan.idle():  # LAN first, even with a slot free
+                    limit.release()
+                    continue
+                return False
+            slot.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slot
+            if slot.done() and not slot.cancelled():
+                limit.release()
+
+    async def _lan_attempt(self, run: JobRun, unit_id: str, manifest: JobManifest) -> bool:
+        assert self.lan is not None
+        assignment = self.lan.offer(run.job_id, unit_id, manifest)
+        if assignment is None:
+            return False
+        row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
+        self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts + 1)
+        self.post(UnitProgress(run.job_id, unit_id, "lan", None, assignment.worker))
+        try:
+            result = await assignment.result
+            stored = run.sink.accept(run.job_id, unit_id, result)
+        except (BitwrkError, OSError) as exc:
+            self.post(UnitFailed(run.job_id, unit_id, f"LAN: {exc}"[:300], final=False))
+            return True
+        if self.journal.claim_unit(run.job_id, unit_id, "pending", "done", result=str(stored),
+                                   seller=f"lan:{assignment.worker}", price=0):
+            self.post(UnitDone(run.job_id, unit_id, str(stored), 0, 0,
+                               f"lan:{assignment.worker}", None, 0))
+        return True
 
     def _give_up(self, run: JobRun, attempts: int) -> str | None:
         if run.job_id in self.cancelled:

@@ -17,7 +17,16 @@ import pytest
 
 from bitwrk.cas import JobManifest
 from bitwrk.client import ExchangeClient
-from bitwrk.daemon import BuyJob, Daemon, DaemonConfig, Mandate, Offer, StartSelling
+from bitwrk.daemon import (
+    BuyJob,
+    Daemon,
+    DaemonConfig,
+    JoinLan,
+    Mandate,
+    Offer,
+    StartLanHub,
+    StartSelling,
+)
 from bitwrk.daemon.buyer import EXR_MAGIC
 from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone, UnitFailed
 from tests.e2e.conftest import ServerProcess
@@ -29,7 +38,7 @@ pytestmark = pytest.mark.slow
 class FakeRender:
     """Stands in for Blender: the 'render' is a digest of the job's files and spec."""
 
-    def __init__(self, fail: bool = False, delay: float = 0.05) -> None:
+    def __init__(self, delay: float = 0.05, fail: bool = False) -> None:
         self.fail = fail
         self.delay = delay
         self.jobs = 0
@@ -154,7 +163,7 @@ def test_failing_seller_is_retraded_and_never_paid(
     buyer = daemons("buyer")
     fund(exchange, buyer.address, 1_000_000)
     bad, good = daemons("bad"), daemons("good")
-    bad_render, good_render = FakeRender(fail=True), FakeRender(delay=0.3)
+    bad_render, good_render = FakeRender(fail=True), FakeRender(0.3)
     bad.call(bad.start_selling(StartSelling(Offer((ARTICLE,), 50), bad_render)), 30)
     good.call(good.start_selling(StartSelling(Offer((ARTICLE,), 200), good_render)), 30)
     units = make_units(tmp_path, buyer, 2, os.urandom(50_000))
@@ -170,3 +179,32 @@ def test_failing_seller_is_retraded_and_never_paid(
     assert {e.seller for e in done} == {good.address}
     seller_events = [e for e in bad.pump(0.5) if isinstance(e, SellerUnit)]
     assert any(e.stage == "failed" for e in seller_events)
+
+
+def test_lan_workers_take_units_first_and_the_exchange_the_rest(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    buyer = daemons("buyer")
+    fund(exchange, buyer.address, 1_000_000)
+    lan_box, stranger, seller = daemons("lan"), daemons("stranger"), daemons("seller")
+    hub = buyer.call(buyer.start_lan_hub(StartLanHub((lan_box.address,))), 10)
+    lan_render, stranger_render, swarm_render = FakeRender(0.4), FakeRender(), FakeRender(0.4)
+    lan_box.submit(JoinLan(hub, lan_render))
+    stranger.submit(JoinLan(hub, stranger_render))  # not trusted: refused, never works
+    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100), swarm_render)), 30)
+    time.sleep(0.5)  # the LAN worker is polling
+    units = make_units(tmp_path, buyer, 6, os.urandom(80_000))
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=2)
+    buyer.submit(job)
+    events = collect(buyer, job.job_id, 90)
+    done = [e for e in events if isinstance(e, UnitDone)]
+    assert len(done) == 6
+    lan = [e for e in done if e.seller == f"lan:{lan_box.address}"]
+    swarm = [e for e in done if e.seller == seller.address]
+    assert lan and swarm and len(lan) + len(swarm) == 6
+    assert done[0].seller.startswith("lan:")  # the idle LAN worker got the first unit
+    assert all(e.price == 0 for e in lan) and all(e.price > 0 for e in swarm)
+    assert stranger_render.jobs == 0
+    final = next(e for e in events if isinstance(e, JobDone))
+    assert final.spent == sum(e.price + e.fee for e in swarm)
