@@ -138,6 +138,7 @@ class Daemon:
         self.buyer = BuyerAgent(self.client, self.watcher, self.journal, self.store,
                                 self.runtime.post, spool, int(info["fee_bps"]))
         self.runtime.on_shutdown(self._close)
+        await self.buyer.settle_leftovers()
         for job_id in self.journal.jobs("active"):
             log.info("resuming job %s", job_id)
             self.runtime.spawn(self._resume(job_id), f"resume {job_id}")

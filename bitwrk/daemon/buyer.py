@@ -138,6 +138,9 @@ class BuyerAgent:
                 self.journal.update_unit(run.job_id, unit_id, state="failed", error=reason)
                 self.post(UnitFailed(run.job_id, unit_id, reason, final=True))
                 return
+            if row.state == "bidding" and row.bid_id is not None:  # a restart mid-bid
+                await self._adopt_bid(run, unit_id, row.bid_id)
+                continue
             if row.txid is not None:  # resuming a trade after a restart
                 await limit.acquire()
             elif await self._lan_first(run, unit_id, manifest, limit):
@@ -196,6 +199,36 @@ class BuyerAgent:
             self.post(UnitDone(run.job_id, unit_id, str(stored), 0, 0,
                                f"lan:{assignment.worker}", None, 0))
         return True
+
+    async def settle_leftovers(self) -> None:
+        """After a restart: a unit marked done whose trade still waits for our ``accept``
+        gets it now (the seller delivered; it is paid once, on time)."""
+        for row in self.journal.open_trades("buyer"):
+            units = self.journal.units(row["job_id"]) if row["job_id"] else []
+            unit = next((u for u in units if u.unit_id == row["unit_id"]), None)
+            if unit is None or unit.state != "done" or unit.txid != row["txid"]:
+                continue
+            with contextlib.suppress(BitwrkError, aiohttp.ClientError):
+                tx = await self.client.transaction(row["txid"])
+                if tx["phase"] == "UNVERIFIED":
+                    await self.client.send_message(row["txid"], "accept")
+                self.journal.save_trade(row["txid"], "buyer", "closed")
+
+    async def _adopt_bid(self, run: JobRun, unit_id: str, bid_id: int) -> None:
+        """A bid placed before a restart: take over its trade, or withdraw it."""
+        price = run.mandate.max_price
+        reserve = price + fee_for(price, self.fee_bps)
+        with contextlib.suppress(BitwrkError):
+            await self.client.cancel_bid(bid_id)
+        bid = await self.client.bid(bid_id)
+        if bid["state"] == "matched":
+            tx = await self.client.transaction(int(bid["txid"]))
+            self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
+            self.journal.update_unit(run.job_id, unit_id, state="trading", txid=tx["id"],
+                                     seller=tx["seller"], price=tx["price"])
+        else:
+            self.journal.commit_budget(run.job_id, -reserve)
+            self.journal.update_unit(run.job_id, unit_id, state="pending", bid_id=None)
 
     def _give_up(self, run: JobRun, attempts: int) -> str | None:
         if run.job_id in self.cancelled:

@@ -153,11 +153,13 @@ class Runtime:
         self.post(Started())
         self._ready.set()
         await self._stopping.wait()
-        for hook in reversed(self._shutdown_hooks):
-            await _guard(hook(), "shutdown", self.post)
+        # Work in flight stops first (its state is journalled), then the hooks close what
+        # it was using (sessions, servers, databases).
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for hook in reversed(self._shutdown_hooks):
+            await _guard(hook(), "shutdown", self.post)
 
 
 async def _as_coroutine(aw: Awaitable[Any]) -> Any:

@@ -65,6 +65,8 @@ def exchange(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 @pytest.fixture
 def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[[str], Daemon]]:
+    """Daemons with their own identity under tmp_path/<name>; the same name twice is the
+    same machine restarted."""
     made: list[Daemon] = []
 
     def make(name: str) -> Daemon:
@@ -208,3 +210,51 @@ def test_lan_workers_take_units_first_and_the_exchange_the_rest(
     assert stranger_render.jobs == 0
     final = next(e for e in events if isinstance(e, JobDone))
     assert final.spent == sum(e.price + e.fee for e in swarm)
+
+
+def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    seller = daemons("seller")
+    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=2),
+                                                  FakeRender(0.5))), 30)
+    config = DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
+                          cache_dir=tmp_path / "buyer" / "cache")
+    first = Daemon(config)
+    first.start()
+    fund(exchange, first.address, 1_000_000)
+    units = make_units(tmp_path, first, 6, os.urandom(60_000))
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=2)
+    first.submit(job)
+    landed: list[UnitDone] = []
+    deadline = time.monotonic() + 60
+    while not landed and time.monotonic() < deadline:  # stop mid-job, trades in flight
+        event = first.runtime.wait_event(0.1)
+        if isinstance(event, UnitDone):
+            landed.append(event)
+    assert landed and first.stop(20)
+    second = daemons("buyer")  # same data dir: same key, journal and chunk store
+    assert second.address == first.address
+    events = collect(second, job.job_id, 90)
+    final = next(e for e in events if isinstance(e, JobDone))
+    assert (final.done, final.failed) == (6, 0)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{u}.exr" for u, _ in units]
+
+    async def trades() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with ExchangeClient(exchange.url) as c:
+            bids = await c.bids(first.address, limit=200)
+            txs = [await c.transaction(b["txid"]) for b in bids if b["txid"]]
+            return txs, await c.account(first.address)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        txs, account = asyncio.run(trades())
+        if account["blocked"] == 0:
+            break
+        time.sleep(0.5)
+    finished = [t for t in txs if t["phase"] == "FINISHED"]
+    assert len(finished) == 6  # one payment per unit, none twice
+    assert account["blocked"] == 0
+    assert account["available"] == 1_000_000 - sum(t["price"] + t["fee"] for t in finished)
