@@ -1,0 +1,139 @@
+"""Render benchmark: what a work unit costs beyond its render, warm worker vs cold process.
+
+One bundled test scene (``tests/data/scenes/make_scene.py``, 96x64 px, 16 spp) is built
+in a temp dir; every unit is the same 48x32 tile, so the render itself is tiny and the
+per-unit overhead dominates — the worst case for a marketplace of small tiles.
+
+- bare render: the worker's own timing of Blender's render call + saving the EXR (warm);
+- warm unit: ``WorkerPool.render`` on a worker that has the .blend open; overhead =
+  wall - bare render (JSON over a pipe, the asyncio hop, parsing and checking the spec,
+  the file identity check, applying the spec to the scene);
+- cold unit: a fresh worker process per unit (start, ``import bpy``, open, render, exit),
+  the one-process-per-tile design (``blender-facts`` §Q3: ~0.55 s per process).
+
+``python bench/render.py [--quick] [--strict]``; progress on stderr, the table on stdout.
+Needs the ``bpy`` module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make bench and bitwrk importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.table import Row, format_value, mark, print_table  # noqa: E402
+from bitwrk.render.jobspec import JobSpec  # noqa: E402
+from bitwrk.seller.pool import WorkerPool  # noqa: E402
+
+NAME = "render"
+TARGET_WARM_OVERHEAD_MS = 50.0
+SPEC = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
+               width=96, height=64, x0=0, x1=48, y0=0, y1=32, samples=16, seed=0,
+               max_bounces=6)
+
+
+def log(message: str) -> None:
+    print(f"[bench render] {message}", file=sys.stderr, flush=True)
+
+
+def build_scene(work: Path) -> Path:
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(work / "blender"),
+               XDG_CACHE_HOME=str(work / "cache"))
+    subprocess.run([sys.executable, str(ROOT / "tests/data/scenes/make_scene.py"),
+                    str(work / "job")], env=env, check=True, capture_output=True, timeout=120)
+    return work / "job" / "scene.blend"
+
+
+def import_seconds(work: Path) -> float:
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(work / "blender"),
+               XDG_CACHE_HOME=str(work / "cache"))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import bpy"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    return time.perf_counter() - started
+
+
+async def warm_units(blend: Path, out: Path, count: int) -> list[tuple[float, float]]:
+    """(wall, render) per unit on one warm worker (first, cold unit not counted)."""
+    async with WorkerPool(slots=1, idle_seconds=600) as pool:
+        await pool.render(blend, SPEC, out / "first.exr")
+        runs = []
+        for i in range(count):
+            outcome = await pool.render(blend, SPEC, out / f"warm-{i}.exr")
+            assert outcome.warm and not outcome.cold_start
+            runs.append((outcome.wall, outcome.seconds))
+    return runs
+
+
+async def cold_units(blend: Path, out: Path, count: int) -> list[tuple[float, float]]:
+    """(wall, render) per unit, each in a fresh worker process (exit included)."""
+    runs = []
+    for i in range(count):
+        started = time.perf_counter()
+        pool = WorkerPool(slots=1)
+        outcome = await pool.render(blend, SPEC, out / f"cold-{i}.exr")
+        await pool.close()
+        runs.append((time.perf_counter() - started, outcome.seconds))
+    return runs
+
+
+def collect(quick: bool = False) -> list[Row]:
+    warm_n, cold_n = (8, 3) if quick else (40, 8)
+    with tempfile.TemporaryDirectory(prefix="bitwrk-bench-render-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("BLENDER_USER_RESOURCES", str(work / "blender"))
+        os.environ.setdefault("XDG_CACHE_HOME", str(work / "cache"))
+        log("building the scene")
+        blend = build_scene(work)
+        bare_import = statistics.median(import_seconds(work) for _ in range(3))
+        log(f"{warm_n} warm units")
+        warm = asyncio.run(warm_units(blend, work, warm_n))
+        log(f"{cold_n} cold units")
+        cold = asyncio.run(cold_units(blend, work, cold_n))
+    render_ms = statistics.median(r for _w, r in warm) * 1000
+    warm_ms = statistics.median(w - r for w, r in warm) * 1000
+    warm_p90 = sorted(w - r for w, r in warm)[int(0.9 * (len(warm) - 1))] * 1000
+    cold_ms = statistics.median(w - r for w, r in cold) * 1000
+    cold_wall = statistics.median(w for w, _r in cold) * 1000
+    warm_wall = statistics.median(w for w, _r in warm) * 1000
+    tile = f"{SPEC.rect.width}x{SPEC.rect.height} px, {SPEC.samples} spp"
+    return [
+        Row(NAME, f"bare render of the tile ({tile})", render_ms, "ms"),
+        Row(NAME, "warm unit: overhead beyond its render (median)", warm_ms, "ms",
+            f"<= {TARGET_WARM_OVERHEAD_MS:.0f} ms", warm_ms <= TARGET_WARM_OVERHEAD_MS),
+        Row(NAME, "warm unit: overhead beyond its render (p90)", warm_p90, "ms"),
+        Row(NAME, "cold process per unit: overhead beyond its render", cold_ms, "ms"),
+        Row(NAME, "python -c 'import bpy' alone", bare_import * 1000, "ms"),
+        Row(NAME, "unit wall time, cold / warm", cold_wall / warm_wall, "x"),
+    ]
+
+
+def run(quick: bool = False) -> list[tuple[str, str, str]]:
+    """(metric, measured, target) rows, as the other benchmarks report them."""
+    return [(r.metric, format_value(r.value, r.unit) + ("" if r.ok is None else
+                                                        f" ({mark(r.ok)})"),
+             r.target or "-") for r in collect(quick)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    rows = collect(quick=args.quick)
+    print_table(rows)
+    return 1 if args.strict and any(r.ok is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

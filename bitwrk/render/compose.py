@@ -1,0 +1,223 @@
+"""Buyer side: stitch a frame's tiles, denoise it once, write EXR and PNG (under bpy).
+
+Tiles are exact (``blender-facts`` §Q2), so the stitched noisy frame equals a local
+render pixel for pixel. OIDN is not tile-invariant, so a denoised frame is made here,
+once, from the stitched noisy colour and denoising passes, replaying Cycles' own OIDN
+steps (:mod:`bitwrk.render.oidn`): bit-identical to a local denoised render.
+
+In a process that already runs Blender with the scene open call :func:`compose`.
+Elsewhere run ``python -m bitwrk.render.compose REQUEST.json``: it opens the request's
+.blend (scripts off) for the scene's colour management and denoiser settings, and prints
+a JSON line ``{"ok": true, "exr": ..., "png": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BitwrkError
+from . import exr, oidn
+from .bpyprocess import isolate_user_dirs, private_stdout
+from .errors import ComposeError
+from .jobspec import JobSpec
+from .tiling import Rect
+
+DENOISING_PASSES = ("Denoising Normal", "Denoising Albedo", "Denoising Depth")
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    """Tiles of one frame (file + the spec it was rendered from) and where to write it."""
+
+    tiles: tuple[tuple[Path, JobSpec], ...]
+    exr: Path
+    png: Path | None = None
+    blend: Path | None = None  # needed only when run as its own process
+
+    def __post_init__(self) -> None:
+        if not self.tiles:
+            raise ComposeError("a frame needs at least one tile")
+        first = self.frame_spec
+        for _path, spec in self.tiles:
+            if spec.with_rect(first.rect) != first:
+                raise ComposeError("tiles of one frame must differ only in their rect")
+
+    @property
+    def frame_spec(self) -> JobSpec:
+        spec = self.tiles[0][1]
+        return spec.with_rect(Rect(0, spec.width, 0, spec.height))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tiles": [{"path": str(p), "spec": s.to_json()} for p, s in self.tiles],
+                "exr": str(self.exr), "png": str(self.png) if self.png else None,
+                "blend": str(self.blend) if self.blend else None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ComposeRequest:
+        try:
+            tiles = tuple((Path(t["path"]), JobSpec.from_json(t["spec"])) for t in data["tiles"])
+            png, blend = data.get("png"), data.get("blend")
+            return cls(tiles, Path(data["exr"]), Path(png) if png else None,
+                       Path(blend) if blend else None)
+        except (KeyError, TypeError) as exc:
+            raise ComposeError(f"malformed compose request: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    exr: Path
+    png: Path | None
+    denoised: bool
+    seconds: dict[str, float]
+
+
+def denoise_settings(scene: Any) -> oidn.DenoiseSettings:
+    cy = scene.cycles
+    return oidn.DenoiseSettings(cy.denoising_input_passes, cy.denoising_prefilter,
+                                cy.denoising_quality, bool(cy.use_adaptive_sampling))
+
+
+def denoise_frame(frame: exr.MultiLayer, spec: JobSpec, settings: oidn.DenoiseSettings,
+                  keep_passes: bool) -> None:
+    """Replace each view layer's Combined with its denoised version, in place."""
+    lib = oidn.load_library()
+    for layer in spec.view_layers:
+        def pixels(name: str, layer: str = layer) -> Any:
+            key = f"{layer}.{name}"
+            return frame.part(key).pixels if frame.has(key) else None
+
+        combined = frame.part(f"{layer}.Combined")
+        combined.pixels = oidn.denoise(combined.pixels, pixels("Denoising Albedo"),
+                                       pixels("Denoising Normal"), spec.samples, settings, lib)
+    if not keep_passes:
+        frame.parts = [p for p in frame.parts
+                       if not p.name.endswith(tuple("." + n for n in DENOISING_PASSES))]
+
+
+ENGINE_ID = "BITWRK_COMPOSE"
+
+
+@contextlib.contextmanager
+def _saved(obj: Any, **changes: Any) -> Iterator[None]:
+    """Set attributes of a bpy struct for a while; put the old values back after."""
+    saved = {key: getattr(obj, key) for key in changes}
+    try:
+        for key, value in changes.items():
+            setattr(obj, key, value)
+        yield
+    finally:
+        for key, value in reversed(saved.items()):
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                setattr(obj, key, value)
+
+
+def _engine_class(bpy: Any, frame: exr.MultiLayer) -> Any:
+    """A RenderEngine that "renders" by handing Blender the composed passes."""
+
+    class ComposeEngine(bpy.types.RenderEngine):  # type: ignore[misc]
+        bl_idname = ENGINE_ID
+        bl_label = "BitWrk compose"
+        bl_use_postprocess = True  # the scene's compositor runs, as after a local render
+
+        def render(self, depsgraph: Any) -> None:
+            layer = depsgraph.view_layer.name
+            result = self.begin_result(0, 0, frame.width, frame.height, layer=layer)
+            for render_pass in result.layers[0].passes:
+                name = f"{layer}.{render_pass.name}"
+                if frame.has(name):
+                    render_pass.rect.foreach_set(frame.part(name).pixels.ravel())
+            self.end_result(result)
+
+    return ComposeEngine
+
+
+def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path) -> None:
+    """Write ``frame`` as an 8-bit PNG exactly as Blender saves a render of ``scene``.
+
+    The frame goes through a render with a tiny Python engine, so the view transform,
+    look, dither and compositor apply exactly as after a local render (saving a plain
+    float image instead dithers differently: +-1 level on half the pixels). The scene's
+    settings are restored afterwards, so this is safe in an artist's open file.
+    """
+    engine = _engine_class(bpy, frame)
+    bpy.utils.register_class(engine)
+    r = scene.render
+    try:
+        with _saved(r, engine=ENGINE_ID, use_border=False, resolution_x=frame.width,
+                    resolution_y=frame.height, resolution_percentage=100):
+            bpy.ops.render.render(scene=scene.name)
+            with _saved(r.image_settings, media_type="IMAGE", file_format="PNG",
+                        color_mode="RGBA", color_depth="8"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                bpy.data.images["Render Result"].save_render(filepath=str(path), scene=scene)
+    finally:
+        bpy.utils.unregister_class(engine)
+
+
+def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeResult:
+    """Stitch, denoise when the tiles ask for it, write EXR (+ PNG); needs bpy imported."""
+    import bpy
+
+    spec = request.frame_spec
+    scene = bpy.data.scenes.get(scene_name or spec.scene)
+    if scene is None:
+        raise ComposeError(f"no scene {spec.scene!r} open")
+    times = {}
+    t0 = time.perf_counter()
+    frame = exr.stitch([(p, s.rect) for p, s in request.tiles], spec.width, spec.height)
+    times["stitch"] = time.perf_counter() - t0
+    if spec.denoise:
+        t0 = time.perf_counter()
+        keep = all(vl.cycles.denoising_store_passes for vl in scene.view_layers
+                   if vl.name in spec.view_layers)
+        denoise_frame(frame, spec, denoise_settings(scene), keep)
+        times["denoise"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    request.exr.parent.mkdir(parents=True, exist_ok=True)
+    exr.write(request.exr, frame)
+    if request.png is not None:
+        write_png(bpy, scene, frame, request.png)
+    times["write"] = time.perf_counter() - t0
+    return ComposeResult(request.exr, request.png, spec.denoise, times)
+
+
+def run(request: ComposeRequest) -> ComposeResult:
+    """Open the request's .blend (scripts off), then :func:`compose`."""
+    from .scene import open_safely
+
+    if request.blend is None:
+        raise ComposeError("a compose process needs the job's .blend")
+    open_safely(request.blend)
+    return compose(request)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bitwrk.render.compose",
+                                     description="Stitch and denoise a frame's tiles.")
+    parser.add_argument("request", type=Path, help="compose request JSON file")
+    args = parser.parse_args(argv)
+    isolate_user_dirs()
+    out = private_stdout()
+    try:
+        request = ComposeRequest.from_json(json.loads(args.request.read_text()))
+        result = run(request)
+    except (BitwrkError, OSError, ValueError) as exc:
+        code = exc.code if isinstance(exc, BitwrkError) else ComposeError.code
+        print(json.dumps({"ok": False, "code": code, "error": str(exc)}), file=out)
+        return 1
+    print(json.dumps({"ok": True, "exr": str(result.exr),
+                      "png": str(result.png) if result.png else None,
+                      "denoised": result.denoised, "seconds": result.seconds}), file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Multilayer EXR files as numpy arrays, through the OpenImageIO that ships inside bpy.
+
+Blender 5.0 writes a multilayer EXR as one part per pass: part ``ViewLayer.Combined``
+with channels ``ViewLayer.Combined.R`` ... and ``cycles.<layer>.samples`` in part 0's
+header. Arrays here are ``(height, width, channels)`` float32 with row 0 at the
+**bottom**, Blender's order (files store the top row first); a rect's ``y`` is Blender's.
+
+OpenImageIO is not on ``sys.path`` in the ``bpy`` wheel (it lives in
+``bpy/<version>/python/lib/python3.11/site-packages``); :func:`oiio` finds it without
+importing bpy. Pitfall: ``ImageInput.read_image(chbegin, chend, fmt)`` silently reads
+subimage 0; always pass the subimage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ComposeError, RenderError
+from .tiling import Rect
+
+Pixels = npt.NDArray[np.float32]
+# Header attributes that describe one file, not the render; never copied between files.
+_PER_FILE = ("oiio:", "openexr:", "name", "compression", "DateTime", "Exif", "IPTC", "XResolution",
+             "YResolution", "ResolutionUnit")
+
+
+def oiio() -> Any:
+    """The ``OpenImageIO`` module: Blender's own, or the one inside the ``bpy`` wheel."""
+    try:
+        return importlib.import_module("OpenImageIO")
+    except ImportError:
+        pass
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or spec.origin is None:
+        raise RenderError("OpenImageIO not found: neither importable nor inside a bpy wheel")
+    base = Path(spec.origin).parent
+    found = sorted(base.glob("[0-9]*.[0-9]*/python/lib/python3*/site-packages/OpenImageIO"))
+    if not found:
+        raise RenderError(f"OpenImageIO not found under {base}")
+    sys.path.append(str(found[-1].parent))
+    return importlib.import_module("OpenImageIO")
+
+
+@dataclass
+class Part:
+    """One pass: its channel names (``ViewLayer.Combined.R`` ...) and pixels, bottom-up."""
+
+    name: str
+    channels: list[str]
+    pixels: Pixels
+
+
+@dataclass
+class MultiLayer:
+    """A multilayer image: its parts in file order plus part 0's render metadata."""
+
+    width: int
+    height: int
+    parts: list[Part]
+    attributes: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def part(self, name: str) -> Part:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise ComposeError(f"no pass {name!r} in image", passes=[p.name for p in self.parts])
+
+    def has(self, name: str) -> bool:
+        return any(p.name == name for p in self.parts)
+
+    def attribute(self, name: str) -> Any:
+        return next((value for key, _type, value in self.attributes if key == name), None)
+
+    def crop(self, rect: Rect) -> MultiLayer:
+        """The pixels of ``rect`` (in this image's coordinates) as a new image."""
+        if not rect.inside(self.width, self.height):
+            raise RenderError(f"crop {rect} outside {self.width}x{self.height}")
+        parts = [Part(p.name, p.channels,
+                      np.ascontiguousarray(p.pixels[rect.y0:rect.y1, rect.x0:rect.x1]))
+                 for p in self.parts]
+        return MultiLayer(rect.width, rect.height, parts, list(self.attributes))
+
+
+def read(path: Path) -> MultiLayer:
+    """Read every part of a multilayer EXR (a single-part file becomes one part)."""
+    io = oiio()
+    inp = io.ImageInput.open(str(path))
+    if not inp:
+        raise RenderError(f"cannot read {path}: {io.geterror()}", path=str(path))
+    try:
+        parts: list[Part] = []
+        attributes: list[tuple[str, str, Any]] = []
+        sub = 0
+        width = height = 0
+        while inp.seek_subimage(sub, 0):
+            spec = inp.spec()
+            if sub == 0:
+                width, height = spec.width, spec.height
+                attributes = [(a.name, str(a.type), a.value) for a in spec.extra_attribs
+                              if not a.name.startswith(_PER_FILE)]
+            elif (spec.width, spec.height) != (width, height):
+                raise RenderError(f"{path}: parts differ in size", path=str(path))
+            data = inp.read_image(sub, 0, 0, spec.nchannels, "float")
+            if data is None:
+                raise RenderError(f"cannot read {path}: {inp.geterror()}", path=str(path))
+            pixels = np.ascontiguousarray(
+                np.asarray(data, dtype=np.float32).reshape(height, width, spec.nchannels)[::-1])
+            name = str(spec.getattribute("name") or spec.getattribute("oiio:subimagename") or "")
+            parts.append(Part(name, list(spec.channelnames), pixels))
+            sub += 1
+        return MultiLayer(width, height, parts, attributes)
+    finally:
+        inp.close()
+
+
+def write(path: Path, image: MultiLayer) -> None:
+    """Write ``image`` as a float32, ZIP-compressed, multi-part EXR in Blender's layout."""
+    io = oiio()
+    specs = []
+    for index, part in enumerate(image.parts):
+        spec = io.ImageSpec(image.width, image.height, len(part.channels), "float")
+        spec.channelnames = tuple(part.channels)
+        spec.attribute("compression", "zip")
+        spec.attribute("oiio:subimagename", part.name)
+        spec.attribute("name", part.name)
+        if index == 0:
+            for key, kind, value in image.attributes:
+                spec.attribute(key, io.TypeDesc(kind), value)
+        specs.append(spec)
+    out = io.ImageOutput.create(str(path))
+    if not out or not out.open(str(path), specs):
+        raise RenderError(f"cannot write {path}: {io.geterror()}", path=str(path))
+    try:
+        for index, part in enumerate(image.parts):
+            if index and not out.open(str(path), specs[index], "AppendSubimage"):
+                raise RenderError(f"cannot write {path}: {out.geterror()}", path=str(path))
+            if not out.write_image(np.ascontiguousarray(part.pixels[::-1])):
+                raise RenderError(f"cannot write {path}: {out.geterror()}", path=str(path))
+    finally:
+        out.close()
+
+
+def stitch(tiles: list[tuple[Path, Rect]], width: int, height: int) -> MultiLayer:
+    """Place each tile file at its rect in a ``width`` x ``height`` frame.
+
+    Every tile must carry the same passes; every pixel must be covered exactly once.
+    """
+    if not tiles:
+        raise ComposeError("no tiles to stitch")
+    frame: MultiLayer | None = None
+    covered = np.zeros((height, width), dtype=np.int32)
+    for path, rect in tiles:
+        tile = read(path)
+        if (tile.width, tile.height) != (rect.width, rect.height) or not rect.inside(width,
+                                                                                    height):
+            raise ComposeError(f"tile {path} is {tile.width}x{tile.height}, rect {rect}",
+                               path=str(path))
+        if frame is None:
+            frame = MultiLayer(width, height, [
+                Part(p.name, p.channels,
+                     np.zeros((height, width, len(p.channels)), dtype=np.float32))
+                for p in tile.parts], tile.attributes)
+        if [(p.name, p.channels) for p in tile.parts] != [(p.name, p.channels)
+                                                          for p in frame.parts]:
+            raise ComposeError(f"tile {path} has other passes than the first", path=str(path))
+        for target, part in zip(frame.parts, tile.parts, strict=True):
+            target.pixels[rect.y0:rect.y1, rect.x0:rect.x1] = part.pixels
+        covered[rect.y0:rect.y1, rect.x0:rect.x1] += 1
+    if not (covered == 1).all():
+        raise ComposeError("tiles do not cover the frame exactly once",
+                           gaps=int((covered == 0).sum()), overlaps=int((covered > 1).sum()))
+    assert frame is not None
+    return frame

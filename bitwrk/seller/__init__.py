@@ -1,0 +1,1 @@
+"""Selling render time: worker processes under bpy and the pool that manages them."""

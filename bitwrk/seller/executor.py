@@ -1,0 +1,47 @@
+"""The daemon's ``Executor`` for render jobs: a job manifest in, the tile's EXR bytes out.
+
+``bitwrk.daemon.seller`` assembles a job's files in ``workdir`` and calls
+``await executor.execute(manifest, workdir, slot)``; this renders ``manifest.spec`` (a
+:class:`~bitwrk.render.jobspec.JobSpec`) with a :class:`WorkerPool`, the job directory
+being the only place the .blend may read from.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..render.errors import JobSpecError
+from ..render.jobspec import JobSpec
+from .pool import RenderOutcome, WorkerPool
+
+if TYPE_CHECKING:
+    from ..cas import JobManifest
+
+
+class RenderExecutor:
+    """Render each job's spec in ``pool``; the result is a float32 multilayer EXR."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.last: RenderOutcome | None = None  # for status pages and progress lines
+
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
+        """Render the manifest's spec from the files in ``workdir``; returns the EXR file.
+
+        ``slot`` is the daemon's slot number; the pool picks its own (same count), so a
+        job lands on a worker that already holds its .blend when there is one.
+        """
+        spec = JobSpec.from_json(manifest.spec)
+        if spec.blend not in {entry.name for entry in manifest.files}:
+            raise JobSpecError(f"the job's files do not include {spec.blend!r}")
+        out_dir = Path(tempfile.mkdtemp(prefix="bitwrk-result-"))
+        try:
+            outcome = await self.pool.render(workdir / spec.blend, spec, out_dir / "tile.exr",
+                                             root=workdir)
+            self.last = outcome
+            return outcome.out.read_bytes()
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,0 +1,381 @@
+"""A pool of render worker processes for a seller (asyncio; never imports bpy).
+
+Each slot owns a share of the offered CPUs and at most one worker process
+(``bitwrk.seller.worker``). A worker starts with a whitelisted environment (nothing of
+the seller's keys or secrets), its own temp dir as HOME/TMPDIR with Blender's user and
+cache dirs inside, pinned to its CPUs and under an address-space limit. It keeps the last
+.blend open, so the next tile of the same file costs only its render (``warm``); a job
+for another .blend gets a fresh process, as does a worker that failed, crashed, ran past
+the wall-time limit, or sat idle for ``idle_seconds``.
+
+    async with WorkerPool(cpus={0, 1}, slots=1, cost_class="2G") as pool:
+        outcome = await pool.render(Path("job/scene.blend"), spec, Path("job/tile-3.exr"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..articles import COST_CLASSES
+from ..render.errors import (
+    CostClassExceeded,
+    JobSpecError,
+    RenderError,
+    RenderTimeout,
+    WorkerCrashed,
+)
+from ..render.jobspec import JobSpec
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding bitwrk/
+# -I: ignore PYTHON* variables and the user site; the package root goes on sys.path.
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+        "from bitwrk.seller.worker import main; sys.exit(main(sys.argv[2:]))")
+PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+_ERRORS: dict[str, type[RenderError] | type[JobSpecError] | type[CostClassExceeded]] = {
+    CostClassExceeded.code: CostClassExceeded, JobSpecError.code: JobSpecError,
+    "invalid_request": JobSpecError,
+}
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    """What one render produced, and what it cost."""
+
+    out: Path
+    seconds: float  # the render proper inside the worker: Blender's render call + saving
+    wall: float  # from the call to the answer: waiting, start-up, loading included
+    pid: int
+    warm: bool  # the worker already had this .blend open
+    cold_start: bool  # a new process was started for this job
+    autoexec_blocked: bool  # the file has scripts or Python drivers that did not run
+
+
+def allowed_cpus() -> set[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
+def worker_env(home: Path) -> dict[str, str]:
+    """A clean environment: a few harmless variables, everything else private to ``home``."""
+    env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+    dirs = {"HOME": "", "TMPDIR": "tmp", "BLENDER_USER_RESOURCES": "blender",
+            "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config", "XDG_DATA_HOME": "data"}
+    for name, sub in dirs.items():
+        path = home / sub
+        path.mkdir(parents=True, exist_ok=True)
+        env[name] = str(path)
+    return env
+
+
+def _blend_key(blend: Path) -> tuple[str, int, int]:
+    st = blend.stat()
+    return str(blend), st.st_mtime_ns, st.st_size
+
+
+class WorkerProcess:
+    """One ``bitwrk.seller.worker`` child speaking JSON lines."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, home: Path, ready: dict[str, Any]):
+        self.proc = proc
+        self.home = home
+        self.ready = ready
+        self.blend: tuple[str, int, int] | None = None
+        self._tail = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, argv: list[str], timeout: float) -> WorkerProcess:
+        home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-"))
+        with open(home / "stderr.log", "wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=log, env=worker_env(home), cwd=home, start_new_session=True)
+        worker = cls(proc, home, {})
+        try:
+            line = await asyncio.wait_for(worker._readline(), timeout)
+        except TimeoutError:
+            await worker.kill()
+            raise RenderError(f"worker did not start within {timeout:.0f} s") from None
+        except asyncio.CancelledError:
+            await worker.kill()
+            raise
+        if not line:
+            await worker.kill()
+            raise WorkerCrashed(f"worker exited during start-up ({worker._exit_text()}; "
+                                "an address-space limit under ~2 GiB crashes bpy): "
+                                f"{worker.stderr_tail()}", returncode=proc.returncode)
+        worker.ready = json.loads(line)
+        return worker
+
+    async def _readline(self) -> bytes:
+        assert self.proc.stdout is not None
+        return await self.proc.stdout.readline()
+
+    def stderr_tail(self, size: int = 1500) -> str:
+        """The end of the worker's stderr (Blender's and Python's messages)."""
+        try:
+            data = (self.home / "stderr.log").read_bytes()[-size:]
+        except OSError:
+            return self._tail[-size:]
+        return data.decode(errors="replace").strip()
+
+    async def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request, wait for its answer; kill the worker on timeout or death."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+            await self.proc.stdin.drain()
+            line = await asyncio.wait_for(self._readline(), timeout)
+        except TimeoutError:
+            await self.kill()
+            raise RenderTimeout(f"render ran past its wall-time limit of {timeout:g} s; "
+                                "worker killed", limit=timeout) from None
+        except (BrokenPipeError, ConnectionResetError):
+            line = b""
+        if not line:
+            await self.kill()
+            raise WorkerCrashed(f"worker {self.pid} died while rendering "
+                                f"({self._exit_text()}): {self.stderr_tail(600)}",
+                                returncode=self.proc.returncode)
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            await self.kill()
+            raise RenderError(f"worker answered nonsense: {line[:200]!r}")
+        return answer
+
+    def _exit_text(self) -> str:
+        code = self.proc.returncode
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                if hasattr(os, "killpg"):  # the worker leads its own process group
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
+        await self.proc.wait()
+        tail = self.stderr_tail()  # read before the private dir goes
+        shutil.rmtree(self.home, ignore_errors=True)
+        self._tail = tail
+
+    async def close(self, grace: float = 3.0) -> None:
+        """Let the worker exit on end of input; kill it if it does not."""
+        if self.proc.stdin is not None and self.proc.returncode is None:
+            self.proc.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), grace)
+        await self.kill()
+
+
+class _Slot:
+    """A CPU share holding at most one worker process."""
+
+    def __init__(self, index: int, cpus: list[int]) -> None:
+        self.index = index
+        self.cpus = cpus
+        self.worker: WorkerProcess | None = None
+        self.busy = False
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+
+class WorkerPool:
+    """Render job specs in sandboxed, warm worker processes.
+
+    ``cpus``: the CPU ids offered (default: all this process may use), split evenly over
+    ``slots`` concurrent workers. ``cost_class`` (or ``max_budget``) is the largest ray
+    budget a worker accepts; ``memory_limit`` caps each worker's address space (bytes);
+    ``timeout`` is the wall-time limit of one render (seconds); ``idle_seconds`` how long
+    a worker may wait for its next tile before it is stopped.
+    """
+
+    def __init__(self, cpus: set[int] | None = None, slots: int = 1, *,
+                 cost_class: str | None = None, max_budget: int | None = None,
+                 memory_limit: int | None = None, timeout: float = 3600.0,
+                 idle_seconds: float = 120.0, start_timeout: float = 60.0,
+                 python: str = sys.executable) -> None:
+        offered = sorted(cpus if cpus is not None else allowed_cpus())
+        if slots < 1 or len(offered) < slots:
+            raise ValueError(f"{slots} slots need at least as many CPUs, got {offered}")
+        if cost_class is not None:
+            if cost_class not in COST_CLASSES:
+                raise JobSpecError(f"unknown cost class {cost_class!r}")
+            max_budget = COST_CLASSES[cost_class]
+        self.max_budget = max_budget
+        self.memory_limit = memory_limit
+        self.timeout = timeout
+        self.idle_seconds = idle_seconds
+        self.start_timeout = start_timeout
+        self.python = python
+        n = len(offered)
+        self._slots = [_Slot(i, offered[i * n // slots:(i + 1) * n // slots])
+                       for i in range(slots)]
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> WorkerPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def argv(self, cpus: list[int]) -> list[str]:
+        argv = [self.python, "-I", "-c", BOOT, str(PACKAGE_ROOT),
+                "--cpus", ",".join(map(str, cpus))]
+        if self.max_budget is not None:
+            argv += ["--max-budget", str(self.max_budget)]
+        if self.memory_limit is not None:
+            argv += ["--memory", str(self.memory_limit)]
+        return argv
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers now running (for status pages and tests)."""
+        return [s.worker.pid for s in self._slots if s.worker is not None]
+
+    async def start(self) -> None:
+        """Start a worker in every empty slot now (bpy imported, no file open yet)."""
+        await asyncio.gather(*(self._ensure(s) for s in self._slots if s.worker is None))
+
+    async def render(self, blend: Path, spec: JobSpec, out: Path,
+                     root: Path | None = None) -> RenderOutcome:
+        """Render ``spec`` from ``blend`` into ``out`` (float32 multilayer EXR).
+
+        ``root`` is the job's directory (default: ``blend`` minus ``spec.blend``); the
+        .blend may refer to files under it only. Raises :class:`CostClassExceeded`,
+        :class:`JobSpecError`, :class:`RenderTimeout`, :class:`WorkerCrashed` or
+        :class:`RenderError`; the pool stays usable after each.
+        """
+        began = time.perf_counter()
+        blend = Path(blend).resolve()
+        try:
+            key = _blend_key(blend)
+        except OSError:
+            raise RenderError(f"no such .blend: {blend}", path=str(blend)) from None
+        slot = await self._acquire(key)
+        try:
+            if slot.worker is not None and slot.worker.blend not in (None, key):
+                self._detach(slot)  # another job's file: this job gets a fresh process
+            worker, cold = await self._ensure(slot)
+            # Absolute paths: the worker's working directory is its private temp dir.
+            request = {"blend": str(blend), "spec": spec.to_json(),
+                       "out": str(Path(out).resolve())}
+            if root is not None:
+                request["root"] = str(Path(root).resolve())
+            try:
+                answer = await worker.request(request, self.timeout)
+            except RenderError:
+                slot.worker = None  # request() killed it; the next job starts a new one
+                raise
+            except asyncio.CancelledError:  # its answer would reach the next job: kill it
+                slot.worker = None
+                self._spawn(worker.kill())
+                raise
+            return self._outcome(slot, worker, key, answer, began, cold)
+        finally:
+            await self._release(slot)
+
+    def _outcome(self, slot: _Slot, worker: WorkerProcess, key: tuple[str, int, int],
+                 answer: dict[str, Any], began: float, cold: bool) -> RenderOutcome:
+        if not answer.get("ok"):
+            if answer.get("recycle"):  # the worker's state is unknown after this error
+                self._detach(slot)
+            code = str(answer.get("code", RenderError.code))
+            data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+            raise _ERRORS.get(code, RenderError)(str(answer.get("error")), **(data or {}))
+        worker.blend = key
+        return RenderOutcome(Path(answer["out"]), float(answer["seconds"]),
+                             time.perf_counter() - began, worker.pid, bool(answer["warm"]),
+                             cold, bool(answer.get("autoexec_blocked")))
+
+    async def _ensure(self, slot: _Slot) -> tuple[WorkerProcess, bool]:
+        """The slot's worker, started if needed; True when it was started now."""
+        if slot.worker is not None and slot.worker.proc.returncode is None:
+            return slot.worker, False
+        if slot.worker is not None:  # died while idle: reap it, drop its private dir
+            await slot.worker.kill()
+        slot.worker = await WorkerProcess.start(self.argv(slot.cpus), self.start_timeout)
+        return slot.worker, True
+
+    def _detach(self, slot: _Slot) -> None:
+        """Take the slot's worker out of service at once; it exits in the background."""
+        worker, slot.worker = slot.worker, None
+        if worker is not None:
+            self._spawn(worker.close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _acquire(self, key: tuple[str, int, int]) -> _Slot:
+        """A free slot: one whose worker holds ``key``, else a fresh worker, else an empty
+        slot, else one whose worker holds another file (it will be replaced)."""
+        async with self._changed:
+            while True:
+                if self._closing:
+                    raise RenderError("worker pool is closed")
+                free = [s for s in self._slots if not s.busy]
+                if free:
+                    free.sort(key=lambda s: (self._preference(s, key), s.index))
+                    slot = free[0]
+                    slot.busy = True
+                    if slot.idle_timer is not None:
+                        slot.idle_timer.cancel()
+                        slot.idle_timer = None
+                    return slot
+                await self._changed.wait()
+
+    @staticmethod
+    def _preference(slot: _Slot, key: tuple[str, int, int]) -> int:
+        if slot.worker is None:
+            return 2
+        return {key: 0, None: 1}.get(slot.worker.blend, 3)
+
+    async def _release(self, slot: _Slot) -> None:
+        async with self._changed:
+            slot.busy = False
+            if slot.worker is not None and not self._closing:
+                loop = asyncio.get_running_loop()
+                slot.idle_timer = loop.call_later(self.idle_seconds, self._idle, slot)
+            self._changed.notify_all()
+
+    def _idle(self, slot: _Slot) -> None:
+        slot.idle_timer = None
+        if not slot.busy:
+            self._detach(slot)
+
+    async def close(self) -> None:
+        """Stop every worker; renders still running are killed."""
+        self._closing = True
+        for slot in self._slots:
+            if slot.idle_timer is not None:
+                slot.idle_timer.cancel()
+        async with self._changed:
+            self._changed.notify_all()
+        for slot in self._slots:
+            if slot.worker is not None:
+                worker, slot.worker = slot.worker, None
+                await (worker.kill() if slot.busy else worker.close())
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,120 @@
+"""Render one job spec in a process that has the .blend open (runs under bpy).
+
+Per ``blender-facts`` §Q2: the rect is asked for with border fractions
+``min((x + 0.5) / W, 1)`` plus crop, dither 0 (EXR is unaffected, but PNGs made from it
+must not carry position-dependent noise). Per ``blender-facts-2`` §Q1: a buyer who wants
+a denoised frame gets tiles rendered with denoising **off** and the denoising passes
+stored; the buyer denoises the stitched frame once. Adaptive sampling looks at
+neighbouring pixels, so such tiles are rendered with overscan and cropped here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..render import exr
+from ..render.errors import JobSpecError, RenderError
+from ..render.jobspec import JobSpec
+from ..render.scene import find_scene
+from ..render.tiling import Rect, border
+
+
+def check_external_files(bpy: Any, root: Path) -> None:
+    """Refuse a file that reads anything outside the job (e.g. a texture at ~/.ssh/...)."""
+    root_real = os.path.realpath(root)
+    outside = []
+    for path in bpy.utils.blend_paths(absolute=True, packed=False, local=False):
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, root_real]) != root_real:
+            outside.append(path)
+    if outside:
+        raise RenderError("the .blend refers to files outside the job",
+                          paths=sorted(set(outside))[:20])
+
+
+def select_layers(scene: Any, spec: JobSpec) -> None:
+    names = {vl.name for vl in scene.view_layers}
+    missing = [n for n in spec.view_layers if n not in names]
+    if missing:
+        raise JobSpecError(f"no view layer {missing[0]!r} in scene {scene.name!r}",
+                           view_layers=sorted(names))
+    for vl in scene.view_layers:
+        vl.use = vl.name in spec.view_layers
+        vl.cycles.denoising_store_passes = spec.denoise and vl.use
+
+
+def configure(scene: Any, spec: JobSpec, threads: int) -> None:
+    """Apply the spec to ``scene``: size, rect, sampling, passes, output, safety."""
+    r, cy = scene.render, scene.cycles
+    r.engine = "CYCLES"
+    cy.device = "CPU"
+    cy.shading_system = False  # OSL runs arbitrary shader code; never on a seller
+    if (r.resolution_x * r.resolution_percentage // 100,
+            r.resolution_y * r.resolution_percentage // 100) != (spec.width, spec.height):
+        r.resolution_x, r.resolution_y, r.resolution_percentage = spec.width, spec.height, 100
+    rendered = spec.render_rect
+    r.use_border = rendered != Rect(0, spec.width, 0, spec.height)
+    r.use_crop_to_border = True
+    r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = border(
+        rendered, spec.width, spec.height)
+    cy.samples, cy.seed, cy.max_bounces = spec.samples, spec.seed, spec.max_bounces
+    cy.time_limit = 0.0  # a time limit makes the sample count depend on the machine
+    cy.use_denoising = False
+    cy.use_layer_samples = "IGNORE"  # the spec's sample count holds for every layer
+    r.use_single_layer = False  # render every layer the spec names, not just the active
+    select_layers(scene, spec)
+    r.dither_intensity = 0.0
+    r.use_compositing = False  # tiles carry raw passes; the buyer composites the frame
+    r.use_sequencer = False
+    r.use_stamp = False  # no burnt-in text on a tile
+    r.use_persistent_data = True
+    r.threads_mode = "FIXED" if threads else "AUTO"
+    if threads:
+        r.threads = threads
+    ims = r.image_settings
+    ims.media_type = "MULTI_LAYER_IMAGE"  # 5.0: before file_format, or the enum is missing
+    ims.file_format = "OPEN_EXR_MULTILAYER"
+    ims.color_depth = "32"
+    ims.exr_codec = "ZIP"
+
+
+def render(bpy: Any, spec: JobSpec, out: Path, threads: int) -> float:
+    """Render ``spec`` in the open file and write its rect to ``out`` (multilayer EXR).
+
+    Returns the seconds of the render proper: Blender's render call plus saving the tile.
+    """
+    scene = find_scene(bpy, spec.scene)
+    if scene.camera is None:
+        raise RenderError(f"scene {scene.name!r} has no camera")
+    configure(scene, spec, threads)
+    if scene.frame_current != spec.frame:
+        scene.frame_set(spec.frame)
+    started = time.perf_counter()
+    try:
+        bpy.ops.render.render(scene=scene.name)
+    except RuntimeError as exc:
+        raise RenderError(f"render failed: {str(exc).strip()}") from None
+    result = bpy.data.images.get("Render Result")
+    if result is None:
+        raise RenderError("render produced no result")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rendered = spec.render_rect
+    if rendered == spec.rect:
+        result.save_render(filepath=str(out), scene=scene)
+    else:
+        fd, name = tempfile.mkstemp(suffix=".exr", dir=out.parent)
+        os.close(fd)
+        try:
+            result.save_render(filepath=name, scene=scene)
+            crop = Rect(spec.x0 - rendered.x0, spec.x1 - rendered.x0,
+                        spec.y0 - rendered.y0, spec.y1 - rendered.y0)
+            exr.write(out, exr.read(Path(name)).crop(crop))
+        finally:
+            os.unlink(name)
+    if not out.is_file():
+        raise RenderError(f"render did not write {out}")
+    return time.perf_counter() - started

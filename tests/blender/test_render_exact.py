@@ -1,0 +1,153 @@
+"""Tiles rendered by the worker pool and stitched equal a local render, bit for bit.
+
+The oracle is a plain full-frame render in its own process (``reference_render.py``);
+comparisons are on the float32 EXR pixels and on the 8-bit PNG (scene view transform
+AgX, default dither).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import needs_bpy, run_bpy
+
+from bitwrk.render import exr
+from bitwrk.render.compose import ComposeRequest
+from bitwrk.render.jobspec import JobSpec
+from bitwrk.render.tiling import tiles
+from bitwrk.seller.pool import WorkerPool
+
+pytestmark = [needs_bpy, pytest.mark.slow]
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    io = exr.oiio()
+    inp = io.ImageInput.open(str(path))
+    data = inp.read_image(0, 0, 0, inp.spec().nchannels, "uint8")
+    inp.close()
+    return np.asarray(data).astype(np.int16)
+
+
+def combined(path: Path) -> np.ndarray:
+    return exr.read(path).part("ViewLayer.Combined").pixels
+
+
+async def render_tiles(scene_dir: Path, out: Path, specs: list[JobSpec],
+                       slots: int = 2) -> list[Path]:
+    async with WorkerPool(cpus={0, 1} if slots == 2 else None, slots=slots,
+                          cost_class="512M") as pool:
+        outcomes = await asyncio.gather(*(
+            pool.render(scene_dir / spec.blend, spec, out / f"tile-{i}.exr")
+            for i, spec in enumerate(specs)))
+    return [o.out for o in outcomes]
+
+
+async def frame_from_tiles(scene_dir: Path, tmp_path: Path, specs: list[JobSpec],
+                           compose: Callable[[ComposeRequest], dict[str, Any]]) -> Path:
+    paths = await render_tiles(scene_dir, tmp_path, specs)
+    request = ComposeRequest(tuple(zip(paths, specs, strict=True)), tmp_path / "frame.exr",
+                             tmp_path / "frame.png", scene_dir / "scene.blend")
+    answer = compose(request)
+    assert answer["ok"], answer
+    return tmp_path / "frame"
+
+
+def assert_identical(got: Path, reference: Path, name: str) -> None:
+    diff = np.abs(combined(got.with_suffix(".exr")) - combined(reference / f"{name}.exr"))
+    assert diff.max() == 0.0, f"EXR max diff {diff.max()}"
+    png = np.abs(png_pixels(got.with_suffix(".png")) - png_pixels(reference / f"{name}.png"))
+    assert png.max() == 0, f"PNG: {(png > 0).sum()} values differ"
+
+
+async def test_stitched_tiles_equal_a_local_render(
+        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any,
+        compose: Any) -> None:
+    specs = [frame_spec().with_rect(r) for r in tiles(96, 64, 6)]
+    assert len({(s.rect.width, s.rect.height) for s in specs}) > 1 or len(specs) == 6
+    frame = await frame_from_tiles(scene_dir, tmp_path, specs, compose)
+    assert_identical(frame, references, "plain")
+
+
+async def test_stitched_and_denoised_equals_a_local_denoised_render(
+        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any,
+        compose: Any) -> None:
+    specs = [frame_spec(denoise=True).with_rect(r) for r in tiles(96, 64, 4)]
+    frame = await frame_from_tiles(scene_dir, tmp_path, specs, compose)
+    assert_identical(frame, references, "denoised")
+    tile = exr.read(tmp_path / "tile-0.exr")  # sellers shipped noisy colour + guides
+    assert {p.name for p in tile.parts} >= {"ViewLayer.Denoising Albedo",
+                                            "ViewLayer.Denoising Normal"}
+    noisy = np.abs(combined(frame.with_suffix(".exr")) - combined(references / "plain.exr"))
+    assert noisy.max() > 0.01  # the denoiser really ran
+
+
+async def test_animation_frame_from_spec(scene_dir: Path, references: Path, tmp_path: Path,
+                                         frame_spec: Any, compose: Any) -> None:
+    specs = [frame_spec(frame=3).with_rect(r) for r in tiles(96, 64, 2)]
+    frame = await frame_from_tiles(scene_dir, tmp_path, specs, compose)
+    assert_identical(frame, references, "frame3")
+    moved = np.abs(combined(references / "frame3.exr") - combined(references / "plain.exr"))
+    assert moved.max() > 0.1  # the cube moved between frames 1 and 3
+
+
+async def test_adaptive_sampling_tiles_with_overscan(scene_dir: Path, references: Path,
+                                                     tmp_path: Path, frame_spec: Any,
+                                                     compose: Any) -> None:
+    # The reference turns adaptive sampling on (256 spp, threshold 0.02); a job carries
+    # that in its .blend, so the tiles render from such a copy of the file.
+    blend = tmp_path / "job" / "scene.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")  # (a symlink out of
+    # the job would be refused: the worker resolves links before checking)
+    run_bpy(["-c", ADAPTIVE_COPY, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    specs = [frame_spec(samples=256, overscan=8).with_rect(r) for r in tiles(96, 64, 4)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
+    diff = np.abs(stitched.part("ViewLayer.Combined").pixels
+                  - combined(references / "adaptive.exr"))
+    assert diff.max() == 0.0
+
+    # Denoised: Cycles normalises per pixel and scales OIDN's output back by each pixel's
+    # sample count, which the tiles do not carry; the result differs by a float rounding.
+    denoised = frame_spec(samples=256, overscan=8, denoise=True)
+    specs = [denoised.with_rect(r) for r in tiles(96, 64, 4)]
+    out = tmp_path / "denoised"
+    paths = await render_tiles(blend.parent, out, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    out / "frame.exr", out / "frame.png", blend))
+    assert answer["ok"], answer
+    diff = np.abs(combined(out / "frame.exr") - combined(references / "adaptive_denoised.exr"))
+    assert diff.max() <= 1e-5, diff.max()
+    png = np.abs(png_pixels(out / "frame.png")
+                 - png_pixels(references / "adaptive_denoised.png"))
+    assert png.max() <= 1
+
+
+ADAPTIVE_COPY = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+cy = bpy.context.scene.cycles
+cy.use_adaptive_sampling, cy.samples, cy.adaptive_threshold = True, 256, 0.02
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
+    result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
+    info = json.loads(result.stdout)
+    assert info["blender"] == "5.0" and info["scene"] == "Shot" and info["engine"] == "CYCLES"
+    assert (info["width"], info["height"], info["resolution_percentage"]) == (96, 64, 50)
+    assert (info["frame_start"], info["frame_end"], info["fps"]) == (1, 4, 24)
+    assert info["samples"] == 16 and info["max_bounces"] == 6 and info["seed"] == 0
+    assert info["adaptive"]["use"] is False and info["denoise"]["use"] is False
+    assert info["denoise"]["prefilter"] == "ACCURATE"
+    assert info["view_layers"] == [{"name": "ViewLayer", "use": True, "samples": 0}]
+    assert info["color"]["view_transform"] == "AgX"
+    assert info["output"]["filepath"] == "//out/shot_"
