@@ -1,0 +1,121 @@
+"""``python -m bitwrk.seller --exchange URL --cores N --min-price SAT``: a headless seller.
+
+Renders with the ``bpy`` module in warm worker processes, prints one line per unit, and on
+Ctrl-C (or SIGTERM) stops cleanly: open sell bids are cancelled, the current unit is
+finished or rejected (the buyer is refunded), the workers exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import signal
+import sys
+import time
+from types import FrameType
+
+from ..articles import COST_CLASSES
+from ..daemon import Daemon, DaemonConfig, Offer, StartSelling
+from ..daemon.events import Crashed, SellerUnit
+from ..money import format_amount
+from .executor import RenderExecutor
+from .pool import WorkerPool, allowed_cpus
+
+
+def blender_version() -> str:
+    """major.minor of the installed ``bpy`` module, without importing it (0.5 s)."""
+    version = importlib.metadata.version("bpy")
+    return ".".join(version.split(".")[:2])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bitwrk.seller", description=__doc__)
+    p.add_argument("--exchange", required=True, help="exchange URL")
+    p.add_argument("--cores", type=int, help="CPU cores to offer (default: all allowed)")
+    p.add_argument("--cpus", help="exact CPU ids to offer, e.g. 0,1 (overrides --cores)")
+    p.add_argument("--slots", type=int, default=1, help="units rendered at once")
+    p.add_argument("--min-price", type=int, required=True, help="satoshi per unit")
+    p.add_argument("--classes", default="512M,2G", help="cost classes accepted")
+    p.add_argument("--host", default="127.0.0.1", help="worker endpoint address")
+    p.add_argument("--port", type=int, default=0, help="worker endpoint port (0: any)")
+    p.add_argument("--public-url", help="URL buyers reach the endpoint at")
+    p.add_argument("--memory", type=int, help="address-space limit per worker, bytes")
+    p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
+    return p
+
+
+def _cpus(args: argparse.Namespace) -> set[int]:
+    if args.cpus:
+        return {int(c) for c in args.cpus.split(",")}
+    allowed = sorted(allowed_cpus())
+    return set(allowed[: args.cores] if args.cores else allowed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    unknown = [c for c in classes if c not in COST_CLASSES]
+    if unknown or not classes:
+        sys.exit(f"unknown cost classes {unknown}; choose from {list(COST_CLASSES)}")
+    version = blender_version()
+    articles = tuple(f"net.bitwrk/blender/{version}/{c}" for c in classes)
+    largest = max(classes, key=COST_CLASSES.__getitem__)
+    pool = WorkerPool(_cpus(args), args.slots, cost_class=largest, memory_limit=args.memory,
+                      timeout=args.unit_timeout)
+    daemon = Daemon(DaemonConfig(args.exchange))
+    daemon.start()
+    daemon.call(pool.start(), 120)  # warm: bpy imported before the first unit arrives
+    offer = Offer(articles, args.min_price, args.slots)
+    url = daemon.call(daemon.start_selling(StartSelling(offer, RenderExecutor(pool), args.host,
+                                                        args.port, args.public_url)), 60)
+    print(f"seller {daemon.address} on {url}: Blender {version}, classes {','.join(classes)},"
+          f" min {args.min_price} sat, cpus {sorted(_cpus(args))}", flush=True)
+    return _serve(daemon, pool)
+
+
+def _serve(daemon: Daemon, pool: WorkerPool) -> int:
+    stop = {"requested": False}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    earned = 0
+    code = 0
+    while not stop["requested"]:
+        event = daemon.runtime.wait_event(0.2)
+        if isinstance(event, SellerUnit):
+            earned += event.price if event.stage == "paid" else 0
+            print(_line(event, earned), flush=True)
+        elif isinstance(event, Crashed):
+            print(f"error in {event.where}: {event.error}", file=sys.stderr, flush=True)
+    print("stopping: cancelling bids, finishing the current unit ...", flush=True)
+    assert daemon.seller is not None
+    daemon.call(daemon.seller.stop(grace=60.0), 90)
+    daemon.call(pool.close(), 30)
+    if not daemon.stop(30):
+        code = 1
+    print(f"stopped; earned {earned} sat this session", flush=True)
+    return code
+
+
+def _line(event: SellerUnit, earned: int) -> str:
+    stamp = time.strftime("%H:%M:%S")
+    who = event.buyer[:10]
+    if event.stage == "rendered":
+        return f"{stamp} tx {event.txid} rendered for {who} in {event.seconds:.2f}s"
+    if event.stage == "paid":
+        return (f"{stamp} tx {event.txid} paid {event.price} sat"
+                f" (session total {format_amount(earned)})")
+    if event.stage == "failed":
+        return f"{stamp} tx {event.txid} failed: {event.detail}"
+    return f"{stamp} tx {event.txid} {event.stage} for {who} at {event.price} sat"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
