@@ -160,7 +160,7 @@ class Daemon:
             await self._buy(command)
         elif isinstance(command, CancelJob):
             assert self.buyer is not None
-            self.buyer.cancelled.add(command.job_id)
+            await self.buyer.cancel_job(command.job_id)
         elif isinstance(command, StartSelling):
             await self.start_selling(command)
         elif isinstance(command, StartLanHub):
@@ -195,7 +195,9 @@ class Daemon:
         sink = DirectorySink(Path(spec["out_dir"]), spec["suffix"])
         run = JobRun(job_id, row["article"], mandate, sink)
         done, failed = await self.buyer.run_job(run, int(spec["concurrency"]))
-        self.journal.set_job_state(job_id, "finished")
+        current = self.journal.job(job_id)
+        if current is not None and current["state"] == "active":  # not cancelled meanwhile
+            self.journal.set_job_state(job_id, "finished")
         self.runtime.post(JobDone(job_id, done, failed, run.spent))
 
     async def start_lan_hub(self, command: StartLanHub) -> str:

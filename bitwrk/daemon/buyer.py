@@ -200,6 +200,18 @@ class BuyerAgent:
                                f"lan:{assignment.worker}", None, 0))
         return True
 
+    async def cancel_job(self, job_id: str) -> None:
+        """Stop buying: no new bids; trades not yet working are cancelled (refunded);
+        working ones run out (a seller already rendering is not robbed of its deadline)."""
+        self.cancelled.add(job_id)
+        self.journal.set_job_state(job_id, "cancelled")
+        for unit in self.journal.units(job_id):
+            if unit.state == "bidding" and unit.bid_id is not None:
+                with contextlib.suppress(BitwrkError, aiohttp.ClientError):
+                    await self.client.cancel_bid(unit.bid_id)
+            elif unit.state == "trading" and unit.txid is not None:
+                await self._cancel(unit.txid)
+
     async def settle_leftovers(self) -> None:
         """After a restart: a unit marked done whose trade still waits for our ``accept``
         gets it now (the seller delivered; it is paid once, on time)."""

@@ -201,22 +201,27 @@ def run(request: ComposeRequest) -> ComposeResult:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bitwrk.render.compose",
-                                     description="Stitch and denoise a frame's tiles.")
-    parser.add_argument("request", type=Path, help="compose request JSON file")
+                                     description="Stitch and denoise frames from their tiles.")
+    parser.add_argument("requests", type=Path, nargs="+",
+                        help="compose request JSON files, one per frame (bpy loads once)")
     args = parser.parse_args(argv)
     isolate_user_dirs()
     out = private_stdout()
-    try:
-        request = ComposeRequest.from_json(json.loads(args.request.read_text()))
-        result = run(request)
-    except (BitwrkError, OSError, ValueError) as exc:
-        code = exc.code if isinstance(exc, BitwrkError) else ComposeError.code
-        print(json.dumps({"ok": False, "code": code, "error": str(exc)}), file=out)
-        return 1
-    print(json.dumps({"ok": True, "exr": str(result.exr),
-                      "png": str(result.png) if result.png else None,
-                      "denoised": result.denoised, "seconds": result.seconds}), file=out)
-    return 0
+    failed = 0
+    for path in args.requests:
+        try:
+            request = ComposeRequest.from_json(json.loads(path.read_text()))
+            result = run(request)
+        except (BitwrkError, OSError, ValueError) as exc:
+            code = exc.code if isinstance(exc, BitwrkError) else ComposeError.code
+            print(json.dumps({"ok": False, "code": code, "error": str(exc)}), file=out)
+            failed += 1
+            continue
+        print(json.dumps({"ok": True, "exr": str(result.exr),
+                          "png": str(result.png) if result.png else None,
+                          "denoised": result.denoised, "seconds": result.seconds}),
+              file=out, flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from bitwrk.cas import JobManifest
 from bitwrk.client import ExchangeClient
 from bitwrk.daemon import (
     BuyJob,
+    CancelJob,
     Daemon,
     DaemonConfig,
     JoinLan,
@@ -258,3 +259,25 @@ def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
     assert len(finished) == 6  # one payment per unit, none twice
     assert account["blocked"] == 0
     assert account["available"] == 1_000_000 - sum(t["price"] + t["fee"] for t in finished)
+
+
+def test_cancelling_a_job_withdraws_its_bids_and_blocks_nothing(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    buyer = daemons("buyer")
+    fund(exchange, buyer.address, 1_000_000)
+    units = make_units(tmp_path, buyer, 3, os.urandom(10_000))
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=3)
+    buyer.submit(job)  # no seller: the bids rest
+    time.sleep(1.0)
+    buyer.submit(CancelJob(job.job_id))
+    events = collect(buyer, job.job_id, 30)
+    final = next(e for e in events if isinstance(e, JobDone))
+    assert (final.done, final.failed, final.spent) == (0, 3, 0)
+
+    async def account() -> dict[str, Any]:
+        async with ExchangeClient(exchange.url) as c:
+            return await c.account(buyer.address)
+
+    assert asyncio.run(account())["blocked"] == 0
