@@ -1,0 +1,239 @@
+"""``python -m bitwrk.buy SCENE.blend --exchange URL --max-price SAT --out DIR``:
+render a scene through the exchange, headless (scripts and CI).
+
+The scene is probed and packed (every dependency), each frame is cut into tiles (units),
+the units are bought under a mandate, and each frame is stitched — and denoised once,
+when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .articles import COST_CLASSES
+from .cas import ChunkStore, JobManifest
+from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
+from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
+from .errors import BitwrkError
+from .render.jobspec import JobSpec
+from .render.tiling import auto_count, tiles
+
+ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (blender-facts-2)
+
+
+@dataclass(frozen=True)
+class Plan:
+    article: str
+    units: list[tuple[str, JobSpec]]  # (unit id, spec)
+    frames: list[int]
+
+
+def probe(blend: Path) -> dict[str, Any]:
+    """The scene's render settings, read in a separate bpy process (scripts off)."""
+    out = subprocess.run([sys.executable, "-m", "bitwrk.render.scene", str(blend)],
+                         capture_output=True, text=True, timeout=300, env=_bpy_env())
+    try:
+        info: dict[str, Any] = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise BitwrkError(f"cannot read {blend}: {out.stderr.strip()[-500:]}") from None
+    if out.returncode != 0 or "error" in info:
+        raise BitwrkError(f"cannot read {blend}: {info.get('message', info)}")
+    return info
+
+
+def _bpy_env() -> dict[str, str]:
+    env = dict(os.environ)
+    scratch = Path(tempfile.gettempdir()) / f"bitwrk-buy-{os.getpid()}"
+    env.setdefault("BLENDER_USER_RESOURCES", str(scratch / "user"))
+    env.setdefault("XDG_CACHE_HOME", str(scratch / "cache"))
+    return env
+
+
+def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str) -> JobSpec:
+    layers = tuple(v["name"] for v in info["view_layers"] if v["use"])
+    adaptive = bool(info["adaptive"]["use"])
+    return JobSpec(blend=blend_name, scene=info["scene"], view_layers=layers, frame=frame,
+                   width=info["width"], height=info["height"], x0=0, x1=info["width"], y0=0,
+                   y1=info["height"], samples=info["samples"], seed=info["seed"],
+                   max_bounces=info["max_bounces"], denoise=bool(info["denoise"]["use"]),
+                   overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version)
+
+
+def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: str,
+         cost_class: str) -> Plan:
+    version = info["blender"]
+    units: list[tuple[str, JobSpec]] = []
+    classes = []
+    for frame in frames:
+        spec = frame_spec(info, blend_name, frame, version)
+        count = auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+        for i, rect in enumerate(tiles(spec.width, spec.height, count)):
+            unit = spec.with_rect(rect)
+            classes.append(unit.cost_class())
+            units.append((f"f{frame:05d}_t{i:03d}", unit))
+    needed = max(classes, key=COST_CLASSES.__getitem__)
+    if COST_CLASSES[needed] > COST_CLASSES[cost_class]:
+        cost_class = needed  # --tiles N made tiles bigger than the asked class
+    return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
+
+
+def pack_files(blend: Path, workdir: Path, allow_missing: bool) -> tuple[str, dict[str, Path]]:
+    """Every file the scene needs, by its name in the job."""
+    from .render.packing import pack
+
+    result = pack(blend, workdir / "pack")
+    if result.missing and not allow_missing:
+        raise BitwrkError("the scene is not farm-ready; missing files:\n  "
+                          + "\n  ".join(result.missing))
+    return result.blend, result.files
+
+
+def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
+              ) -> list[tuple[str, bytes]]:
+    """One canonical manifest per unit; the files are chunked into the store once."""
+    first = JobManifest.from_files(plan_.units[0][1].to_json(), files, store)
+    return [(uid, JobManifest(spec.to_json(), first.files).to_json())
+            for uid, spec in plan_.units]
+
+
+def compose(plan_: Plan, results: dict[str, Path], blend: Path, out: Path, scene: str,
+            workdir: Path) -> list[Path]:
+    """Stitch (and denoise) every frame in one bpy process; the files written."""
+    requests, written = [], []
+    for frame in plan_.frames:
+        stem = out / f"{scene}_{frame:04d}"
+        request = {"tiles": [{"path": str(results[uid]), "spec": spec.to_json()}
+                             for uid, spec in plan_.units if spec.frame == frame],
+                   "exr": f"{stem}.exr", "png": f"{stem}.png", "blend": str(blend)}
+        path = workdir / f"compose-{frame}.json"
+        path.write_text(json.dumps(request))
+        requests.append(str(path))
+        written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
+    done = subprocess.run([sys.executable, "-m", "bitwrk.render.compose", *requests],
+                          capture_output=True, text=True, timeout=3600, env=_bpy_env())
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    bad = [a for a in answers if not a.get("ok")]
+    if done.returncode != 0 or bad or len(answers) != len(requests):
+        raise BitwrkError(f"compositing failed: {bad or done.stderr[-1000:]}")
+    return written
+
+
+def _frames(text: str | None, info: dict[str, Any]) -> list[int]:
+    if text is None:
+        return [int(info["frame_current"])]
+    start, _, end = text.partition("-")
+    first, last = int(start), int(end or start)
+    if last < first:
+        raise BitwrkError("--frames A-B needs A <= B")
+    return list(range(first, last + 1, max(1, int(info["frame_step"]))))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bitwrk.buy", description=__doc__)
+    p.add_argument("scene", type=Path, help=".blend file")
+    p.add_argument("--exchange", required=True)
+    p.add_argument("--max-price", type=int, required=True, help="satoshi per unit")
+    p.add_argument("--budget", type=int, help="satoshi for the whole job (price + fees)")
+    p.add_argument("--frames", help="A-B (default: the scene's current frame)")
+    p.add_argument("--tiles", default="auto", help="tiles per frame: auto or a number")
+    p.add_argument("--cost-class", default="512M", choices=list(COST_CLASSES))
+    p.add_argument("--concurrency", type=int, default=4, help="units traded at once")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--allow-missing", action="store_true",
+                   help="buy even if some dependencies are missing")
+    p.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return run(args)
+    except BitwrkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    blend = args.scene.resolve()
+    info = probe(blend)
+    frames = _frames(args.frames, info)
+    with tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp:
+        name, files = pack_files(blend, Path(tmp), args.allow_missing)
+        job_plan = plan(info, name, frames, args.tiles, args.cost_class)
+        fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
+        budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
+        daemon = Daemon(DaemonConfig(args.exchange))
+        daemon.start()
+        try:
+            units = manifests(job_plan, files, daemon.store)
+            job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
+                                                   time.time() + args.timeout),
+                         tuple(units), Path(tmp) / "results",
+                         concurrency=args.concurrency)
+            print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
+                  f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+            daemon.submit(job)
+            try:
+                done, final = _wait(daemon, job.job_id, len(units), args.timeout)
+            except KeyboardInterrupt:
+                print("cancelling: no new bids; unfinished trades are refunded", flush=True)
+                daemon.call(daemon.buyer.cancel_job(job.job_id), 30)  # type: ignore[union-attr]
+                return 130
+        finally:
+            daemon.stop(30)
+        if final.failed:
+            print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
+            return 1
+        results = {e.unit_id: Path(e.result) for e in done}
+        written = compose(job_plan, results, Path(tmp) / "pack" / name, args.out,
+                          info["scene"], Path(tmp))
+    _summary(done, final, written, time.monotonic() - started)
+    return 0
+
+
+def _wait(daemon: Daemon, job_id: str, total: int, timeout: float
+          ) -> tuple[list[UnitDone], JobDone]:
+    done: list[UnitDone] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = daemon.runtime.wait_event(0.5)
+        if isinstance(event, UnitDone):
+            done.append(event)
+            bar = "#" * (20 * len(done) // total)
+            print(f"[{bar:<20}] {len(done)}/{total} {event.unit_id} from {event.seller[:14]}"
+                  f" for {event.price} sat", flush=True)
+        elif isinstance(event, UnitFailed) and event.final:
+            print(f"unit {event.unit_id} failed: {event.reason}", flush=True)
+        elif isinstance(event, Crashed):
+            raise BitwrkError(f"daemon error in {event.where}: {event.error}")
+        elif isinstance(event, JobDone) and event.job_id == job_id:
+            return done, event
+    raise BitwrkError(f"job not finished after {timeout:.0f} s")
+
+
+def _summary(done: list[UnitDone], final: JobDone, written: list[Path], seconds: float) -> None:
+    by_seller = Counter(e.seller for e in done)
+    print(f"done: {len(done)} units in {seconds:.1f} s, spent {final.spent} sat")
+    for seller, count in by_seller.most_common():
+        print(f"  {seller}: {count} units")
+    for path in written:
+        print(f"  wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

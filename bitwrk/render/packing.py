@@ -1,0 +1,415 @@
+"""Pack a .blend and everything it reads into one self-contained folder (DESIGN §7 "Packing").
+
+A seller renders inside a work dir and refuses a file that reads anything outside it, so
+a buyer sends the .blend together with every file it depends on, each under a safe
+relative name (:func:`bitwrk.cas.paths.check_name`), with the paths inside the .blend
+files rewritten to point at them. The tracing and rewriting is blender-asset-tracer
+(BAT) 1.23, the last release that runs without bpy on Python 3.11 (packaging-facts §1):
+it parses .blend files itself, follows linked libraries into the data blocks actually
+used, and rewrites path fields in place without re-saving through Blender.
+
+On top of BAT's ``Packer`` this module
+
+- fixes two bugs of BAT 1.23 with Blender 5.0 files, for the length of a run only: it
+  missed the node-tree images of linked libraries (:func:`_expand_nodetree_id`) and
+  crashed on Geometry Nodes modifiers (:func:`_walk_nodes_modifier`);
+- places files by name: project files keep their path relative to the project root;
+  files outside it go to ``_outside_project/<hash of their folder>/`` (BAT would spell
+  out the buyer's absolute path, home folder and all); names a seller would refuse are
+  mapped; and every path field is recomputed from the final places, so moved libraries
+  keep working;
+- rewrites the paths of missing files to names inside the pack, so that a buyer who
+  chooses to ignore them still sends a job a seller accepts (it renders them as missing,
+  as Blender does locally);
+- packs every frame of a movie clip made from an image sequence (BAT packs only the
+  first);
+- writes rewritten, compressed .blend files uncompressed: BAT re-compresses them with
+  gzip, whose header holds a time stamp and a temp file's name, so two packs of the same
+  scene would differ and the chunk store could not reuse them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import threading
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePath, PurePosixPath
+
+from blender_asset_tracer import blendfile, bpathlib, cdefs
+from blender_asset_tracer.blendfile.exceptions import BlendFileError, SegmentationFault
+from blender_asset_tracer.pack import Aborted, AssetAction, Packer, PathAction
+from blender_asset_tracer.trace import expanders, file_sequence, modifier_walkers, result
+
+from ..cas.paths import check_name, check_names
+from ..errors import BitwrkError, ManifestError
+
+__all__ = ["OUTSIDE_DIR", "MissingFiles", "PackError", "PackResult", "check", "pack"]
+
+OUTSIDE_DIR = "_outside_project"
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\:]")  # what check_name refuses in a name
+_GZIP_MAGIC = b"\x1f\x8b"
+_MCLIP_SRC_SEQUENCE = 1  # DNA_movieclip_types.h: MovieClip.source of an image sequence
+
+
+class PackError(BitwrkError):
+    """The scene cannot be packed: unreadable .blend, bad paths, a failed copy."""
+
+    code = "pack_failed"
+
+
+class MissingFiles(PackError):
+    """Files the scene uses do not exist; ``missing`` lists them (absolute paths)."""
+
+    code = "missing_files"
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """A packed scene: ``files`` maps each name in the job to its file under ``out_dir``."""
+
+    blend: str
+    files: dict[str, Path]
+    missing: list[str]
+    total_bytes: int
+
+    def require_complete(self) -> None:
+        """Raise :class:`MissingFiles` if any dependency was not found."""
+        if self.missing:
+            raise MissingFiles(f"{len(self.missing)} file(s) used by the scene are missing: "
+                               + ", ".join(self.missing[:5]), missing=self.missing)
+
+
+# --- fixes for BAT 1.23 -----------------------------------------------------------------------
+
+def _expand_nodetree_id(
+        block: blendfile.BlendFileBlock) -> Iterator[blendfile.BlendFileBlock]:
+    """The node tree of a material, world, light, texture or scene, and what it uses.
+
+    BAT 1.20-1.23 read ``compositing_node_group`` for every ID type in Blender >= 5.0
+    files, but only Scene has that field (Blender commit bd61e69be5a7 moved the
+    compositor there); materials, worlds, lights and textures still keep ``nodetree``.
+    So the images used by node trees of *linked* data were never found (the main file's
+    images are found anyway, as BAT scans all of its blocks). packaging-facts §1.
+    """
+    field = b"nodetree"
+    if block.code == b"SC" and block.dna_type.has_field(b"compositing_node_group"):
+        field = b"compositing_node_group"
+    ntree = block.get_pointer(field, None)
+    if ntree is not None:
+        yield from expanders._expand_generic_nodetree(ntree)
+
+
+_BAT_NODES_WALKER = modifier_walkers.modifier_handlers[cdefs.eModifierType_Nodes]
+
+
+def _walk_nodes_modifier(ctx: modifier_walkers.ModifierContext,
+                         modifier: blendfile.BlendFileBlock,
+                         block_name: bytes) -> Iterator[result.BlockUsage]:
+    """BAT's Geometry Nodes modifier walker, minus its crash on a modifier without bakes.
+
+    Blender 5.0 saves such a modifier with ``bakes_num == 0`` but a non-null ``bakes``
+    pointer to nothing written; BAT 1.23 follows it and raises SegmentationFault, so any
+    scene with a plain Geometry Nodes modifier could not be traced at all.
+    """
+    if modifier.get(b"bakes_num", default=0):
+        yield from _BAT_NODES_WALKER(ctx, modifier, block_name)
+
+
+# BAT keeps module-level state: the tables we patch and a cache of open .blend files
+# that would serve stale data to the next run. One BAT run at a time, then.
+_BAT_LOCK = threading.RLock()
+
+
+@contextmanager
+def _bat_session() -> Iterator[None]:
+    """Run BAT with the fixes applied and a fresh file cache; restores all afterwards."""
+    with _BAT_LOCK:
+        if expanders._expand_generic_nodetree_id is _expand_nodetree_id:  # nested
+            yield
+            return
+        handlers = modifier_walkers.modifier_handlers
+        original = expanders._expand_generic_nodetree_id, handlers[cdefs.eModifierType_Nodes]
+        expanders._expand_generic_nodetree_id = _expand_nodetree_id
+        handlers[cdefs.eModifierType_Nodes] = _walk_nodes_modifier
+        blendfile.close_all_cached()
+        try:
+            yield
+        finally:
+            blendfile.close_all_cached()
+            expanders._expand_generic_nodetree_id = original[0]
+            handlers[cdefs.eModifierType_Nodes] = original[1]
+
+
+# --- names -----------------------------------------------------------------------------------
+
+def _digest(path: PurePath) -> str:
+    return hashlib.sha256(os.fsencode(str(path))).hexdigest()[:12]
+
+
+def _is_safe(name: str) -> bool:
+    try:
+        check_name(name)
+    except ManifestError:
+        return False
+    return True
+
+
+def _safe_part(part: str) -> str:
+    """``part`` as a path component every seller accepts (a readable mapping if possible)."""
+    if _is_safe(part):
+        return part
+    part = _UNSAFE_CHARS.sub("_", part)
+    if part in ("", ".", ".."):
+        part = "_"
+    if part[-1] in ". ":
+        part += "_"
+    for candidate in (part, "_" + part):  # "_" defuses Windows device names like NUL.png
+        if _is_safe(candidate):
+            return candidate
+    return _digest(PurePosixPath(part)) + PurePosixPath(part).suffix[:16]  # too long
+
+
+class _NameTable:
+    """Names claimed so far. A name is free unless a seller would refuse it or it clashes
+    with a claimed one as ``check_names`` sees clashes: ignoring case and Unicode
+    normalization, or a file name that is also a folder name."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.folders: set[str] = set()
+
+    @staticmethod
+    def _fold(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()  # as check_names folds
+
+    def free(self, name: str) -> bool:
+        folded = self._fold(name)
+        parts = folded.split("/")
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        return (_is_safe(name) and folded not in self.files
+                and folded not in self.folders and not parents & self.files)
+
+    def claim(self, *candidates: str) -> str:
+        """The first free candidate (the last one even if taken: verified later)."""
+        chosen = next((c for c in candidates if self.free(c)), candidates[-1])
+        parts = self._fold(chosen).split("/")
+        self.files.add("/".join(parts))
+        self.folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        return chosen
+
+
+# --- the packer ------------------------------------------------------------------------------
+
+class _Packer(Packer):
+    """BAT's Packer with bitwrk's placement of files, missing files and names."""
+
+    def __init__(self, blend: Path, project: Path | None, target: Path, *,
+                 noop: bool) -> None:
+        super().__init__(blend, project or blend.parent, str(target))
+        self.noop = noop  # set late: BAT warns about a dry run when constructed with one
+        self.auto_root = project is None
+        self.planned: dict[str, Path] = {}  # name in pack -> file it is copied from
+        self.clashes: set[str] = set()
+        self.missing_uses: defaultdict[Path, list[result.BlockUsage]] = defaultdict(list)
+
+    # strategise(): every asset is given a place by _find_new_paths
+    def _visit_sequence(self, asset_path: Path, usage: result.BlockUsage) -> None:
+        self._visit_asset(asset_path, usage)
+
+    def _visit_asset(self, asset_path: Path, usage: result.BlockUsage) -> None:
+        if not bytes(usage.asset_path):
+            return  # no path at all: Blender reads nothing either
+        if usage.block.code == b"MC" and usage.block.get(b"source") == _MCLIP_SRC_SEQUENCE:
+            usage.is_sequence = True  # BAT 1.23 takes every clip for one file (its TODO)
+        if _exists(asset_path, usage):
+            super()._visit_asset(asset_path, usage)
+        else:
+            self.missing_files.add(asset_path)
+            self.missing_uses[asset_path].append(usage)
+            self._progress_cb.missing_file(asset_path)
+            self._actions[asset_path].usages.append(usage)
+        # Rewrite every path from the final places (BAT keeps in-project relative paths
+        # as they are, which breaks when the .blend holding them moves).
+        self._actions[asset_path].path_action = PathAction.FIND_NEW_LOCATION
+        self._new_location_paths.add(asset_path)
+
+    def _find_new_paths(self) -> None:
+        if self.auto_root:
+            self.project = self._guess_root()
+        table = _NameTable()
+        main = bpathlib.make_absolute(self.blendfile)
+        main_pp = self._target_path / table.claim(self._name(main, keep_base=False))
+        self._output_path = self._actions[main].new_path = main_pp
+        for path in sorted(self._new_location_paths - {main}):
+            action = self._actions[path]
+            # Sequencer strips store the folder and file name apart; BAT rewrites only
+            # the folder, so such a file keeps its name.
+            keep_base = any(u.path_full_field is None for u in action.usages)
+            base = path.name if keep_base else _safe_part(path.name)
+            name = table.claim(self._name(path, keep_base=keep_base),
+                               f"{OUTSIDE_DIR}/{_digest(path)}/{base}")
+            action.new_path = self._target_path / name
+
+    def _guess_root(self) -> Path:
+        """The deepest folder holding the .blend and every file it names by a ``//`` path.
+
+        Relative paths are how an artist spells a project's layout; absolute ones are
+        often shared libraries elsewhere on the disk.
+        """
+        folders = [str(bpathlib.make_absolute(self.blendfile).parent)]
+        for path, action in self._actions.items():
+            if any(u.asset_path.is_blendfile_relative() for u in action.usages):
+                folders.append(str(path.parent))
+        try:
+            return Path(os.path.commonpath(folders))
+        except ValueError:  # different drives
+            return Path(folders[0])
+
+    def _name(self, path: Path, *, keep_base: bool) -> str:
+        base = path.name if keep_base else _safe_part(path.name)
+        try:
+            rel = path.relative_to(bpathlib.make_absolute(self.project))
+        except ValueError:
+            return f"{OUTSIDE_DIR}/{_digest(path.parent)}/{base}"
+        return "/".join([*(_safe_part(p) for p in rel.parts[:-1]), base])
+
+    # execute()
+    def _rewrite_paths(self) -> None:
+        super()._rewrite_paths()
+        for action in self._actions.values():
+            if action.read_from is not None:
+                _gunzip_in_place(action.read_from)
+
+    def _copy_asset_and_deps(self, asset_path: Path, action: AssetAction) -> None:
+        if asset_path not in self.missing_files:
+            super()._copy_asset_and_deps(asset_path, action)
+
+    def _send_to_target(self, asset_path: Path, target: PurePath,
+                        may_move: bool = False) -> None:
+        name = PurePath(target).relative_to(self._target_path).as_posix()
+        if name in self.planned:
+            if self.planned[name] != asset_path:
+                self.clashes.add(name)
+            return
+        self.planned[name] = asset_path
+        if not self.noop:
+            super()._send_to_target(asset_path, target, may_move=may_move)
+
+    def _write_info_file(self) -> None:
+        """No pack-info.txt: the pack holds exactly the job's files."""
+
+    def blend_name(self) -> str:
+        return PurePath(self.output_path).relative_to(self._target_path).as_posix()
+
+    def name_problems(self) -> list[str]:
+        problems = [f"two different files would be packed as {n}" for n in sorted(self.clashes)]
+        try:
+            check_names(self.planned)
+        except ManifestError as exc:
+            problems.append(f"{exc.message}: {exc.data.get('name')}")
+        return problems
+
+    def missing_problems(self) -> list[str]:
+        problems = []
+        for path, uses in sorted(self.missing_uses.items()):
+            users = ", ".join(sorted({f"{_block_name(u)} in {u.block.bfile.filepath.name}"
+                                      for u in uses}))
+            problems.append(f"missing file {path} (used by {users})")
+        return problems
+
+
+def _exists(asset_path: Path, usage: result.BlockUsage) -> bool:
+    if not usage.is_sequence:
+        return asset_path.is_file()
+    try:
+        return any(p.is_file() for p in file_sequence.expand_sequence(asset_path))
+    except file_sequence.DoesNotExist:
+        return False
+
+
+def _block_name(usage: result.BlockUsage) -> str:
+    return bytes(usage.block_name).decode("utf-8", "replace")
+
+
+def _gunzip_in_place(path: Path) -> None:
+    with path.open("rb") as f:
+        if f.read(2) != _GZIP_MAGIC:
+            return
+    plain = path.with_name(path.name + ".raw")
+    with gzip.open(path, "rb") as src, plain.open("wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(plain, path)
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+def _resolve(blend: Path, project_root: Path | None) -> tuple[Path, Path | None]:
+    blend = Path(os.path.abspath(blend))
+    if not blend.is_file():
+        raise PackError(f"no such .blend: {blend}", path=str(blend))
+    if project_root is None:
+        return blend, None
+    root = Path(os.path.abspath(project_root))
+    if not blend.is_relative_to(root):
+        raise PackError("the .blend is not inside the project root", path=str(blend),
+                        project_root=str(root))
+    return blend, root
+
+
+def _run(packer: _Packer) -> None:
+    try:
+        packer.strategise()
+        packer.execute()
+    except (BlendFileError, SegmentationFault, OSError, Aborted) as exc:
+        raise PackError(f"cannot pack {packer.blendfile.name}: {exc}",
+                        path=str(packer.blendfile)) from exc
+
+
+def check(blend: Path, *, project_root: Path | None = None) -> list[str]:
+    """What would make a remote render of ``blend`` differ from a local one; [] if none.
+
+    Today that is missing files (images, sequences, libraries, fonts, ...), each with the
+    data blocks that use them, and names that could not be made safe. Paths outside the
+    project or absolute paths are no problem: :func:`pack` moves them into the pack.
+    """
+    blend, root = _resolve(blend, project_root)
+    packer = _Packer(blend, root, blend.parent / ".bitwrk-check", noop=True)  # writes nothing
+    with _bat_session(), packer:
+        _run(packer)
+        return packer.missing_problems() + packer.name_problems()
+
+
+def pack(blend: Path, out_dir: Path, *, project_root: Path | None = None) -> PackResult:
+    """Copy ``blend`` and every file it uses into ``out_dir`` (absent or empty).
+
+    ``project_root`` decides names: files under it keep their relative path, others go
+    to ``_outside_project/``. By default it is the deepest folder holding the .blend and
+    every file named by a relative ``//`` path. Paths inside the packed .blend files are
+    rewritten to relative ``//...`` paths between the packed files. Missing files are
+    listed in the result, not raised: see :meth:`PackResult.require_complete`. Packing
+    an unchanged scene again gives files with identical bytes under identical names.
+    After a :class:`PackError` ``out_dir`` may hold part of a pack.
+    """
+    blend, root = _resolve(blend, project_root)
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise PackError("the pack folder must be new or empty", path=str(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    packer = _Packer(blend, root, out_dir, noop=False)
+    with _bat_session(), packer:
+        _run(packer)
+        problems = packer.name_problems()
+        if problems:
+            raise PackError("cannot give every file a safe name", problems=problems)
+        files = {name: out_dir.joinpath(*name.split("/")) for name in sorted(packer.planned)}
+        return PackResult(blend=packer.blend_name(), files=files,
+                          missing=sorted(map(str, packer.missing_files)),
+                          total_bytes=sum(path.stat().st_size for path in files.values()))

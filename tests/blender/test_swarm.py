@@ -1,0 +1,173 @@
+"""The whole engine with real processes: an exchange, headless sellers rendering with
+Cycles, and the headless buyer — stitched frames compared with a local render."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import needs_bpy, run_bpy
+from test_render_exact import assert_identical
+
+from tests.e2e.conftest import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [needs_bpy, pytest.mark.slow]
+
+
+class Node:
+    """One participant's process environment: its own identity, caches and Blender dirs."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ)
+        self.env.update({
+            "XDG_DATA_HOME": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache"),
+            "BLENDER_USER_RESOURCES": str(base / "blender-user"), "PYTHONPATH": str(ROOT),
+        })
+        self.proc: subprocess.Popen[str] | None = None
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", *args], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        self.log = open(self.base / "out.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=self.env, cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        return self.proc
+
+    def output(self) -> str:
+        return (self.base / "out.log").read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.output())
+            if found:
+                return found
+            assert self.proc is not None and self.proc.poll() is None, self.output()
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} in: {self.output()[-2000:]}")
+
+    def address(self) -> str:
+        result = self.run("bitwrk", "account")
+        return re.search(r"address\s+(\S+)", result.stdout).group(1)  # type: ignore[union-attr]
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)
+        finally:
+            self.log.close()
+
+
+def credit(exchange: ServerProcess, address: str, amount: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "credit", address, str(amount), "--exchange",
+         exchange.url, "--db", str(exchange.db_path)], cwd=ROOT, capture_output=True,
+        text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture
+def swarm(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    exchange = ServerProcess(tmp_path / "exchange", timeout_scale=0.5).start()
+    sellers = [Node(tmp_path / f"seller{i}") for i in range(2)]
+    for i, seller in enumerate(sellers):
+        seller.start("bitwrk.seller", "--exchange", exchange.url, "--cpus", str(i),
+                     "--min-price", str(10 + i), "--classes", "512M")
+    for seller in sellers:
+        seller.wait_for(r"seller \S+ on http")
+    buyer = Node(tmp_path / "buyer")
+    credit(exchange, buyer.address(), 1_000_000)
+    try:
+        yield {"exchange": exchange, "sellers": sellers, "buyer": buyer}
+    finally:
+        alive = [s for s in sellers if s.proc is not None and s.proc.poll() is None]
+        codes = [seller.stop() for seller in alive]  # Ctrl-C: a clean stop, exit 0
+        exchange.close()
+    assert codes == [0] * len(alive), [s.output()[-2000:] for s in alive]
+
+
+def buy(swarm: dict[str, Any], scene: Path, out: Path, *extra: str) -> str:
+    exchange: ServerProcess = swarm["exchange"]
+    result = swarm["buyer"].run("bitwrk.buy", str(scene), "--exchange", exchange.url,
+                                "--max-price", "100", "--out", str(out), *extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_still_in_tiles_equals_a_local_render(swarm: dict[str, Any], scene_dir: Path,
+                                              references: Path, tmp_path: Path) -> None:
+    out = buy(swarm, scene_dir / "scene.blend", tmp_path / "out", "--tiles", "4")
+    assert "done: 4 units" in out
+    assert_identical(tmp_path / "out" / "Shot_0001", references, "plain")
+    # both sellers worked, each on its own core, and each was paid
+    lines = [s.output() for s in swarm["sellers"]]
+    assert all("rendered" in line for line in lines), lines
+
+
+def test_animation_frames_and_denoised_still(swarm: dict[str, Any], scene_dir: Path,
+                                             references: Path, tmp_path: Path) -> None:
+    out = buy(swarm, scene_dir / "scene.blend", tmp_path / "anim", "--frames", "1-3",
+              "--tiles", "1")
+    assert "done: 3 units" in out
+    assert_identical(tmp_path / "anim" / "Shot_0001", references, "plain")
+    assert_identical(tmp_path / "anim" / "Shot_0003", references, "frame3")
+    denoised = scene_dir / "scene_denoised.blend"
+    run_bpy(["-c", "import bpy,sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1],"
+             " load_ui=False, use_scripts=False); bpy.context.scene.cycles.use_denoising=True;"
+             " bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])",
+             str(scene_dir / "scene.blend"), str(denoised)], tmp_path)
+    buy(swarm, denoised, tmp_path / "dn", "--tiles", "4")
+    assert_identical(tmp_path / "dn" / "Shot_0001", references, "denoised")
+
+
+def test_a_seller_killed_mid_unit_is_replaced_and_never_paid(
+    swarm: dict[str, Any], scene_dir: Path, references: Path, tmp_path: Path
+) -> None:
+    exchange: ServerProcess = swarm["exchange"]
+    victim, survivor = swarm["sellers"]
+    buyer: Node = swarm["buyer"]
+    proc = buyer.start("bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
+                       exchange.url, "--max-price", "100", "--out", str(tmp_path / "out"),
+                       "--tiles", "6", "--concurrency", "2")
+    victim.wait_for(r"tx \d+ started", 120)
+    os.killpg(victim.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    assert proc.wait(300) == 0, buyer.output()
+    assert "done: 6 units" in buyer.output()
+    assert_identical(tmp_path / "out" / "Shot_0001", references, "plain")
+    totals = get(exchange, "/api/v1/info")["totals"]
+    assert totals["available"] + totals["blocked"] + totals["fees"] == totals["deposits"]
+    assert survivor.proc is not None and survivor.proc.poll() is None
+    # paid only for delivered units: one FINISHED trade per unit, none with the dead seller
+    bids = get(exchange, f"/api/v1/accounts/{buyer.address()}/bids?limit=200")
+    txs = [get(exchange, f"/api/v1/transactions/{b['txid']}") for b in bids if b["txid"]]
+    finished = [t for t in txs if t["phase"] == "FINISHED"]
+    assert len(finished) == 6
+    assert victim.address() not in {t["seller"] for t in finished}
+    assert any(t["seller"] == victim.address() for t in txs)  # it did take a unit
+
+
+def get(exchange: ServerProcess, path: str) -> Any:
+    with urllib.request.urlopen(exchange.url + path, timeout=10) as resp:
+        return json.loads(resp.read())
+
