@@ -171,3 +171,20 @@ def get(exchange: ServerProcess, path: str) -> Any:
     with urllib.request.urlopen(exchange.url + path, timeout=10) as resp:
         return json.loads(resp.read())
 
+
+
+def test_a_corrupt_blend_is_refused_before_anything_is_bought(tmp_path: Path) -> None:
+    exchange = ServerProcess(tmp_path / "exchange").start()
+    try:
+        buyer = Node(tmp_path / "buyer")
+        credit(exchange, buyer.address(), 10_000)
+        corrupt = tmp_path / "corrupt.blend"
+        corrupt.write_bytes(b"BLENDER-v500" + os.urandom(4000))
+        result = buyer.run("bitwrk.buy", str(corrupt), "--exchange", exchange.url,
+                           "--max-price", "100", "--out", str(tmp_path / "out"))
+        assert result.returncode == 1
+        assert "error: cannot read" in result.stderr
+        assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
+        assert not (tmp_path / "out").exists()
+    finally:
+        exchange.close()

@@ -92,6 +92,7 @@ def fund(exchange: ServerProcess, address: str, amount: int) -> None:
 
 def make_units(tmp_path: Path, store_owner: Daemon, count: int, scene: bytes
                ) -> list[tuple[str, bytes]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "scene.blend"
     path.write_bytes(scene)
     units = []
@@ -281,3 +282,24 @@ def test_cancelling_a_job_withdraws_its_bids_and_blocks_nothing(
             return await c.account(buyer.address)
 
     assert asyncio.run(account())["blocked"] == 0
+
+
+def test_a_resent_scene_with_a_small_change_moves_only_the_changed_chunks(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    buyer, seller = daemons("buyer"), daemons("seller")
+    fund(exchange, buyer.address, 1_000_000)
+    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100), FakeRender())), 30)
+    scene = bytearray(os.urandom(2_000_000))
+    sent = []
+    for round_ in range(2):
+        if round_:  # the artist nudges something: ~1 % of the file changes in one place
+            scene[1_000_000:1_020_000] = os.urandom(20_000)
+        units = make_units(tmp_path / f"r{round_}", buyer, 1, bytes(scene))
+        job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                     tmp_path / f"out{round_}", concurrency=1)
+        buyer.submit(job)
+        events = collect(buyer, job.job_id, 60)
+        sent.append(next(e for e in events if isinstance(e, UnitDone)).bytes_sent)
+    assert sent[0] > len(scene)
+    assert sent[1] < 0.05 * len(scene), sent  # the changed chunks plus the manifest
