@@ -8,6 +8,7 @@ accepts, so any Bitcoin tool can check them. This is the only module that import
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -148,6 +149,11 @@ def _address_payload(address: object) -> bytes | None:
     """Version byte + HASH160 of a P2PKH address, or None for anything else."""
     if not isinstance(address, str):
         return None
+    return _decoded_address(address)
+
+
+@functools.lru_cache(maxsize=65536)  # the exchange checks the same few addresses all day
+def _decoded_address(address: str) -> bytes | None:
     try:
         payload = base58check_decode(address)
     except ValueError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +15,8 @@ from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
 
 from . import trades, views
-from .appkeys import BUS, CONFIG, EXCHANGE
+from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
+from .events import Event
 from .exchange import Exchange, Signed
 from .openapi import openapi_document
 
@@ -68,8 +70,11 @@ def _ex(request: web.Request) -> Exchange:
     return request.app[EXCHANGE]
 
 
-def _done(request: web.Request, result: tuple[dict[str, Any], list[Any]]) -> web.Response:
-    view, events = result
+async def _commit(
+    request: web.Request, work: Callable[[], tuple[dict[str, Any], list[Event]]]
+) -> web.Response:
+    """Run a domain call in the next group commit; publish its events once committed."""
+    view, events = await request.app[COMMITTER].submit(work)
     request.app[BUS].publish(events)
     return _json(view)
 
@@ -96,7 +101,8 @@ async def openapi(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bids")
 async def place_bid(request: web.Request) -> web.Response:
     signed = await read_signed(request, frozenset({"bid"}))
-    return _done(request, _ex(request).place_bid(signed))
+    ex = _ex(request)
+    return await _commit(request, lambda: ex.place_bid(signed))
 
 
 @routes.get("/api/v1/bids/{id}")
@@ -109,7 +115,8 @@ async def cancel_bid(request: web.Request) -> web.Response:
     signed = await read_signed(request, frozenset({"cancel_bid"}))
     if signed[0].get("bid") != _path_id(request):
         raise InvalidRequest("the signed bid id differs from the URL's", field="bid")
-    return _done(request, _ex(request).cancel_bid(signed))
+    ex = _ex(request)
+    return await _commit(request, lambda: ex.cancel_bid(signed))
 
 
 @routes.get("/api/v1/transactions/{id}")
@@ -136,7 +143,8 @@ async def post_message(request: web.Request) -> web.Response:
     signed = await read_signed(request, frozenset(MESSAGES))
     if signed[0].get("txid") != _path_id(request):
         raise InvalidRequest("the signed txid differs from the URL's", field="txid")
-    return _done(request, trades.send_message(_ex(request), signed))
+    ex = _ex(request)
+    return await _commit(request, lambda: trades.send_message(ex, signed))
 
 
 def _address(request: web.Request, name: str = "address") -> str:
@@ -178,7 +186,8 @@ async def get_market(request: web.Request) -> web.Response:
 @routes.post("/api/v1/relations")
 async def post_relation(request: web.Request) -> web.Response:
     signed = await read_signed(request, frozenset({"relation"}))
-    return _done(request, _ex(request).relation(signed))
+    ex = _ex(request)
+    return await _commit(request, lambda: ex.relation(signed))
 
 
 @routes.get("/api/v1/relations/{address}")
@@ -189,7 +198,8 @@ async def get_relations(request: web.Request) -> web.Response:
 @routes.post("/api/v1/deposits")
 async def post_deposit(request: web.Request) -> web.Response:
     signed = await read_signed(request, frozenset({"deposit"}))
-    return _done(request, _ex(request).deposit(signed))
+    ex = _ex(request)
+    return await _commit(request, lambda: ex.deposit(signed))
 
 
 @routes.get("/api/v1/deposits/{uid}")

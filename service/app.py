@@ -15,7 +15,8 @@ from bitwrk.errors import BitwrkError
 
 from . import db, trades
 from .api import routes
-from .appkeys import BUS, CONFIG, EXCHANGE
+from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
+from .committer import Committer
 from .config import Config
 from .events import EventBus
 from .exchange import Exchange
@@ -96,6 +97,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     async def store(app: web.Application) -> AsyncIterator[None]:
         conn = db.connect(config.db_path)
         app[EXCHANGE] = Exchange(conn, config, clock)
+        app[COMMITTER] = Committer(app[EXCHANGE])
         task = asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS]))
         yield
         task.cancel()

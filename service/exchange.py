@@ -88,7 +88,18 @@ class Exchange:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One atomic DB transaction; any exception rolls everything back."""
+        """One atomic unit of change; any exception undoes all of it. Inside a group commit
+        (see :mod:`service.committer`) it is a savepoint of the group's transaction."""
+        if self.db.in_transaction:
+            self.db.execute("SAVEPOINT request")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO request")
+                self.db.execute("RELEASE request")
+                raise
+            self.db.execute("RELEASE request")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -96,6 +107,11 @@ class Exchange:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def reload_books(self) -> None:
+        """Rebuild the order books from the store (after a failed group commit)."""
+        self.books = Books()
+        self._load_books()
 
     def _load_books(self) -> None:
         rows = self.db.execute(
@@ -106,13 +122,11 @@ class Exchange:
             self.books.get(article).add(BookEntry(*entry))
 
     def _use_nonce(self, address: str, nonce: int) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO accounts(address, created) VALUES (?, ?)",
-            (address, self.clock()),
-        )
         cur = self.db.execute(
-            "UPDATE accounts SET last_nonce = ? WHERE address = ? AND last_nonce < ?",
-            (nonce, address, nonce),
+            "INSERT INTO accounts(address, created, last_nonce) VALUES (?, ?, ?)"
+            " ON CONFLICT(address) DO UPDATE SET last_nonce = excluded.last_nonce"
+            " WHERE accounts.last_nonce < excluded.last_nonce",
+            (address, self.clock(), nonce),
         )
         if cur.rowcount != 1:
             last = self.db.execute(

@@ -170,6 +170,7 @@ class Daemon:
         elif isinstance(command, PauseSelling) and self.seller is not None:
             if command.paused:
                 self.seller.paused.clear()
+                await self.seller.cancel_open_bids()
             else:
                 self.seller.paused.set()
         else:

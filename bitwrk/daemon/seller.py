@@ -85,6 +85,7 @@ class SellerAgent:
         self.paused = asyncio.Event()
         self.paused.set()  # set = selling
         self.stopping = False
+        self._stop = asyncio.Event()
         self.slot_state: dict[int, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: set[asyncio.Task[None]] = set()
@@ -99,6 +100,7 @@ class SellerAgent:
     async def stop(self, grace: float = 30.0) -> None:
         """Stop bidding, cancel open bids, let current units finish (or reject them)."""
         self.stopping = True
+        self._stop.set()
         await self._cancel_bids(set(self.open_bids))
         pending: set[asyncio.Task[None]] = set()
         if self._tasks:
@@ -127,17 +129,25 @@ class SellerAgent:
         lifetime = float((await self.client.info())["bid_lifetime"])
         while not self.stopping:
             self.slot_state[slot] = "paused" if not self.paused.is_set() else "bidding"
-            await self.paused.wait()
+            while not self.paused.is_set() and not self.stopping:
+                await self._rest(1.0)
+            if self.stopping:
+                break
             try:
                 txids = await self._bid_round(lifetime)
             except BitwrkError as exc:
                 log.warning("slot %d: bidding failed: %s", slot, exc)
-                await asyncio.sleep(2.0)
+                await self._rest(2.0)
                 continue
             for txid in txids:
                 if not await self._serve(slot, txid):
                     self.slot_state[slot] = "resting after an error"
-                    await asyncio.sleep(self.offer.error_backoff)
+                    await self._rest(self.offer.error_backoff)
+
+    async def _rest(self, seconds: float) -> None:
+        """Sleep, but wake at once when the seller stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _bid_round(self, lifetime: float) -> list[int]:
         """Place one sell bid per article; wait until one matches (or all expire)."""
@@ -161,6 +171,9 @@ class SellerAgent:
                 if bid["state"] == "matched":
                     matched.append(int(bid["txid"]))
         return matched
+
+    async def cancel_open_bids(self) -> None:
+        await self._cancel_bids(set(self.open_bids))
 
     async def _cancel_bids(self, ids: set[int]) -> None:
         for bid_id in ids:

@@ -1,0 +1,64 @@
+"""Group commit: the requests that arrive in one turn of the event loop share one SQLite
+transaction (each inside its own savepoint), so one COMMIT — the expensive part of a
+request — serves many. Every request still gets its answer only after its data is
+committed: nothing acknowledged can be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .exchange import Exchange
+
+log = logging.getLogger("bitwrk.exchange")
+T = TypeVar("T")
+MAX_BATCH = 256
+
+
+class Committer:
+    def __init__(self, exchange: Exchange) -> None:
+        self.ex = exchange
+        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._scheduled = False
+
+    def submit(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``work`` (a synchronous domain call) in the next group; its result resolves
+        after the group's COMMIT."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((work, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
+        return future
+
+    def flush(self) -> None:
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._scheduled = bool(self._queue)
+        if self._scheduled:
+            asyncio.get_running_loop().call_soon(self.flush)
+        db = self.ex.db
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        for work, future in batch:
+            try:
+                outcomes.append((future, True, work()))
+            except Exception as exc:  # answered to its own request; the group goes on
+                outcomes.append((future, False, exc))
+        try:
+            db.execute("COMMIT")
+        except Exception as exc:
+            log.exception("group commit failed; %d requests refused", len(batch))
+            db.execute("ROLLBACK")
+            self.ex.reload_books()
+            outcomes = [(future, False, exc) for future, _, _ in outcomes]
+        for future, ok, value in outcomes:
+            if future.cancelled():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
