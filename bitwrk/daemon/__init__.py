@@ -139,6 +139,7 @@ class Daemon:
                                 self.runtime.post, spool, int(info["fee_bps"]))
         self.runtime.on_shutdown(self._close)
         await self.buyer.settle_leftovers()
+        await self.buyer.withdraw_orphans()
         for job_id in self.journal.jobs("active"):
             log.info("resuming job %s", job_id)
             self.runtime.spawn(self._resume(job_id), f"resume {job_id}")

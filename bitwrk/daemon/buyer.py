@@ -212,6 +212,21 @@ class BuyerAgent:
             elif unit.state == "trading" and unit.txid is not None:
                 await self._cancel(unit.txid)
 
+    async def withdraw_orphans(self) -> None:
+        """After a restart: buy bids the journal never learned of (the daemon stopped while
+        placing them) are cancelled, and so are trades they made that have not started, so
+        no money stays blocked for work nobody will send. One daemon per identity."""
+        known_bids, known_txs = self.journal.known_ids()
+        with contextlib.suppress(BitwrkError, aiohttp.ClientError):
+            for bid in await self.client.bids(limit=200):
+                if bid["type"] != "buy" or bid["id"] in known_bids:
+                    continue
+                if bid["state"] == "placed":
+                    with contextlib.suppress(BitwrkError):
+                        await self.client.cancel_bid(bid["id"])
+                elif bid["state"] == "matched" and bid["txid"] not in known_txs:
+                    await self._cancel(int(bid["txid"]))
+
     async def settle_leftovers(self) -> None:
         """After a restart: a unit marked done whose trade still waits for our ``accept``
         gets it now (the seller delivered; it is paid once, on time)."""

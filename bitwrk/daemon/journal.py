@@ -159,6 +159,15 @@ class Journal:
             )
             return cur.rowcount == 1
 
+    def known_ids(self) -> tuple[set[int], set[int]]:
+        """Every bid id and transaction id this journal has recorded."""
+        with self._lock:
+            bids = {r[0] for r in self._db.execute(
+                "SELECT bid_id FROM units WHERE bid_id IS NOT NULL")}
+            txs = {r[0] for r in self._db.execute(
+                "SELECT txid FROM units WHERE txid IS NOT NULL UNION SELECT txid FROM trades")}
+        return bids, txs
+
     # -- trades -----------------------------------------------------------------------------
 
     def save_trade(self, txid: int, role: str, state: str, **values: Any) -> None:

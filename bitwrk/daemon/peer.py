@@ -31,7 +31,7 @@ class PeerGate:
 
     def __init__(self, exchange: str) -> None:
         self.exchange = exchange
-        self._last_nonce: dict[str, int] = {}
+        self._last_nonce: dict[tuple[str, int], int] = {}
 
     def check(self, header: str | None, action: str, txid: int, buyer: str) -> dict[str, Any]:
         if not header:
@@ -49,8 +49,12 @@ class PeerGate:
             raise InvalidRequest(f"expected action {action!r} for transaction {txid}")
         if address != buyer:
             raise Forbidden("only the transaction's buyer may use this endpoint")
+        # Replays are refused per transaction: one trade's requests come one after the
+        # other, but a buyer runs several trades with this seller at once, whose requests
+        # may overtake each other.
         nonce = int(body["nonce"])
-        if nonce <= self._last_nonce.get(address, 0):
+        key = (address, txid)
+        if nonce <= self._last_nonce.get(key, 0):
             raise ReplayError("nonce must increase")
-        self._last_nonce[address] = nonce
+        self._last_nonce[key] = nonce
         return body
