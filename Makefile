@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test venv lint bench clean
+.PHONY: test venv lint bench clean extension
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python requirements-test.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	@# The browser tests drive Debian's chromium (Playwright's own download is not reachable).
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -20,8 +24,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check bitwrk service tests bench
+	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools __init__.py
 	$(BIN)/python -m mypy
+
+# The Blender extension zips (one per platform, wheels bundled) in dist/, validated.
+extension: $(STAMP)
+	$(BIN)/python tools/build_extension.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

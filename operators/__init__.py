@@ -1,19 +1,23 @@
-"""Blender operators (thin: poll -> snapshot -> call bitwrk -> report). Filled by the extension issue."""
+"""Blender operators (thin: poll -> snapshot -> call the bridge -> report) and the scene's
+BitWrk properties. Importing this package imports bpy: only the extension root does."""
 
 from __future__ import annotations
 
-CLASSES: tuple[type, ...] = ()
+import bpy
+
+from . import properties, render, timer, wallet
+
+CLASSES: tuple[type, ...] = (*render.CLASSES, *wallet.CLASSES)
 
 
 def register() -> None:
-    import bpy
-
+    properties.register()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
 
 
 def unregister() -> None:
-    import bpy
-
+    timer.remove()  # timers first: nothing may pump a daemon that is going away
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    properties.unregister()

@@ -1,0 +1,104 @@
+"""One frame bought through the daemon: pack, plan tiles, buy, hand tiles back (no bpy).
+
+:class:`RenderRequest` is what the main thread snapshots from the scene; :class:`RenderJob`
+runs the farm-ready check (packing), plans the tiles (DESIGN §7), submits one ``BuyJob``
+and yields each tile as it lands, so the render engine can write it into the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bitwrk.buy import Plan, manifests, pack_files, plan
+from ..bitwrk.daemon import BuyJob, Mandate
+from ..bitwrk.daemon.events import Crashed, JobDone, UnitDone, UnitFailed, UnitProgress
+from ..bitwrk.errors import BitwrkError
+from ..bitwrk.render.jobspec import JobSpec
+from .bridge import Bridge
+
+FEE_ROOM = 1.1  # fees are a few percent; the budget covers price + fee
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Plain data snapshotted from the scene on Blender's thread."""
+
+    blend: Path  # a saved .blend that holds the scene as it is now
+    info: dict[str, Any]  # bitwrk.render.scene.describe() + "blender"
+    frame: int
+    exchange_url: str
+    max_price: int  # satoshi per unit
+    budget: int  # satoshi for the job; 0: units x max price + fee room
+    tiles: int  # per frame; 0: by the cost class
+    cost_class: str = "512M"
+    concurrency: int = 4
+    allow_missing: bool = False
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Tile:
+    unit_id: str
+    spec: JobSpec
+    path: Path | None  # None: still in flight (a placeholder may be drawn)
+
+
+class RenderJob:
+    def __init__(self, bridge: Bridge, request: RenderRequest, workdir: Path) -> None:
+        self.bridge = bridge
+        self.request = request
+        self.workdir = workdir
+        self.plan: Plan | None = None
+        self.job_id = ""
+        self.failed: list[str] = []
+        self.spent = 0
+        self.cancelled = False
+
+    @property
+    def total(self) -> int:
+        return len(self.plan.units) if self.plan else 0
+
+    def start(self) -> None:
+        """Farm-ready check, plan and submit; raises :class:`BitwrkError` before buying."""
+        r = self.request
+        name, files = pack_files(r.blend, self.workdir, r.allow_missing)
+        self.plan = plan(r.info, name, [r.frame], str(r.tiles) if r.tiles else "auto",
+                         r.cost_class)
+        daemon = self.bridge.connect(r.exchange_url)
+        units = manifests(self.plan, files, daemon.store)
+        budget = r.budget or int(len(units) * r.max_price * FEE_ROOM) + 100
+        job = BuyJob(self.plan.article, Mandate(r.max_price, budget, time.time() + r.timeout),
+                     tuple(units), self.workdir / "results", concurrency=r.concurrency)
+        self.job_id = job.job_id
+        self._events = self.bridge.listen(job.job_id, len(units))
+        daemon.submit(job)
+
+    def tiles(self, cancelled: Callable[[], bool]) -> Iterator[Tile]:
+        """Tiles as they land (and as they start, with ``path`` None), until the job ends."""
+        assert self.plan is not None
+        specs = dict(self.plan.units)
+        deadline = time.monotonic() + self.request.timeout
+        try:
+            while time.monotonic() < deadline:
+                if cancelled() and not self.cancelled:
+                    self.cancelled = True
+                    self.bridge.cancel(self.job_id)  # no new bids; unfinished trades refunded
+                event = self.bridge.wait(self._events, 0.1)
+                if isinstance(event, UnitDone):
+                    yield Tile(event.unit_id, specs[event.unit_id], Path(event.result))
+                elif isinstance(event, UnitProgress) and event.stage != "bidding":
+                    yield Tile(event.unit_id, specs[event.unit_id], None)
+                elif isinstance(event, UnitFailed) and event.final:
+                    self.failed.append(f"{event.unit_id}: {event.reason}")
+                elif isinstance(event, Crashed):
+                    raise BitwrkError(f"daemon error in {event.where}: {event.error}")
+                elif isinstance(event, JobDone):
+                    self.spent = event.spent
+                    return
+            raise BitwrkError(f"the job did not finish in {self.request.timeout:.0f} s")
+        finally:
+            self.bridge.forget(self.job_id)

@@ -1,0 +1,34 @@
+"""Blender's side of a render: read the scene into plain data (main thread, bpy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..bitwrk.render.scene import describe
+from .session import RenderRequest
+
+
+def blend_for(bpy: Any, workdir: Path) -> Path:
+    """A .blend holding the scene as it is now: the open file when saved and clean, else
+    a copy saved into ``workdir`` (relative paths remapped, so dependencies still resolve)."""
+    if bpy.data.filepath and not bpy.data.is_dirty:
+        return Path(bpy.data.filepath)
+    name = Path(bpy.data.filepath).name if bpy.data.filepath else "untitled.blend"
+    path = workdir / "snapshot" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, relative_remap=True,
+                                check_existing=False)
+    return path
+
+
+def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
+    """The render request for ``scene``'s current frame, from its BitWrk settings."""
+    settings = scene.bitwrk
+    info = describe(scene)
+    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    return RenderRequest(
+        blend=blend_for(bpy, workdir), info=info, frame=scene.frame_current,
+        exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
+        budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
+        concurrency=settings.concurrency, allow_missing=settings.allow_missing)

@@ -1,0 +1,66 @@
+"""The scene's BitWrk settings (``scene.bitwrk``), edited in Render Properties → BitWrk."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..bitwrk.articles import COST_CLASSES
+
+SAT_PER_UBTC = 100
+
+
+def _sat(value: float, unit: str) -> int:
+    return round(value * SAT_PER_UBTC) if unit == "UBTC" else round(value)
+
+
+class BitwrkSettings(bpy.types.PropertyGroup):
+    exchange_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Exchange", default="http://127.0.0.1:8080", description="The exchange's URL")
+    mode: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Mode", default="AUTO",
+        items=[("STILL", "Still tiles", "Split each frame into tiles"),
+               ("ANIMATION", "Animation frames", "One unit per frame"),
+               ("AUTO", "Auto", "Tiles for stills, frames for animations")])
+    price_unit: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Unit", default="SAT",
+        items=[("SAT", "sat", "Satoshi"), ("UBTC", "µBTC", "Micro-bitcoin (100 sat)")])
+    max_price: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Max price per unit", default=100.0, min=0.0)
+    budget: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Budget", default=0.0, min=0.0,
+        description="For the whole job, fees included (0: units × max price + fee room)")
+    trusted_only: bpy.props.BoolProperty(name="Trusted sellers only")  # type: ignore[valid-type]
+    lan_workers: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="LAN workers", description="Addresses of trusted workers, comma-separated")
+    tiles: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Tiles", default=0, min=0, max=4096, description="Tiles per frame (0: auto)")
+    cost_class: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Cost class", default="512M",
+        items=[(c, c, f"Units up to {v} rays") for c, v in COST_CLASSES.items()])
+    concurrency: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Units at once", default=4, min=1, max=256)
+    allow_missing: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Allow missing files", description="Buy even if dependencies are missing")
+    sell: bpy.props.BoolProperty(name="Also sell on this computer")  # type: ignore[valid-type]
+    sell_device: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Device", items=[("CPU", "CPU", "Cycles on the CPU")])
+    sell_cores: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Cores", default=1, min=1, max=1024)
+    sell_min_price: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Min price (sat)", default=10, min=0)
+
+    def max_price_sat(self) -> int:
+        return _sat(self.max_price, self.price_unit)
+
+    def budget_sat(self) -> int:
+        return _sat(self.budget, self.price_unit)
+
+
+def register() -> None:
+    bpy.utils.register_class(BitwrkSettings)
+    bpy.types.Scene.bitwrk = bpy.props.PointerProperty(type=BitwrkSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.bitwrk
+    bpy.utils.unregister_class(BitwrkSettings)

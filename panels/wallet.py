@@ -1,0 +1,56 @@
+"""3D Viewport sidebar → BitWrk: the wallet (account, balances, deposit QR, ledger)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from ..bitwrk.money import format_amount
+from ..engine import bridge, wallet
+
+
+class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]
+    bl_idname = "BITWRK_PT_wallet"
+    bl_label = "BitWrk wallet"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "BitWrk"
+
+    def draw(self, context: Any) -> None:
+        layout, status = self.layout, bridge.get().status
+        if not status.address:
+            layout.label(text="not connected")
+            layout.operator("bitwrk.refresh_wallet", text="Connect", icon="URL")
+            return
+        row = layout.row(align=True)
+        row.label(text=status.address)
+        row.operator("bitwrk.copy_account", text="", icon="COPYDOWN")
+        if status.available is not None:
+            layout.label(text=f"available {format_amount(status.available)}")
+            layout.label(text=f"blocked {format_amount(status.blocked or 0)}")
+        layout.operator("bitwrk.refresh_wallet", icon="FILE_REFRESH")
+        self.draw_deposit(layout, status)
+        box = layout.box()
+        box.label(text="Recent movements")
+        for entry in status.ledger:
+            box.label(text=f"{entry.get('kind', entry.get('type', '?'))}"
+                           f" {format_amount(int(entry.get('amount', 0)))}")
+        col = layout.column()
+        col.enabled = status.withdrawals
+        col.label(text="Withdraw" if status.withdrawals
+                  else "Withdrawals: this exchange offers none")
+
+    @staticmethod
+    def draw_deposit(layout: Any, status: Any) -> None:
+        if not status.deposit_address:
+            layout.label(text="no deposit address", icon="INFO")  # API may be missing
+            layout.operator("bitwrk.request_deposit_address")
+            return
+        layout.label(text=wallet.bitcoin_uri(status.deposit_address))
+        image = bpy.data.images.get(wallet.IMAGE_NAME)
+        if image is not None and image.preview is not None and image.preview.icon_id:
+            layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+
+
+CLASSES = (BITWRK_PT_wallet,)
