@@ -20,6 +20,7 @@ from .committer import Committer
 from .config import Config
 from .events import EventBus
 from .exchange import Exchange
+from .web import pages as web_pages
 
 log = logging.getLogger("bitwrk.exchange")
 
@@ -111,4 +112,5 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     app.cleanup_ctx.append(store)
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)
+    app.add_routes(web_pages.routes)  # the HTML pages and their static files
     return app

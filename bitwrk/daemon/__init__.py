@@ -28,6 +28,7 @@ from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
 from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
+from .status import status_app
 from .watch import Watcher
 
 log = logging.getLogger("bitwrk.daemon")
@@ -169,11 +170,7 @@ class Daemon:
         elif isinstance(command, JoinLan):
             await self.join_lan(command)
         elif isinstance(command, PauseSelling) and self.seller is not None:
-            if command.paused:
-                self.seller.paused.clear()
-                await self.seller.cancel_open_bids()
-            else:
-                self.seller.paused.set()
+            await self.pause_selling(command.paused)
         else:
             raise TypeError(f"unknown command {command!r}")
 
@@ -219,6 +216,28 @@ class Daemon:
                            self.config.cache_dir / "work", lambda unit, ok: None)
         (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
         self.runtime.spawn(worker.run(self.client.session), f"LAN worker for {command.url}")
+
+    async def pause_selling(self, paused: bool) -> None:
+        assert self.seller is not None
+        if paused:
+            self.seller.paused.clear()
+            await self.seller.cancel_open_bids()
+        else:
+            self.seller.paused.set()
+
+    async def start_status_page(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve the seller's status page (after ``start_selling``); returns its URL."""
+        assert self.seller is not None
+        app = status_app(self.seller, self.pause_selling, self.config.exchange_url)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runners.append(runner)
+        return f"http://{host}:{runner.addresses[0][1]}/"
 
     async def start_selling(self, command: StartSelling) -> str:
         assert self.client is not None

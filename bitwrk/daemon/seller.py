@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from .watch import Watcher
 
 log = logging.getLogger("bitwrk.seller")
 SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
+HISTORY = 50  # recent units and errors kept for the status page
 
 
 class Executor(Protocol):
@@ -65,6 +67,8 @@ class SellTrade:
     receipt: tuple[str, str] | None = None
     failure: str | None = None
     pins: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    stage: str = "establishing"  # for the status page: establishing … publishing result
+    started: float = field(default_factory=time.time)
 
 
 class SellerAgent:
@@ -78,7 +82,8 @@ class SellerAgent:
         self.executor = executor
         self.offer = offer
         self.endpoint_url = endpoint_url.rstrip("/")
-        self.post = post
+        self._forward = post
+        self.post: Callable[[Event], None] = self._posted
         self.workroot = workroot or Path(tempfile.gettempdir())
         self.trades: dict[int, SellTrade] = {}
         self.open_bids: set[int] = set()
@@ -87,6 +92,10 @@ class SellerAgent:
         self.stopping = False
         self._stop = asyncio.Event()
         self.slot_state: dict[int, str] = {}
+        self.slot_trade: dict[int, int] = {}  # slot -> txid it works on
+        self.recent_units: deque[tuple[float, SellerUnit]] = deque(maxlen=HISTORY)
+        self.errors: deque[tuple[float, str]] = deque(maxlen=HISTORY)
+        self.earned = 0  # satoshi paid to this seller since it started
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: set[asyncio.Task[None]] = set()
 
@@ -137,6 +146,7 @@ class SellerAgent:
                 txids = await self._bid_round(lifetime)
             except BitwrkError as exc:
                 log.warning("slot %d: bidding failed: %s", slot, exc)
+                self.errors.append((time.time(), f"slot {slot}: bidding failed: {exc}"))
                 await self._rest(2.0)
                 continue
             for txid in txids:
@@ -188,6 +198,7 @@ class SellerAgent:
         self.trades[txid] = trade
         self.journal.save_trade(txid, "seller", "open")
         self.slot_state[slot] = f"trading {txid}"
+        self.slot_trade[slot] = txid
         self.post(SellerUnit(txid, trade.buyer, "started", trade.price))
         started = time.monotonic()
         try:
@@ -208,6 +219,7 @@ class SellerAgent:
         finally:
             trade.pins.close()
             self.slot_state[slot] = "idle"
+            self.slot_trade.pop(slot, None)
 
     async def _work(self, slot: int, trade: SellTrade) -> None:
         await self.client.send_message(trade.txid, "endpoint",
@@ -217,12 +229,14 @@ class SellerAgent:
                                      _until(trade.deadline))
         if tx["phase"] != "TRANSMITTING":
             raise BitwrkError(f"transaction ended in {tx['phase']}")
+        trade.stage = "receiving work"
         async with asyncio.timeout(_until(float(tx["timeout"]))):
             await trade.work_ready.wait()
         assert trade.manifest is not None and trade.buyersecret is not None
         tx = await self.client.send_message(trade.txid, "received",
                                             buyersecret=trade.buyersecret)
         workdir = Path(tempfile.mkdtemp(prefix=f"bitwrk-tx{trade.txid}-", dir=self.workroot))
+        trade.stage = "rendering"
         try:
             trade.manifest.assemble(self.store, workdir)
             async with asyncio.timeout(_until(float(tx["timeout"]))):
@@ -231,10 +245,12 @@ class SellerAgent:
             shutil.rmtree(workdir, ignore_errors=True)
         key, trade.ciphertext = seal(result)
         trade.result_ready.set()
+        trade.stage = "awaiting receipt"
         async with asyncio.timeout(_until(float(tx["timeout"]))):
             await trade.receipt_ready.wait()
         assert trade.receipt is not None
         enc, receipt = trade.receipt
+        trade.stage = "publishing result"
         await self.client.send_message(trade.txid, "result", encresulthash=enc,
                                        receipt=receipt, resultkey=key.hex())
 
@@ -297,6 +313,16 @@ class SellerAgent:
             raise BitwrkError("receipt is not signed by the buyer")
         trade.receipt = (enc, receipt)
         trade.receipt_ready.set()
+
+    def _posted(self, event: Event) -> None:
+        """Keep a bounded history for the status page, then pass the event on."""
+        if isinstance(event, SellerUnit):
+            self.recent_units.append((time.time(), event))
+            if event.stage == "paid":
+                self.earned += event.price
+            elif event.stage == "failed":
+                self.errors.append((time.time(), f"tx {event.txid}: {event.detail}"))
+        self._forward(event)
 
     def status(self) -> dict[str, Any]:
         return {"slots": dict(self.slot_state), "paused": not self.paused.is_set(),

@@ -2,7 +2,8 @@
 
 Renders with the ``bpy`` module in warm worker processes, prints one line per unit, and on
 Ctrl-C (or SIGTERM) stops cleanly: open sell bids are cancelled, the current unit is
-finished or rejected (the buyer is refunded), the workers exit.
+finished or rejected (the buyer is refunded), the workers exit. A status page (slots, recent
+units, balance, errors, a pause button) is served on http://127.0.0.1:8571/ (``--status-port``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ..daemon.events import Crashed, SellerUnit
 from ..money import format_amount
 from .executor import RenderExecutor
 from .pool import WorkerPool, allowed_cpus
+
+STATUS_PORT = 8571
 
 
 def blender_version() -> str:
@@ -42,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public-url", help="URL buyers reach the endpoint at")
     p.add_argument("--memory", type=int, help="address-space limit per worker, bytes")
     p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
+    p.add_argument("--status-host", default="127.0.0.1", help="status page address")
+    p.add_argument("--status-port", type=int, default=STATUS_PORT,
+                   help=f"status page port (default {STATUS_PORT}, another free one if taken;"
+                        " 0: any; -1: no status page)")
     return p
 
 
@@ -72,7 +79,22 @@ def main(argv: list[str] | None = None) -> int:
                                                         args.port, args.public_url)), 60)
     print(f"seller {daemon.address} on {url}: Blender {version}, classes {','.join(classes)},"
           f" min {args.min_price} sat, cpus {sorted(_cpus(args))}", flush=True)
+    page = _status_page(daemon, args.status_host, args.status_port)
+    if page is not None:
+        print(f"status page: {page}", flush=True)
     return _serve(daemon, pool)
+
+
+def _status_page(daemon: Daemon, host: str, port: int) -> str | None:
+    if port < 0:
+        return None
+    try:
+        url: str = daemon.call(daemon.start_status_page(host, port), 10)
+    except OSError:
+        if port != STATUS_PORT:
+            raise
+        url = daemon.call(daemon.start_status_page(host, 0), 10)  # e.g. a second seller
+    return url
 
 
 def _serve(daemon: Daemon, pool: WorkerPool) -> int:
