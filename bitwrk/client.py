@@ -237,6 +237,44 @@ class ExchangeClient:
             async for event in _parse_sse(resp.content):
                 yield event
 
+    # -- Bitcoin payments (DESIGN §8) -------------------------------------------------------
+
+    async def request_deposit_address(self) -> dict[str, Any]:
+        """This key's unused deposit address (a new one once the last has been paid):
+        ``address``, ``index`` and a ``bitcoin:`` ``uri`` for a QR code."""
+        fields: dict[str, Value] = {"action": "deposit_address"}
+        result: dict[str, Any] = await self.post_signed("/api/v1/deposit-addresses", fields)
+        return result
+
+    async def balance(self, address: str | None = None) -> dict[str, Any]:
+        """Available and blocked balance, deposit address, pending deposits (each with its
+        confirmations and the number required) and the sum of pending withdrawals."""
+        return await self.account(address)
+
+    async def chain_deposits(self, address: str | None = None, limit: int = 50
+                             ) -> list[dict[str, Any]]:
+        path = f"/api/v1/accounts/{address or self.address}/deposits"
+        result: list[dict[str, Any]] = await self.get(path, limit=limit)
+        return result
+
+    async def withdraw(self, to: str, amount: int) -> dict[str, Any]:
+        """Ask for ``amount`` satoshi to be paid to bitcoin address ``to``."""
+        fields: dict[str, Value] = {"action": "withdraw", "to": to, "amount": amount}
+        result: dict[str, Any] = await self.post_signed("/api/v1/withdrawals", fields)
+        return result
+
+    async def cancel_withdrawal(self, withdrawal_id: int) -> dict[str, Any]:
+        fields: dict[str, Value] = {"action": "cancel_withdrawal", "withdrawal": withdrawal_id}
+        result: dict[str, Any] = await self.post_signed(
+            f"/api/v1/withdrawals/{withdrawal_id}/cancel", fields)
+        return result
+
+    async def withdrawals(self, address: str | None = None, limit: int = 50
+                          ) -> list[dict[str, Any]]:
+        path = f"/api/v1/accounts/{address or self.address}/withdrawals"
+        result: list[dict[str, Any]] = await self.get(path, limit=limit)
+        return result
+
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:
     text = await resp.text()

@@ -1,11 +1,13 @@
 """``python -m service`` runs the exchange; ``python -m service credit ADDRESS SATOSHI``
-credits play money on a test network through an operator-signed deposit."""
+credits play money on a test network through an operator-signed deposit;
+``python -m service payouts export|confirm TXID|list`` handles Bitcoin withdrawals."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from bitwrk.identity import load_or_create_key
 from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
-from .config import Config, Timeouts, default_data_dir
+from .config import Config, PaymentConfig, Timeouts, default_data_dir
 
 DEFAULT_PORT = 8480
 
@@ -33,7 +35,34 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator-key", type=Path, help="operator WIF file (test networks)")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every bid lifetime and transaction timeout (tests)")
+    _payment_options(p)
     return p
+
+
+def _payment_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Bitcoin payments (off without --xpub)")
+    g.add_argument("--xpub", help="account xpub/tpub/zpub/vpub, e.g. [fp/84h/1h/0h]tpub...")
+    g.add_argument("--chain-backend", choices=("none", "core", "esplora"), default="none")
+    g.add_argument("--chain-url", default="",
+                   help="Core RPC URL incl. /wallet/NAME, or the Esplora API base URL")
+    g.add_argument("--rpc-user", default="")
+    g.add_argument("--rpc-password-env", default="BITWRK_RPC_PASSWORD",
+                   help="environment variable holding the Core RPC password")
+    g.add_argument("--confirmations", type=int, default=6)
+    g.add_argument("--min-deposit", type=int, default=10_000, help="satoshi")
+    g.add_argument("--min-withdrawal", type=int, default=50_000, help="satoshi")
+    g.add_argument("--daily-limit", type=int, default=10_000_000, help="satoshi per account")
+    g.add_argument("--poll-seconds", type=float, default=30.0)
+
+
+def _payment_config(args: argparse.Namespace) -> PaymentConfig:
+    return PaymentConfig(
+        xpub=args.xpub, backend=args.chain_backend, backend_url=args.chain_url,
+        rpc_user=args.rpc_user, rpc_password=os.environ.get(args.rpc_password_env, ""),
+        confirmations=args.confirmations, min_deposit=args.min_deposit,
+        min_withdrawal=args.min_withdrawal, daily_limit=args.daily_limit,
+        poll_seconds=args.poll_seconds,
+    )
 
 
 def _credit_parser() -> argparse.ArgumentParser:
@@ -62,7 +91,8 @@ def serve(argv: list[str]) -> int:
             sys.exit("on mainnet pass --operator ADDRESS (the operator signs offline)")
         operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
     config = Config(db_path=db_path, operator=operator, network=args.network,
-                    fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale))
+                    fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
+                    payments=_payment_config(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     print(f"BitWrk exchange on http://{args.host}:{args.port} network={args.network} "
@@ -92,6 +122,10 @@ async def _credit(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["payouts"]:
+        from .payments.cli import main as payouts_main
+
+        return payouts_main(argv[1:])
     if argv[:1] == ["credit"]:
         try:
             return asyncio.run(_credit(_credit_parser().parse_args(argv[1:])))

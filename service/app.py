@@ -20,6 +20,7 @@ from .committer import Committer
 from .config import Config
 from .events import EventBus
 from .exchange import Exchange
+from .payments.api import routes as payment_routes
 from .web import pages as web_pages
 
 log = logging.getLogger("bitwrk.exchange")
@@ -34,6 +35,9 @@ STATUS: dict[str, int] = {
     "wrong_phase": 409,
     "conflict": 409,
     "too_large": 413,
+    "payments_disabled": 404,
+    "limit_exceeded": 403,
+    "rate_limited": 429,
 }
 RETIRE_BATCH = 500
 MAX_SLEEP = 30.0
@@ -90,6 +94,24 @@ async def _retire_forever(ex: Exchange, bus: EventBus) -> None:
             await asyncio.wait_for(wake.wait(), delay)
 
 
+async def payments_watcher(app: web.Application) -> AsyncIterator[None]:
+    """Pin the payment xpub to the store and, when a backend is configured, run the chain
+    watcher (service/payments) for the app's lifetime."""
+    from .payments.watcher import Watcher, check_store_key, make_backend
+
+    check_store_key(app[EXCHANGE])
+    backend = make_backend(app[CONFIG].payments)
+    if backend is None:
+        yield
+        return
+    watcher = Watcher(app[EXCHANGE], app[COMMITTER], app[BUS], backend)
+    task = asyncio.create_task(watcher.run_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[errors])
     app[CONFIG] = config
@@ -110,7 +132,9 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         app[BUS].close()
 
     app.cleanup_ctx.append(store)
+    app.cleanup_ctx.append(payments_watcher)  # after store: it needs the exchange
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)
+    app.add_routes(payment_routes)
     app.add_routes(web_pages.routes)  # the HTML pages and their static files
     return app

@@ -40,6 +40,42 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class PaymentConfig:
+    """Bitcoin deposits and withdrawals (DESIGN §8); off unless ``xpub`` is set. Amounts in
+    satoshi; the watcher runs only when ``backend`` is "core" or "esplora"."""
+
+    xpub: str | None = None  # account-level xpub/tpub/zpub/vpub, optionally [fp/path]-prefixed
+    backend: str = "none"  # "none" | "core" | "esplora"
+    backend_url: str = ""  # http://127.0.0.1:38332/wallet/bitwrk or https://mempool.space/signet/api
+    rpc_user: str = ""
+    rpc_password: str = ""
+    confirmations: int = 6
+    min_deposit: int = 10_000
+    min_withdrawal: int = 50_000
+    daily_limit: int = 10_000_000  # per account per 24 h
+    address_rate: int = 10  # new deposit addresses per account per window
+    address_rate_total: int = 1000  # new deposit addresses, all accounts, per window
+    address_window: float = 3600.0
+    poll_seconds: float = 30.0
+    request_timeout: float = 10.0
+    fee_rate: int = 2  # sat/vB for exported payout transactions
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("none", "core", "esplora"):
+            raise ValueError("payment backend must be none, core or esplora")
+        if self.backend != "none" and not self.backend_url:
+            raise ValueError("a payment backend needs backend_url")
+        if not 1 <= self.confirmations <= 1000:
+            raise ValueError("confirmations must be between 1 and 1000")
+        if min(self.min_deposit, self.min_withdrawal, self.daily_limit, self.fee_rate) < 1:
+            raise ValueError("payment minimums, limits and fee rate must be positive")
+
+    @property
+    def enabled(self) -> bool:
+        return self.xpub is not None
+
+
+@dataclass(frozen=True)
 class Config:
     db_path: Path
     operator: str  # address whose signature credits deposits and resolves disputes
@@ -49,6 +85,7 @@ class Config:
     max_body: int = 16 * 1024
     max_price: int = 10**12  # 10,000 BTC: far above any render unit, far below int64
     keepalive_seconds: float = 15.0
+    payments: PaymentConfig = field(default_factory=PaymentConfig)
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

@@ -113,6 +113,64 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, type, target)
     );
     """,
+    # 2: Bitcoin payments (service/payments): deposit addresses, chain outputs, withdrawals
+    """
+    CREATE TABLE deposit_addresses(
+        idx INTEGER PRIMARY KEY CHECK (idx >= 0),
+        address TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX deposit_addresses_account ON deposit_addresses(account, created);
+    CREATE INDEX deposit_addresses_created ON deposit_addresses(created);
+    CREATE TABLE chain_outputs(
+        txid TEXT NOT NULL,
+        vout INTEGER NOT NULL CHECK (vout >= 0),
+        address TEXT NOT NULL,
+        account TEXT,
+        chain INTEGER NOT NULL CHECK (chain IN (0, 1)),
+        idx INTEGER NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        confirmations INTEGER NOT NULL DEFAULT 0,
+        block_hash TEXT,
+        state TEXT NOT NULL CHECK (state IN
+            ('pending', 'credited', 'below_minimum', 'dropped', 'change_pending', 'change')),
+        credited INTEGER NOT NULL DEFAULT 0 CHECK (credited IN (0, 1)),
+        deposit_uid TEXT UNIQUE,
+        spent_batch INTEGER,
+        first_seen REAL NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (txid, vout)
+    );
+    CREATE INDEX chain_outputs_account ON chain_outputs(account, first_seen);
+    CREATE INDEX chain_outputs_state ON chain_outputs(state);
+    CREATE TABLE payout_batches(
+        id INTEGER PRIMARY KEY,
+        txid TEXT NOT NULL UNIQUE,
+        psbt TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('exported', 'paid')),
+        total INTEGER NOT NULL,
+        network_fee INTEGER NOT NULL,
+        change_index INTEGER,
+        created REAL NOT NULL,
+        paid REAL
+    );
+    CREATE TABLE withdrawals(
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'exported', 'paid', 'cancelled')),
+        batch INTEGER REFERENCES payout_batches(id),
+        created REAL NOT NULL,
+        closed REAL,
+        document TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE INDEX withdrawals_account ON withdrawals(account, created);
+    CREATE INDEX withdrawals_state ON withdrawals(state);
+    ALTER TABLE movements ADD COLUMN withdrawal_id INTEGER
+    """,
 )
 
 

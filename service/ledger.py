@@ -19,6 +19,12 @@ class Kind(StrEnum):
     SETTLE = "settle"  # buyer's block pays the seller and the fee
     REFUND = "refund"  # a failed trade returns the buyer's block
     DEPOSIT = "deposit"  # money enters from the world
+    # Withdrawals (service/payments). A requested withdrawal leaves the balances at once; the
+    # withdrawals table holds it as pending (cancellable, then exported) until it is paid, so
+    # Σ balances + fees + pending withdrawals = Σ credited deposits − Σ paid withdrawals.
+    WITHDRAWAL = "withdrawal"  # available → pending payout
+    WITHDRAWAL_CANCEL = "withdrawal_cancel"  # pending payout → available
+    WITHDRAWAL_PAID = "withdrawal_paid"  # a record only: the payout transaction confirmed
 
 
 def _le0(x: int) -> bool:
@@ -50,6 +56,9 @@ SIGN_RULES: dict[Kind, _Rule] = {
     Kind.REFUND: (_ge0, _le0, _eq0, _eq0),
     Kind.SETTLE: (_ge0, _le0, _ge0, _eq0),
     Kind.DEPOSIT: (_gt0, _eq0, _eq0, _lt0),
+    Kind.WITHDRAWAL: (_lt0, _eq0, _eq0, _gt0),
+    Kind.WITHDRAWAL_CANCEL: (_gt0, _eq0, _eq0, _lt0),
+    Kind.WITHDRAWAL_PAID: (_eq0, _eq0, _eq0, _eq0),
 }
 
 
@@ -101,3 +110,15 @@ def refund(buyer: str, amount: int) -> Movement:
 
 def deposit(account: str, amount: int) -> Movement:
     return Movement(Kind.DEPOSIT, account, amount, None, 0, world_delta=-amount)
+
+
+def withdraw(account: str, amount: int) -> Movement:
+    return Movement(Kind.WITHDRAWAL, account, -amount, None, 0, world_delta=amount)
+
+
+def cancel_withdrawal(account: str, amount: int) -> Movement:
+    return Movement(Kind.WITHDRAWAL_CANCEL, account, amount, None, 0, world_delta=-amount)
+
+
+def withdrawal_paid(account: str) -> Movement:
+    return Movement(Kind.WITHDRAWAL_PAID, account, 0, None, 0)

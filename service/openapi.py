@@ -89,6 +89,22 @@ PATHS: dict[str, dict[str, Any]] = {
         "deposit", uid=_STR, account=_STR, amount=_INT,
         kind={"type": "string", "enum": ["play", "bitcoin"]}, ref=_STR))},
     "/api/v1/deposits/{uid}": {"get": _op("one deposit", None, "uid")},
+    "/api/v1/deposit-addresses": {"post": _op(
+        "the account's unused BIP84 deposit address, or a new one (rate-limited)",
+        _signed("deposit_address"))},
+    "/api/v1/accounts/{address}/deposits": {"get": _query(_op(
+        "Bitcoin outputs paid to the account's addresses: confirmations, state, credited",
+        None, "address"), "limit")},
+    "/api/v1/withdrawals": {"post": _op(
+        "withdraw: available → pending until the operator's payout batch is paid", _signed(
+            "withdraw", to={**_STR, "description": "bitcoin address of the exchange's network"},
+            amount=_INT))},
+    "/api/v1/withdrawals/{id}": {"get": _op("one withdrawal", None, "id")},
+    "/api/v1/withdrawals/{id}/cancel": {"post": _op(
+        "cancel a withdrawal not yet exported", _signed("cancel_withdrawal", withdrawal=_INT),
+        "id")},
+    "/api/v1/accounts/{address}/withdrawals": {"get": _query(_op(
+        "the account's withdrawals, newest first", None, "address"), "limit")},
     "/api/v1/events": {"get": _query({
         "summary": "server-sent events (text/event-stream): bid, transaction, account, trade,"
                    " book; without address the public market stream",

@@ -7,6 +7,7 @@ from typing import Any
 from bitwrk.errors import InvalidRequest, NotFound
 
 from .exchange import Exchange
+from .payments.deposits import account_payments
 
 MAX_PAGE = 200
 INTERVALS = (60, 300, 3600, 86400)
@@ -18,7 +19,7 @@ def account(ex: Exchange, address: str) -> dict[str, Any]:
     ).fetchone()
     available, blocked, nonce = (0, 0, 0) if row is None else tuple(row)
     return {"address": address, "available": available, "blocked": blocked,
-            "last_nonce": nonce, "deposit_address": None}
+            "last_nonce": nonce, **account_payments(ex, address)}
 
 
 def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def articles(ex: Exchange) -> list[str]:
 
 
 def totals(ex: Exchange) -> dict[str, int]:
-    """The ledger invariant's terms: Σ balances + fees = Σ deposits."""
+    """The ledger invariant's terms: Σ balances + fees + pending withdrawals = Σ deposits −
+    Σ paid withdrawals (deposits: play money and credited Bitcoin outputs)."""
     available, blocked = ex.db.execute(
         "SELECT COALESCE(SUM(available), 0), COALESCE(SUM(blocked), 0) FROM accounts"
     ).fetchone()
@@ -113,8 +115,13 @@ def totals(ex: Exchange) -> dict[str, int]:
         "SELECT COALESCE(SUM(fee_delta), 0), COALESCE(SUM(world_delta), 0) FROM movements"
     ).fetchone()
     deposits = ex.db.execute("SELECT COALESCE(SUM(amount), 0) FROM deposits").fetchone()[0]
+    # With withdrawals: available + blocked + fees + pending = deposits − paid = −world − paid.
+    pending, paid = ex.db.execute(
+        "SELECT COALESCE(SUM(amount) FILTER (WHERE state IN ('pending', 'exported')), 0),"
+        " COALESCE(SUM(amount) FILTER (WHERE state = 'paid'), 0) FROM withdrawals"
+    ).fetchone()
     return {"available": available, "blocked": blocked, "fees": fees, "deposits": deposits,
-            "world": world}
+            "world": world, "pending_withdrawals": pending, "paid_withdrawals": paid}
 
 
 def relations_of(ex: Exchange, source: str) -> list[dict[str, Any]]:
