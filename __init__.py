@@ -29,34 +29,53 @@ def unregister() -> None:
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
          duration: float | None = None) -> int:
-    """Run a headless seller in this process until Ctrl-C (or ``duration`` seconds).
+    """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
+    (or ``duration`` seconds); returns 0 after a clean stop.
 
-    Timers never fire headless, so this loop pumps the daemon's events itself.
+    Works inside a Blender binary (``blender -b --python-expr``; render workers then run as
+    ``blender -b`` processes too) and with the ``bpy`` module (workers run under
+    ``sys.executable``). Timers never fire headless, so this loop pumps the daemon's events
+    itself. On a stop signal no new bids are placed, trades in flight get a short grace,
+    the workers are stopped and the daemon thread is joined (bounded).
     """
+    import signal
+    import threading
     import time
 
     import bpy
 
     from .engine import bridge
 
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        # Explicit handlers: Blender's own Python may not turn SIGINT into KeyboardInterrupt.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     b = bridge.get()
-    b.connect(exchange)
-    url = b.start_selling(cores, min_price, (cost_class,), "{}.{}".format(*bpy.app.version[:2]))
-    print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s)",
-          flush=True)
-    end = None if duration is None else time.monotonic() + duration
-    earned = -1
     try:
-        while end is None or time.monotonic() < end:
+        b.connect(exchange)
+        url = b.start_selling(cores, min_price, (cost_class,),
+                              "{}.{}".format(*bpy.app.version[:2]))
+        print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s)",
+              flush=True)
+        end = None if duration is None else time.monotonic() + duration
+        earned = -1
+        while not stop.is_set() and (end is None or time.monotonic() < end):
             b.pump(0.05)
             if b.status.earned != earned:
                 earned = b.status.earned
                 print(f"earned {earned} sat this session", flush=True)
-            time.sleep(0.2)
+            stop.wait(0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        bridge.shutdown()
+        print("stopping the seller", flush=True)
+        stopped = bridge.shutdown()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print("seller stopped" if stopped else "seller stopped (daemon thread still ending)",
+          flush=True)
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..bitwrk.daemon import CancelJob, Daemon, DaemonConfig
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, SellerUnit, UnitDone, UnitFailed
+from .wallet import own_delta
 
 log = logging.getLogger("bitwrk.extension")
 STOP_TIMEOUT = 15.0  # bounded join on unregister / quit
@@ -34,6 +35,9 @@ class Progress:
     failed: int = 0
     spent: int = 0
     finished: bool = False
+    stage: str = ""  # what the job does now, in words (animation: packing/buying/writing)
+    frames: int = 0  # animation: frames in the range
+    frames_written: int = 0  # animation: frames written to the output path
 
 
 @dataclass
@@ -166,34 +170,31 @@ class Bridge:
             account = daemon.call(client.account(), timeout)
             self.status.available = int(account.get("available", 0))
             self.status.blocked = int(account.get("blocked", 0))
-            self.status.ledger = list(daemon.call(client.ledger(), timeout))[:8]
+            page = daemon.call(client.ledger(limit=8), timeout)
+            self.status.ledger = [{"kind": m["kind"], "amount": own_delta(m, daemon.address)}
+                                  for m in page["movements"]]
         except Exception as exc:
             self.status.error = f"wallet: {exc}"
         self.status.deposit_address = self._deposit_address(daemon, timeout)
 
     def _deposit_address(self, daemon: Daemon, timeout: float) -> str | None:
-        """The account's deposit address, or None where the exchange has no such API yet."""
+        """The account's deposit address, or None where the exchange has none for it (an
+        exchange without payments, or none requested yet)."""
         client = daemon.client
         assert client is not None
-        path = f"/api/v1/accounts/{daemon.address}/deposit-address"
         try:
-            found = daemon.call(client.get(path), timeout)
+            found = daemon.call(client.account(), timeout)
         except Exception:
             return None
-        if isinstance(found, dict):
-            value = found.get("address")
-            return str(value) if value else None
-        return None
+        value = found.get("deposit_address") if isinstance(found, dict) else None
+        return str(value) if value else None
 
     def request_deposit_address(self, timeout: float = 10.0) -> str | None:
         daemon = self.daemon
         if daemon is None or daemon.client is None:
             return None
-        path = f"/api/v1/accounts/{daemon.address}/deposit-address"
         try:
-            found = daemon.call(daemon.client.post_signed(path, {"action": "deposit-address",
-                                                                 "account": daemon.address}),
-                                timeout)
+            found = daemon.call(daemon.client.request_deposit_address(), timeout)
             if isinstance(found, dict) and found.get("address"):
                 self.status.deposit_address = str(found["address"])
         except Exception as exc:
@@ -207,7 +208,7 @@ class Bridge:
         """Sell this computer's CPU cores; returns the worker endpoint URL."""
         from ..bitwrk.daemon import Offer, StartSelling
         from ..bitwrk.seller.executor import RenderExecutor
-        from ..bitwrk.seller.pool import WorkerPool, allowed_cpus
+        from ..bitwrk.seller.pool import WorkerPool, allowed_cpus, blender_binary
 
         daemon = self.daemon
         if daemon is None:
@@ -215,7 +216,9 @@ class Bridge:
         cpus = set(sorted(allowed_cpus())[:max(1, cores)])
         largest = classes[-1]
         kwargs = {"python": python} if python else {}
-        pool = WorkerPool(cpus, 1, cost_class=largest, **kwargs)
+        # Inside a Blender binary sys.executable is Blender's bundled Python, which has no
+        # bpy: workers then run as `blender -b` (bpy module mode: sys.executable as before).
+        pool = WorkerPool(cpus, 1, cost_class=largest, blender=blender_binary(), **kwargs)
         self.selling_pool = pool
         articles = tuple(f"net.bitwrk/blender/{blender}/{c}" for c in classes)
         url: str = daemon.call(daemon.start_selling(

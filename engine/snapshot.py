@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from ..bitwrk.errors import BitwrkError
 from ..bitwrk.render.scene import describe
+from .animation import AnimationRequest
 from .session import RenderRequest
 
 
@@ -32,3 +35,24 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing)
+
+
+def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
+    """The request for the scene's frame range: each frame's file is where Blender's own
+    Render Animation would write it (``frame_path``), in the scene's output format."""
+    r, settings = scene.render, scene.bitwrk
+    if r.is_movie_format:
+        raise BitwrkError("BitWrk writes image sequences: choose an image output format "
+                          "(PNG, OpenEXR, ...) in Output Properties")
+    frames = range(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step))
+    outputs = {f: str(r.frame_path(frame=f)) for f in frames}
+    if not r.use_overwrite:  # as Blender does: frames already on disk are skipped
+        outputs = {f: path for f, path in outputs.items() if not os.path.exists(path)}
+    info = describe(scene)
+    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    return AnimationRequest(
+        blend=blend_for(bpy, workdir), info=info, outputs=outputs,
+        exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
+        budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
+        concurrency=settings.concurrency, allow_missing=settings.allow_missing,
+        blender_binary=bpy.app.binary_path or None)

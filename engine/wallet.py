@@ -59,3 +59,13 @@ def qr_image(bpy: Any, uri: str, name: str = IMAGE_NAME) -> Any:
     image.update()
     image["bitwrk_uri"] = uri
     return image
+
+
+def own_delta(movement: dict[str, Any], address: str) -> int:
+    """What a ledger movement did to ``address``'s total (available + blocked) balance."""
+    delta = 0
+    if movement.get("available_account") == address:
+        delta += int(movement.get("available_delta", 0))
+    if movement.get("blocked_account") == address:
+        delta += int(movement.get("blocked_delta", 0))
+    return delta

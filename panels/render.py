@@ -57,6 +57,8 @@ def draw_progress(layout: Any, p: Any) -> None:
     box = layout.box()
     box.label(text=f"done {p.done}/{p.total} · in flight {p.in_flight} · failed {p.failed}")
     box.label(text=f"spent {format_amount(p.spent)}")
+    if p.frames:
+        box.label(text=f"{p.stage} · frames written {p.frames_written}/{p.frames}")
 
 
 class BITWRK_PT_sell(bpy.types.Panel):  # type: ignore[misc]

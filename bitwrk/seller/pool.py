@@ -41,6 +41,13 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding bitw
 # -I: ignore PYTHON* variables and the user site; the package root goes on sys.path.
 BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
         "from bitwrk.seller.worker import main; sys.exit(main(sys.argv[2:]))")
+# Inside a Blender binary (``bpy.app.binary_path`` set) workers are ``blender -b`` processes:
+# Blender keeps its own options in sys.argv and ignores everything after ``--``; its Python
+# ignores PYTHON* variables and the user site unless told otherwise (as ``-I`` does).
+BLENDER_BOOT = ("import sys; a = sys.argv[sys.argv.index('--') + 1:]; sys.path.insert(0, a[0]); "
+                "from bitwrk.seller.worker import main; sys.exit(main(a[1:]))")
+BLENDER_FLAGS = ("-b", "--factory-startup", "--python-exit-code", "1")
+START_NOISE_LINES = 200  # lines before the ready line tolerated (a binary's banner)
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 _ERRORS: dict[str, type[RenderError] | type[JobSpecError] | type[CostClassExceeded]] = {
     CostClassExceeded.code: CostClassExceeded, JobSpecError.code: JobSpecError,
@@ -59,6 +66,17 @@ class RenderOutcome:
     warm: bool  # the worker already had this .blend open
     cold_start: bool  # a new process was started for this job
     autoexec_blocked: bool  # the file has scripts or Python drivers that did not run
+
+
+def blender_binary() -> str | None:
+    """``bpy.app.binary_path`` when this process runs inside a Blender binary, else None.
+
+    Looks at an already imported ``bpy`` only (this module never imports it): in ``bpy``
+    module mode the path is empty and workers run under ``sys.executable``.
+    """
+    bpy = sys.modules.get("bpy")
+    path = getattr(getattr(bpy, "app", None), "binary_path", "") if bpy is not None else ""
+    return str(path) if path else None
 
 
 def allowed_cpus() -> set[int]:
@@ -107,7 +125,7 @@ class WorkerProcess:
                 stderr=log, env=worker_env(home), cwd=home, start_new_session=True)
         worker = cls(proc, home, {})
         try:
-            line = await asyncio.wait_for(worker._readline(), timeout)
+            line = await asyncio.wait_for(worker._ready_line(), timeout)
         except TimeoutError:
             await worker.kill()
             raise RenderError(f"worker did not start within {timeout:.0f} s") from None
@@ -121,6 +139,14 @@ class WorkerProcess:
                                 f"{worker.stderr_tail()}", returncode=proc.returncode)
         worker.ready = json.loads(line)
         return worker
+
+    async def _ready_line(self) -> bytes:
+        """The first JSON line; a Blender binary prints its banner on stdout before it."""
+        for _ in range(START_NOISE_LINES):
+            line = await self._readline()
+            if not line or line.lstrip().startswith(b"{"):
+                return line
+        return b""
 
     async def _readline(self) -> bytes:
         assert self.proc.stdout is not None
@@ -213,7 +239,7 @@ class WorkerPool:
                  cost_class: str | None = None, max_budget: int | None = None,
                  memory_limit: int | None = None, timeout: float = 3600.0,
                  idle_seconds: float = 120.0, start_timeout: float = 60.0,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, blender: str | None = None) -> None:
         offered = sorted(cpus if cpus is not None else allowed_cpus())
         if slots < 1 or len(offered) < slots:
             raise ValueError(f"{slots} slots need at least as many CPUs, got {offered}")
@@ -227,6 +253,7 @@ class WorkerPool:
         self.idle_seconds = idle_seconds
         self.start_timeout = start_timeout
         self.python = python
+        self.blender = blender  # a Blender binary: workers run as ``blender -b`` instead
         n = len(offered)
         self._slots = [_Slot(i, offered[i * n // slots:(i + 1) * n // slots])
                        for i in range(slots)]
@@ -241,8 +268,12 @@ class WorkerPool:
         await self.close()
 
     def argv(self, cpus: list[int]) -> list[str]:
-        argv = [self.python, "-I", "-c", BOOT, str(PACKAGE_ROOT),
-                "--cpus", ",".join(map(str, cpus))]
+        if self.blender:
+            argv = [self.blender, *BLENDER_FLAGS, "-t", str(len(cpus)), "--python-expr",
+                    BLENDER_BOOT, "--", str(PACKAGE_ROOT), "--cpus", ",".join(map(str, cpus))]
+        else:
+            argv = [self.python, "-I", "-c", BOOT, str(PACKAGE_ROOT),
+                    "--cpus", ",".join(map(str, cpus))]
         if self.max_budget is not None:
             argv += ["--max-budget", str(self.max_budget)]
         if self.memory_limit is not None:
