@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import shutil
 import tempfile
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from ..client import ExchangeClient
 from ..errors import BitwrkError
 from ..keys import verify_message
 from .events import Event, SellerUnit
+from .jobdirs import JobDirs
 from .journal import Journal
 from .watch import Watcher
 
@@ -85,6 +85,7 @@ class SellerAgent:
         self._forward = post
         self.post: Callable[[Event], None] = self._posted
         self.workroot = workroot or Path(tempfile.gettempdir())
+        self.jobdirs = JobDirs(self.workroot / "jobs")
         self.trades: dict[int, SellTrade] = {}
         self.open_bids: set[int] = set()
         self.paused = asyncio.Event()
@@ -235,14 +236,10 @@ class SellerAgent:
         assert trade.manifest is not None and trade.buyersecret is not None
         tx = await self.client.send_message(trade.txid, "received",
                                             buyersecret=trade.buyersecret)
-        workdir = Path(tempfile.mkdtemp(prefix=f"bitwrk-tx{trade.txid}-", dir=self.workroot))
         trade.stage = "rendering"
-        try:
-            trade.manifest.assemble(self.store, workdir)
+        with self.jobdirs.use(trade.manifest, self.store) as workdir:
             async with asyncio.timeout(_until(float(tx["timeout"]))):
                 result = await self.executor.execute(trade.manifest, workdir, slot)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
         key, trade.ciphertext = seal(result)
         trade.result_ready.set()
         trade.stage = "awaiting receipt"

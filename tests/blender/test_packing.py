@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HAVE_BPY, ROOT, run_bpy
 
 from bitwrk.cas.manifest import JobManifest
 from bitwrk.cas.paths import check_names
 from bitwrk.cas.store import ChunkStore
 from bitwrk.render import packing
 from bitwrk.render.packing import MissingFiles, PackError, PackResult
+from tests.blender.conftest import HAVE_BPY, ROOT, run_bpy
 
 SCRIPT = ROOT / "tests/data/scenes/packing_project.py"
 OUT = packing.OUTSIDE_DIR

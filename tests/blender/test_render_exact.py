@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import needs_bpy, run_bpy
 
 from bitwrk.render import exr
 from bitwrk.render.compose import ComposeRequest
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.tiling import tiles
 from bitwrk.seller.pool import WorkerPool
+from tests.blender.conftest import needs_bpy, run_bpy
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import needs_bpy, run_bpy
-from test_render_exact import assert_identical
 
+from tests.blender.conftest import needs_bpy, run_bpy
+from tests.blender.test_render_exact import assert_identical
 from tests.e2e.conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import needs_bpy, run_bpy
 
 from bitwrk.render.errors import (
     CostClassExceeded,
@@ -21,6 +20,7 @@ from bitwrk.render.errors import (
 )
 from bitwrk.seller.executor import RenderExecutor
 from bitwrk.seller.pool import WorkerPool, allowed_cpus
+from tests.blender.conftest import needs_bpy, run_bpy
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 TILE = {"x0": 0, "x1": 48, "y0": 0, "y1": 32}
