@@ -33,9 +33,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import queue
 import re
 import shutil
 import threading
+import time
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator
@@ -45,7 +47,14 @@ from pathlib import Path, PurePath, PurePosixPath
 
 from blender_asset_tracer import blendfile, bpathlib, cdefs
 from blender_asset_tracer.blendfile.exceptions import BlendFileError, SegmentationFault
-from blender_asset_tracer.pack import Aborted, AssetAction, Packer, PathAction
+from blender_asset_tracer.pack import (
+    Aborted,
+    AssetAction,
+    Packer,
+    PathAction,
+    filesystem,
+    transfer,
+)
 from blender_asset_tracer.trace import expanders, file_sequence, modifier_walkers, result
 
 from ..cas.paths import check_name, check_names
@@ -208,6 +217,32 @@ class _NameTable:
 
 # --- the packer ------------------------------------------------------------------------------
 
+POLL = 0.005  # seconds
+
+
+class _QuickCopier(filesystem.FileCopier):
+    """BAT's copier with short polls. It waits up to 0.5 s on its queue and again in
+    ``join`` before noticing it is done: a small scene spent ~1 s of a 1.1 s pack there.
+    Same logic as BAT 1.23's ``FileTransferer.iter_queue``/``join``, 5 ms polls."""
+
+    def iter_queue(self) -> Iterator[transfer.QueueItem]:
+        failed = self._FileTransferer__error  # type: ignore[attr-defined]  # BAT's private
+        while not (self._abort.is_set() or failed.is_set()):
+            try:
+                src, dst, action = self.queue.get(timeout=POLL)
+            except queue.Empty:
+                if self.done.is_set():
+                    return
+                continue
+            self.progress_cb.transfer_file(src, dst)
+            yield src, dst, action
+
+    def join(self, timeout: float | None = None) -> None:
+        run_until = float("inf") if not timeout else time.monotonic() + timeout
+        while self.is_alive() and time.monotonic() < run_until:
+            self.progress_cb.flush(timeout=POLL)
+
+
 class _Packer(Packer):
     """BAT's Packer with bitwrk's placement of files, missing files and names."""
 
@@ -219,6 +254,10 @@ class _Packer(Packer):
         self.planned: dict[str, Path] = {}  # name in pack -> file it is copied from
         self.clashes: set[str] = set()
         self.missing_uses: defaultdict[Path, list[result.BlockUsage]] = defaultdict(list)
+
+    def _create_file_transferer(self) -> filesystem.FileCopier:
+        copier = filesystem.CompressedFileCopier if self.compress else _QuickCopier
+        return copier()
 
     # strategise(): every asset is given a place by _find_new_paths
     def _visit_sequence(self, asset_path: Path, usage: result.BlockUsage) -> None:
