@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     blend = args.scene.resolve()
-    info = probe(blend)
-    frames = _frames(args.frames, info)
-    with tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
+          ThreadPoolExecutor(1) as background):
+        probing = background.submit(probe, blend)  # a bpy process: overlap it with packing
         name, files = pack_files(blend, Path(tmp), args.allow_missing)
+        info = probing.result()
+        frames = _frames(args.frames, info)
         job_plan = plan(info, name, frames, args.tiles, args.cost_class)
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
         budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
