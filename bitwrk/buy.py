@@ -173,7 +173,11 @@ def run(args: argparse.Namespace) -> int:
     with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
           ThreadPoolExecutor(1) as background):
         probing = background.submit(probe, blend)  # a bpy process: overlap it with packing
-        name, files = pack_files(blend, Path(tmp), args.allow_missing)
+        try:
+            name, files = pack_files(blend, Path(tmp), args.allow_missing)
+        except BitwrkError:
+            probing.result()  # Blender's own word on a broken file is the clearer error
+            raise
         info = probing.result()
         frames = _frames(args.frames, info)
         job_plan = plan(info, name, frames, args.tiles, args.cost_class)

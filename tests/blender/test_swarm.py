@@ -184,8 +184,7 @@ def test_a_corrupt_blend_is_refused_before_anything_is_bought(tmp_path: Path) ->
                            "--max-price", "100", "--out", str(tmp_path / "out"))
         assert result.returncode == 1
         last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: ") and "corrupt.blend" in last
-        assert "cannot read" in last or "not a valid .blend file" in last
+        assert last.startswith("error: cannot read") and "corrupt.blend" in last
         assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
         assert not (tmp_path / "out").exists()
     finally:
