@@ -1,0 +1,772 @@
+"""Swarm benchmark: parallel efficiency of an animation bought from two one-core sellers.
+
+Efficiency = T_local / (2 x T_swarm), target >= 0.9:
+
+- T_local: one plain bpy process pinned to CPU 0 renders the N frames of a heavier copy of
+  the bundled test scene one after the other (file opened once, one EXR per frame), from
+  the process start (``import bpy`` included) to the last frame written;
+- T_swarm: the wall time of ``python -m bitwrk.buy SCENE --frames 1-N --tiles 1`` against a
+  real exchange (``python -m service``) with two warm headless sellers
+  (``python -m bitwrk.seller --cpus 0`` and ``--cpus 1``), split from the buyer's output
+  into prep (probe + pack + manifests, up to its "buying" line), trading (up to the last
+  unit accepted) and the tail (daemon stop + compositing every frame + summary).
+
+Per-unit overheads come from the exchange's own timestamps (bids, transactions and their
+messages, read from its SQLite file): waiting for a match, establishing, transmitting,
+the seller's work beyond the render itself (against the same frame's local render in CPU
+time), the buyer's verify, and each seller's idle gap between units. A sampler thread
+watches the sellers' render worker processes, the per-CPU load, and the CPU that
+processes outside this benchmark use.
+
+The machine matters: on a 2-core box the buyer, the exchange and both seller daemons
+share the two cores the sellers render on, while T_local has its core to itself. Other
+work on the machine stretches both wall times; the table shows how much CPU it took, and
+the efficiency once more with T_local as the CPU time of the local process (pinned to
+one core, its wall time can only be longer).
+
+``python bench/swarm.py [--quick] [--strict]``; progress on stderr, the table on stdout.
+Needs the ``bpy`` module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import re
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make bench importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.table import Row, format_value, mark, print_table  # noqa: E402
+
+NAME = "swarm"
+TARGET_EFFICIENCY = 0.9
+SELLERS = 2
+MIN_PRICE, MAX_PRICE = 10, 100
+CREDIT = 1_000_000
+TIMEOUT_SCALE = 1.0  # the exchange's production timeouts
+WORKER_MARK = "bitwrk.seller.worker"
+
+
+@dataclass(frozen=True)
+class Settings:
+    frames: int
+    width: int
+    height: int
+    samples: int
+
+
+# 192x128 px at 128 spp: ~4 s a frame on one core of the 2-core EPYC this was written on.
+DEFAULT = Settings(frames=12, width=192, height=128, samples=128)
+QUICK = Settings(frames=4, width=128, height=96, samples=48)
+
+
+def log(message: str) -> None:
+    print(f"[bench swarm] {message}", file=sys.stderr, flush=True)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def node_env(base: Path) -> dict[str, str]:
+    """A participant's own identity, caches and Blender dirs (nothing lands under ~)."""
+    env = dict(os.environ)
+    env.update({"XDG_DATA_HOME": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache"),
+                "BLENDER_USER_RESOURCES": str(base / "blender-user"), "PYTHONPATH": str(ROOT),
+                "PYTHONUNBUFFERED": "1", "TMPDIR": str(base / "tmp")})  # leftovers go with us
+    (base / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+class Proc:
+    """A child in its own process group, its output in a log file (or a pipe)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
+                 pipe: bool = False) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[str] = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE if pipe else self._log,
+                                     stderr=self._log if pipe else subprocess.STDOUT,
+                                     text=True, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.output())
+            if found:
+                return found
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited: {self.output()[-1500:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no {pattern!r} after {timeout:.0f} s: "
+                           f"{self.output()[-1500:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> int | None:
+        """``sig`` to the group, SIGKILL after ``grace``; always reaps and closes the log."""
+        try:
+            if self.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, sig)
+                try:
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(10)
+            with contextlib.suppress(ProcessLookupError):  # stragglers of the group
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.returncode
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._log.close()
+
+
+def run_py(args: list[str], env: dict[str, str], timeout: float) -> str:
+    done = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, start_new_session=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[:3]} failed ({done.returncode}): "
+                           f"{(done.stdout + done.stderr)[-2000:]}")
+    return done.stdout
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the scene and the local baseline ------------------------------------------------------
+
+HEAVY = """
+import sys, bpy
+src, dst = sys.argv[1], sys.argv[2]
+w, h, samples, frames = (int(a) for a in sys.argv[3:7])
+bpy.ops.wm.open_mainfile(filepath=src, load_ui=False, use_scripts=False)
+bpy.context.preferences.filepaths.save_version = 0
+scene = bpy.context.scene
+r = scene.render
+r.resolution_x, r.resolution_y, r.resolution_percentage = w, h, 100
+scene.cycles.samples = samples
+scene.frame_start, scene.frame_end = 1, frames
+cube = bpy.data.objects["Cube"]  # keep it moving over every frame, not just 1-4
+cube.location.x = 1.4
+cube.keyframe_insert("location", index=0, frame=frames)
+bpy.ops.wm.save_as_mainfile(filepath=dst, relative_remap=True)
+"""
+
+LOCAL = """
+import json, os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[4])})
+import bpy
+blend, out, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False, use_scripts=False)
+scene = bpy.context.scene
+r = scene.render
+r.threads_mode, r.threads = "FIXED", 1
+r.use_persistent_data = True
+ims = r.image_settings
+if hasattr(ims, "media_type"):
+    ims.media_type = "MULTI_LAYER_IMAGE"
+ims.file_format, ims.color_depth, ims.exr_codec = "OPEN_EXR_MULTILAYER", "32", "ZIP"
+print("BENCH " + json.dumps({"opened": time.time()}), flush=True)
+for frame in range(1, frames + 1):
+    scene.frame_set(frame)
+    started, cpu = time.perf_counter(), time.process_time()
+    bpy.ops.render.render(scene=scene.name)
+    path = os.path.join(out, f"frame_{frame:04d}.exr")
+    bpy.data.images["Render Result"].save_render(filepath=path, scene=scene)
+    print("BENCH " + json.dumps({"frame": frame, "seconds": time.perf_counter() - started,
+                                 "cpu": time.process_time() - cpu, "written": time.time(),
+                                 "process_cpu": time.process_time()}), flush=True)
+"""
+
+
+def build_scene(work: Path, s: Settings) -> Path:
+    env = node_env(work / "build")
+    run_py([str(ROOT / "tests/data/scenes/make_scene.py"), str(work / "job")], env, 120)
+    heavy = work / "job" / "heavy.blend"  # beside scene.blend: //textures/ still resolves
+    run_py(["-c", HEAVY, str(work / "job" / "scene.blend"), str(heavy), str(s.width),
+            str(s.height), str(s.samples), str(s.frames)], env, 120)
+    return heavy
+
+
+@dataclass
+class Local:
+    seconds: float  # start of the process to the last frame written
+    open_seconds: float  # start to the file open (import bpy + open)
+    cpu_seconds: float  # the process's CPU time at the last frame (one core: <= wall)
+    renders: list[float]  # per frame: render call + EXR save, wall
+    render_cpu: list[float]  # the same in CPU time: what other load cannot stretch
+    others: float | None  # CPU used by other processes meanwhile, % of one core
+
+
+def local_render(work: Path, blend: Path, frames: int, cpu: int) -> Local:
+    out = work / "local"
+    out.mkdir()
+    env = node_env(work / "local-user")
+    sampler = Sampler().start()
+    started = time.time()
+    try:
+        text = run_py(["-c", LOCAL, str(blend), str(out), str(frames), str(cpu)], env,
+                      60 + 120 * frames)
+    finally:
+        sampler.stop()
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("BENCH ")]
+    done = sorted((e for e in events if "frame" in e), key=lambda e: e["frame"])
+    renders = [e["seconds"] for e in done]
+    if len(renders) != frames:
+        raise RuntimeError(f"local render wrote {len(renders)} of {frames} frames")
+    opened = next(e["opened"] for e in events if "opened" in e)
+    last = done[-1]["written"]
+    return Local(last - started, opened - started, done[-1]["process_cpu"], renders,
+                 [e["cpu"] for e in done], sampler.others(started, last))
+
+
+def probe_seconds(work: Path, blend: Path) -> float:
+    """One buyer-side bpy helper process (the probe: import bpy, open, read settings)."""
+    env = node_env(work / "probe-user")
+    started = time.perf_counter()
+    run_py(["-m", "bitwrk.render.scene", str(blend)], env, 120)
+    return time.perf_counter() - started
+
+
+# --- watching the swarm --------------------------------------------------------------------
+
+
+def _stat(pid: str) -> tuple[int, int, str] | None:
+    """(ppid, utime + stime jiffies, start time) of a process; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[11]) + int(fields[12]), fields[19]
+
+
+def _per_cpu() -> dict[str, tuple[int, int]]:
+    """cpuN -> (busy, total) jiffies."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *vals = line.split()
+        if re.fullmatch(r"cpu\d+", name):
+            nums = [int(v) for v in vals]
+            idle = nums[3] + (nums[4] if len(nums) > 4 else 0)
+            out[name] = (sum(nums[:8]) - idle, sum(nums[:8]))
+    return out
+
+
+@dataclass
+class WorkerSeen:
+    seller: int
+    first: float
+    last: float
+    jiffies: int
+    start_id: str  # /proc start time, so a reused pid is never taken for the same process
+
+
+@dataclass
+class Sampler:
+    """Every ``period`` s: the per-CPU load, the CPU time of this benchmark's processes and
+    of everything else on the machine, and the sellers' render worker processes."""
+
+    sellers: list[int] = field(default_factory=list)
+    period: float = 0.1
+    workers: dict[int, WorkerSeen] = field(default_factory=dict)
+    cpu: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
+    ticks: list[tuple[float, int, int]] = field(default_factory=list)  # (t, mine, others)
+    _seen: dict[tuple[int, str], int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Sampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+        self.sample()
+
+    def sample(self) -> None:
+        now = time.time()
+        with contextlib.suppress(OSError):
+            self.cpu.append((now, _per_cpu()))
+        procs = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                info = _stat(name)
+                if info is not None:
+                    procs[int(name)] = info
+        me, sellers = os.getpid(), {pid: i for i, pid in enumerate(self.sellers)}
+        mine = others = 0
+        seen: dict[tuple[int, str], int] = {}
+        for pid, (_ppid, jiffies, start_id) in procs.items():
+            owner, up, hops = None, pid, 0
+            while up > 1 and hops < 64 and up != me:
+                if owner is None and up in sellers and up != pid:
+                    owner = sellers[up]
+                up, hops = procs[up][0] if up in procs else 0, hops + 1
+            key = (pid, start_id)
+            delta = jiffies - self._seen.get(key, 0 if self._seen else jiffies)
+            seen[key] = jiffies
+            if up == me:
+                mine += delta
+            else:
+                others += delta
+            if owner is not None:
+                self._worker(pid, owner, jiffies, start_id, now)
+        self._seen = seen
+        self.ticks.append((now, mine, others))
+
+    def _worker(self, pid: int, seller: int, jiffies: int, start_id: str, now: float) -> None:
+        known = self.workers.get(pid)
+        if known is not None and known.start_id == start_id:
+            known.last, known.jiffies = now, jiffies
+            return
+        with contextlib.suppress(OSError):
+            if WORKER_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                self.workers[pid] = WorkerSeen(seller, now, now, jiffies, start_id)
+
+    def busy(self, start: float, end: float) -> float | None:
+        """Busy share of all CPUs between ``start`` and ``end`` (%, 100 = every core)."""
+        if len(self.cpu) < 2:
+            return None
+        a = min(self.cpu, key=lambda x: abs(x[0] - start))[1]
+        b = min(self.cpu, key=lambda x: abs(x[0] - end))[1]
+        busy = sum(b[k][0] - a[k][0] for k in a if k in b)
+        total = sum(b[k][1] - a[k][1] for k in a if k in b)
+        return 100.0 * busy / total if total > 0 else None
+
+    def others(self, start: float, end: float) -> float | None:
+        """CPU used by processes outside this benchmark, in % of one core."""
+        inside = [o for t, _m, o in self.ticks if start < t <= end + self.period]
+        if end <= start or not inside:
+            return None
+        return 100.0 * sum(inside) / os.sysconf("SC_CLK_TCK") / (end - start)
+
+    def kill_leftovers(self) -> None:
+        """Workers outliving their seller (they lead their own sessions): kill them."""
+        for pid, seen in self.workers.items():
+            info = _stat(str(pid))
+            with contextlib.suppress(OSError):
+                if info is not None and info[2] == seen.start_id and \
+                        WORKER_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+
+
+# --- the swarm run -------------------------------------------------------------------------
+
+
+@dataclass
+class BuyerRun:
+    started: float
+    ended: float
+    lines: list[tuple[float, str]]
+    returncode: int
+
+    def first(self, pattern: str) -> float | None:
+        return next((t for t, line in self.lines if re.search(pattern, line)), None)
+
+    def last(self, pattern: str) -> float | None:
+        return next((t for t, line in reversed(self.lines) if re.search(pattern, line)), None)
+
+    def text(self) -> str:
+        return "\n".join(line for _t, line in self.lines)
+
+
+@dataclass
+class Trade:
+    txid: int
+    seller: str
+    bid_created: float
+    matched: float
+    phases: dict[str, float]  # phase -> when the exchange entered it
+    phase: str
+
+
+def start_exchange(work: Path, procs: list[Proc]) -> tuple[str, Path]:
+    exdir = work / "exchange"
+    exdir.mkdir()
+    db, port = exdir / "exchange.sqlite3", free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = Proc("exchange", [sys.executable, "-m", "service", "--db", str(db), "--host",
+                             "127.0.0.1", "--port", str(port), "--timeout-scale",
+                             repr(TIMEOUT_SCALE)], node_env(exdir), exdir / "server.log")
+    procs.append(proc)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), \
+                urllib.request.urlopen(url + "/api/v1/info", timeout=2) as resp:
+            if resp.status == 200:
+                return url, db
+        if not proc.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"exchange did not come up: {proc.output()[-1500:]}")
+        time.sleep(0.1)
+
+
+def read_trades(db: Path, buyer: str) -> tuple[list[Trade], int]:
+    """The buyer's trades with the exchange's timestamps; and how many buy bids it placed."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute(
+            "SELECT t.id, t.seller, b.created, t.matched, t.phase FROM transactions t"
+            " JOIN bids b ON b.id = t.buy_bid WHERE t.buyer = ? ORDER BY t.id", (buyer,)
+        ).fetchall()
+        trades = []
+        for txid, seller, created, matched, phase in rows:
+            phases: dict[str, float] = {}
+            for when, post in conn.execute(
+                    "SELECT time, post_phase FROM messages WHERE txid = ? ORDER BY id", (txid,)):
+                phases.setdefault(post, when)
+            trades.append(Trade(txid, seller, created, matched, phases, phase))
+        bids = conn.execute("SELECT COUNT(*) FROM bids WHERE address = ? AND type = 'buy'",
+                            (buyer,)).fetchone()[0]
+    finally:
+        conn.close()
+    return trades, int(bids)
+
+
+@dataclass
+class Swarm:
+    buyer: BuyerRun
+    trades: list[Trade]
+    buy_bids: int
+    sampler: Sampler
+    out: Path
+    seller_addresses: list[str]
+    seller_lines: list[str]
+
+
+def run_swarm(work: Path, blend: Path, s: Settings, timeout: float) -> Swarm:
+    procs: list[Proc] = []
+    sampler: Sampler | None = None
+    try:
+        url, db = start_exchange(work, procs)
+        log(f"exchange on {url}; starting {SELLERS} sellers (warm workers)")
+        sellers = []
+        for i in range(SELLERS):
+            base = work / f"seller{i}"
+            sellers.append(Proc(f"seller{i}", [
+                sys.executable, "-m", "bitwrk.seller", "--exchange", url, "--cpus", str(i),
+                "--min-price", str(MIN_PRICE), "--classes", "512M"], node_env(base),
+                base / "out.log"))
+            procs.append(sellers[-1])
+        addresses = [p.wait_for(r"seller (\S+) on http", 120).group(1) for p in sellers]
+        buyer_env = node_env(work / "buyer")
+        account = run_py(["-m", "bitwrk", "account"], buyer_env, 60)
+        address = re.search(r"address\s+(\S+)", account).group(1)  # type: ignore[union-attr]
+        run_py(["-m", "service", "credit", address, str(CREDIT), "--exchange", url, "--db",
+                str(db)], buyer_env, 60)
+        out = work / "buyer-out"
+        sampler = Sampler([p.pid for p in sellers]).start()
+        time.sleep(0.3)  # a baseline sample of the idle sellers
+        log(f"buying {s.frames} frames")
+        started = time.time()
+        buyer = Proc("buyer", [
+            sys.executable, "-m", "bitwrk.buy", str(blend), "--exchange", url, "--max-price",
+            str(MAX_PRICE), "--frames", f"1-{s.frames}", "--tiles", "1", "--out", str(out),
+            "--timeout", str(timeout)], buyer_env, work / "buyer.err", pipe=True)
+        procs.append(buyer)
+        lines: list[tuple[float, str]] = []
+
+        def read() -> None:
+            assert buyer.proc.stdout is not None
+            for line in buyer.proc.stdout:
+                lines.append((time.time(), line.rstrip("\n")))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            code = buyer.proc.wait(timeout + 60)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"buyer still running after {timeout + 60:.0f} s") from None
+        ended = time.time()
+        reader.join(10)
+        sampler.stop()
+        run = BuyerRun(started, ended, lines, code)
+        if code != 0:
+            raise RuntimeError(f"buyer failed ({code}): {run.text()[-1500:]} "
+                               f"{buyer.output()[-1500:]}")
+        trades, bids = read_trades(db, address)
+        return Swarm(run, trades, bids, sampler, out, addresses,
+                     [p.output() for p in sellers])
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        for proc in reversed(procs):  # buyer, sellers (Ctrl-C: clean stop), exchange
+            clean = proc.name.startswith("seller")
+            proc.stop(signal.SIGINT if clean else signal.SIGTERM, 60 if clean else 10)
+        if sampler is not None:
+            sampler.kill_leftovers()
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value * 1000
+
+
+PREP = """
+import json, sys, tempfile, time
+from pathlib import Path
+started = time.perf_counter()
+import bitwrk.buy as buy
+imported = time.perf_counter()
+with tempfile.TemporaryDirectory() as tmp:
+    buy.pack_files(Path(sys.argv[1]), Path(tmp), False)
+print(json.dumps({"import": imported - started, "pack": time.perf_counter() - imported}))
+"""
+
+
+def prep_parts(work: Path, blend: Path) -> dict[str, float]:
+    """The buyer's start-up pieces alone: ``import bitwrk.buy`` and packing the scene."""
+    try:
+        return dict(json.loads(run_py(["-c", PREP, str(blend)], node_env(work / "prep"),
+                                      120).splitlines()[-1]))
+    except (RuntimeError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        log(f"could not time the buyer's start-up pieces: {exc}")
+        return {}
+
+
+def collect(quick: bool = False) -> list[Row]:
+    s = QUICK if quick else DEFAULT
+    load = os.getloadavg()[0]
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) < SELLERS:
+        raise RuntimeError(f"needs {SELLERS} CPUs (one per seller)")
+    with tempfile.TemporaryDirectory(prefix="bitwrk-bench-swarm-") as tmp:
+        work = Path(tmp)
+        log(f"building the scene: {s.width}x{s.height} px, {s.samples} spp, {s.frames} frames")
+        blend = build_scene(work, s)
+        log("local baseline on CPU 0")
+        local = local_render(work, blend, s.frames, cpu=0)
+        log(f"T_local {local.seconds:.1f} s; timing the buyer's start-up pieces alone")
+        parts = {"probe": probe_seconds(work, blend), **prep_parts(work, blend)}
+        swarm = run_swarm(work, blend, s, timeout=max(300.0, 8 * local.seconds))
+        files = sorted(p.stat().st_mtime for p in swarm.out.iterdir())
+    return rows(s, local, parts, swarm, files, load)
+
+
+UNIT_LINE = re.compile(r"^\[#*\s*\] \d+/\d+ f(\d+)_t\d+ from (\S+) ")
+
+
+def frames_of(trades: list[Trade], lines: list[tuple[float, str]]) -> dict[int, int]:
+    """txid -> frame: each "unit done" line of the buyer goes with the finished trade of that
+    seller whose FINISHED time is nearest to the line."""
+    free = [t for t in trades if "FINISHED" in t.phases]
+    found: dict[int, int] = {}
+    for when, line in lines:
+        m = UNIT_LINE.match(line)
+        if not m:
+            continue
+        mine = [t for t in free if t.seller.startswith(m.group(2))]
+        if mine:
+            best = min(mine, key=lambda t: abs(t.phases["FINISHED"] - when))
+            free.remove(best)
+            found[best.txid] = int(m.group(1))
+    return found
+
+
+def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: list[float],
+         load: float) -> list[Row]:
+    out: list[Row] = []
+
+    def add(metric: str, value: float | None, unit: str = "", target: str = "",
+            ok: bool | None = None, note: str = "") -> None:
+        out.append(Row(NAME, metric, value, unit, target, ok, note))
+
+    b = sw.buyer
+    t_swarm = b.ended - b.started
+    t_buying = b.first(r"^buying ") or b.started
+    t_last = b.last(UNIT_LINE.pattern) or t_buying
+    trading = t_last - t_buying
+    tail = b.ended - t_last
+    prep = t_buying - b.started
+    # Per-unit overheads are measured against each frame's local render in CPU time: other
+    # work on the machine stretches the wall time of the local run, not its CPU time.
+    renders = local.render_cpu
+    mean_render = statistics.mean(renders)
+    ideal = local.seconds / SELLERS
+    eff = local.seconds / (SELLERS * t_swarm)
+    eff_cpu = local.cpu_seconds / (SELLERS * t_swarm)
+
+    scene = f"{s.width}x{s.height} px, {s.samples} spp"
+    add(f"T_local: {s.frames} frames on CPU 0, one bpy process", _ms(local.seconds), "ms",
+        note=scene)
+    add("  the same as CPU time of that process", _ms(local.cpu_seconds), "ms",
+        note="what other load cannot stretch")
+    add("  other processes' CPU meanwhile", local.others, "%",
+        note=f"of one core; load average before: {load:.2f}")
+    add("  import bpy + open the file", _ms(local.open_seconds), "ms")
+    add("  render + EXR per frame, wall (mean)", _ms(statistics.mean(local.renders)), "ms",
+        note=f"{min(local.renders):.2f}-{max(local.renders):.2f} s")
+    add("  render + EXR per frame, CPU time (mean)", _ms(mean_render), "ms",
+        note=f"{min(renders):.2f}-{max(renders):.2f} s")
+    add("T_swarm: buyer command wall time", _ms(t_swarm), "ms",
+        note=f"{SELLERS} sellers, --tiles 1, {len(sw.trades)} trades")
+    add("  prep: start -> 'buying' line", _ms(prep), "ms",
+        note="python, probe, pack, daemon, manifests")
+    add("    alone: probe (a bpy process: import, open, read)", _ms(parts.get("probe")), "ms")
+    add("    alone: import bitwrk.buy", _ms(parts.get("import")), "ms")
+    add("    alone: pack the scene (BAT)", _ms(parts.get("pack")), "ms")
+    add("  trading: 'buying' -> last unit accepted", _ms(trading), "ms")
+    add("  tail: last unit accepted -> buyer exit", _ms(tail), "ms",
+        note="daemon stop, compose, summary")
+    if files:
+        add("    last unit -> first output file written", _ms(files[0] - t_last), "ms",
+            note="daemon stop, compose start-up, frame 1")
+        add("    compose per further frame (output file times)",
+            _ms((files[-1] - files[0]) / max(1, s.frames - 1)), "ms")
+    add("  ideal: T_local / 2", _ms(ideal), "ms")
+    add("  T_swarm - ideal", _ms(t_swarm - ideal), "ms",
+        note=f"prep {prep:.2f} + trading excess {trading - ideal:.2f} + tail {tail:.2f} s")
+    add("parallel efficiency T_local / (2 x T_swarm)", eff, "x",
+        f">= {TARGET_EFFICIENCY}", eff >= TARGET_EFFICIENCY)
+    add("  the same with T_local as its CPU time", eff_cpu, "x", f">= {TARGET_EFFICIENCY}",
+        eff_cpu >= TARGET_EFFICIENCY, note="differs when other load slowed T_local")
+    add("parallel efficiency, trading part only", local.seconds / (SELLERS * trading)
+        if trading > 0 else None, "x", note="T_local / (2 x trading)")
+
+    done = [t for t in sw.trades if "FINISHED" in t.phases]
+    frame = frames_of(done, b.lines)
+
+    def local_of(t: Trade) -> float:
+        f = frame.get(t.txid)
+        return renders[f - 1] if f is not None and 0 < f <= len(renders) else mean_render
+
+    def span(a: str, z: str) -> list[float]:
+        return [t.phases[z] - (t.matched if a == "MATCHED" else t.phases[a])
+                for t in done if z in t.phases and (a == "MATCHED" or a in t.phases)]
+
+    first = min((t.matched for t in sw.trades), default=None)
+    add("buyer start -> first trade matched", _ms(first - b.started if first else None), "ms")
+    add("per unit: buy bid -> matched (median)",
+        _ms(_median([t.matched - t.bid_created for t in done])), "ms",
+        note=f"{sw.buy_bids} buy bids for {len(done)} units; queued at concurrency 4")
+    add("per unit: matched -> transmitting (endpoint + work msgs)",
+        _ms(_median(span("MATCHED", "TRANSMITTING"))), "ms")
+    add("per unit: transmitting -> working (manifest + chunks)",
+        _ms(_median(span("TRANSMITTING", "WORKING"))), "ms")
+    by_seller: dict[str, list[Trade]] = {}
+    for t in sorted(done, key=lambda t: t.matched):
+        by_seller.setdefault(t.seller, []).append(t)
+    firsts = {mine[0].txid for mine in by_seller.values()}
+    worked = [t for t in done if "WORKING" in t.phases and "UNVERIFIED" in t.phases]
+
+    def beyond(t: Trade) -> float:
+        return t.phases["UNVERIFIED"] - t.phases["WORKING"] - local_of(t)
+
+    add("per unit: working -> result published (median)", _ms(_median(span("WORKING",
+        "UNVERIFIED"))), "ms", note="assemble, worker, render, seal, fetch, receipt")
+    add("  beyond the frame's local render CPU time (median)",
+        _ms(_median([beyond(t) for t in worked])), "ms",
+        note=f"{len(frame)}/{len(done)} units matched to frames")
+    add("  first unit per seller (warm worker)",
+        _ms(_median([beyond(t) for t in worked if t.txid in firsts])), "ms",
+        note=f"{sum(t.txid in firsts for t in worked)} units")
+    add("  later units (new job dir -> fresh worker)",
+        _ms(_median([beyond(t) for t in worked if t.txid not in firsts])), "ms",
+        note=f"{sum(t.txid not in firsts for t in worked)} units")
+    add("per unit: result -> accepted (buyer unseal + verify)",
+        _ms(_median(span("UNVERIFIED", "FINISHED"))), "ms")
+
+    gaps, idle, per_seller, ends = [], [], [], []
+    for mine in by_seller.values():
+        per_seller.append(len(mine))
+        for a, z in itertools.pairwise(mine):
+            if "UNVERIFIED" in a.phases:
+                gaps.append(z.matched - a.phases["UNVERIFIED"])
+        if "UNVERIFIED" in mine[-1].phases:
+            ends.append(mine[-1].phases["UNVERIFIED"])
+            busy = mine[-1].phases["UNVERIFIED"] - mine[0].matched
+            idle.append((busy - sum(local_of(t) for t in mine)) / len(mine))
+    add("seller: result published -> next trade matched (median)", _ms(_median(gaps)), "ms",
+        note="re-bid + match")
+    add("seller: time per unit not rendering (mean)",
+        _ms(statistics.mean(idle) if idle else None), "ms",
+        note="first match -> last result, minus local render CPU")
+    add("sellers' last results apart", _ms(max(ends) - min(ends) if ends else None), "ms",
+        note="one core idle at the end")
+    add("units per seller", min(per_seller) if per_seller else None, "",
+        note=" / ".join(map(str, per_seller)))
+    workers = list(sw.sampler.workers.values())
+    add("render worker processes seen / units", len(workers) / max(1, len(done)), "x",
+        note=f"{len(workers)} for {len(done)} units, 2 started warm")
+    cpu = sum(w.jiffies for w in workers) / os.sysconf("SC_CLK_TCK")
+    add("  worker CPU per unit beyond the local render (mean)",
+        _ms((cpu - sum(renders)) / len(done) if done else None), "ms",  # 1 unit per frame
+        note="import bpy + open, per process")
+    add("all cores busy during trading", sw.sampler.busy(t_buying, t_last), "%",
+        note="every process")
+    add("all cores busy during the tail", sw.sampler.busy(t_last, b.ended), "%")
+    add("other processes' CPU during T_swarm", sw.sampler.others(b.started, b.ended), "%",
+        note="of one core")
+    return out
+
+
+def run(quick: bool = False) -> list[tuple[str, str, str]]:
+    """(metric, measured, target) rows, as the other benchmarks report them."""
+    return [(r.metric + (f" ({r.note})" if r.note else ""),
+             format_value(r.value, r.unit) + ("" if r.ok is None else f" ({mark(r.ok)})"),
+             r.target or "-") for r in collect(quick)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    table = collect(quick=args.quick)
+    print_table(table, title="BitWrk swarm benchmark")
+    log(f"{time.monotonic() - started:.0f} s")
+    return 1 if args.strict and any(r.ok is False for r in table) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
