@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test venv lint bench clean extension
+.PHONY: test demo venv lint bench clean extension
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,12 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
+demo: $(STAMP)
+	$(BIN)/python demo/run.py
+
 lint: $(STAMP)
-	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools __init__.py
+	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools demo __init__.py
 	$(BIN)/python -m mypy
 
 # The Blender extension zips (one per platform, wheels bundled) in dist/, validated.
