@@ -27,6 +27,7 @@ from .cas import ChunkStore, JobManifest
 from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
 from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
 from .errors import BitwrkError
+from .money import fee_for
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
@@ -184,8 +185,9 @@ def run(args: argparse.Namespace) -> int:
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
         budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
         daemon = Daemon(DaemonConfig(args.exchange))
-        daemon.start()
+        exchange = daemon.start()
         try:
+            _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
                                                    time.time() + args.timeout),
@@ -210,6 +212,16 @@ def run(args: argparse.Namespace) -> int:
                           info["scene"], Path(tmp))
     _summary(done, final, written, time.monotonic() - started)
     return 0
+
+
+def _check_funds(daemon: Daemon, per_unit: int) -> None:
+    """Refuse at once when not even one unit can be paid (rather than bid in vain)."""
+    assert daemon.client is not None
+    available = int(daemon.call(daemon.client.account(), 30)["available"])
+    if available < per_unit:
+        raise BitwrkError(
+            f"not enough money on the exchange: {available} sat available, a unit may cost "
+            f"up to {per_unit} sat (max price + fee); deposit to {daemon.address} first")
 
 
 def _wait(daemon: Daemon, job_id: str, total: int, timeout: float

@@ -129,6 +129,7 @@ class BuyerAgent:
 
     async def _unit(self, run: JobRun, unit_id: str, manifest: JobManifest,
                     limit: asyncio.Semaphore) -> None:
+        failures = 0  # in a row: each one waits longer before the next try
         while True:
             row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
             if row.state in ("done", "failed"):
@@ -152,8 +153,22 @@ class BuyerAgent:
                 self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
                                          bid_id=None, error=str(exc)[:300])
                 self.post(UnitFailed(run.job_id, unit_id, str(exc)[:300], final=False))
+                failures += 1
+                if not isinstance(exc, Retry):  # the exchange refused or was unreachable
+                    self._count_attempt(run, unit_id, row.attempts)
+            else:
+                failures = 0
             finally:
                 limit.release()
+            if failures:
+                await asyncio.sleep(min(30.0, 0.25 * 2 ** failures))
+
+    def _count_attempt(self, run: JobRun, unit_id: str, before: int) -> None:
+        """An attempt that failed before its bid was placed (no funds, exchange down) still
+        counts, so a unit cannot spin forever."""
+        row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
+        if row.attempts == before:
+            self.journal.update_unit(run.job_id, unit_id, attempts=before + 1)
 
     async def _lan_first(self, run: JobRun, unit_id: str, manifest: JobManifest,
                          limit: asyncio.Semaphore) -> bool:

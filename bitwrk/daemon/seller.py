@@ -112,6 +112,13 @@ class SellerAgent:
         self.stopping = True
         self._stop.set()
         await self._cancel_bids(set(self.open_bids))
+        # A unit being rendered (or delivered) gets ``grace`` to finish; a slot that is only
+        # waiting — for a match, or for a buyer to send its work — stops now.
+        for slot, task in enumerate(self._tasks):
+            trade = self.trades.get(self.slot_trade.get(slot, -1))
+            if trade is None or trade.stage not in ("rendering", "awaiting receipt",
+                                                    "publishing result"):
+                task.cancel()
         pending: set[asyncio.Task[None]] = set()
         if self._tasks:
             pending = (await asyncio.wait(self._tasks, timeout=grace))[1]

@@ -189,3 +189,16 @@ def test_a_corrupt_blend_is_refused_before_anything_is_bought(tmp_path: Path) ->
         assert not (tmp_path / "out").exists()
     finally:
         exchange.close()
+
+
+def test_a_buyer_without_money_is_told_before_bidding(scene_dir: Path, tmp_path: Path) -> None:
+    exchange = ServerProcess(tmp_path / "exchange").start()
+    try:
+        buyer = Node(tmp_path / "buyer")
+        result = buyer.run("bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
+                           exchange.url, "--max-price", "100", "--out", str(tmp_path / "out"))
+        assert result.returncode == 1
+        assert "error: not enough money on the exchange: 0 sat available" in result.stderr
+        assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
+    finally:
+        exchange.close()
