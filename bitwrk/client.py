@@ -36,6 +36,8 @@ def raise_for_error(status: int, body: Any) -> None:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         data = {k: v for k, v in body.items() if k not in ("error", "message")}
         cls = _ERRORS.get(body["error"], ApiError)
+        if cls is ApiError:  # a code this client does not know: keep it for the caller
+            data["error"] = body["error"]
         raise cls(str(body.get("message", "")), status=status, **data)
     raise ApiError(f"HTTP {status}: {str(body)[:200]}", status=status)
 

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..bitwrk.buy import Plan, manifests, pack_files, plan
-from ..bitwrk.daemon import BuyJob, Mandate
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, UnitDone, UnitFailed
 from ..bitwrk.errors import BitwrkError
 from .bridge import Bridge
-from .session import FEE_ROOM
+from .session import start_job
 
 ROOT = Path(__file__).resolve().parents[1]  # the directory holding bitwrk/
 WRITER = Path(__file__).resolve().with_name("write_frames.py")
@@ -52,6 +51,8 @@ class AnimationRequest:
     allow_missing: bool = False
     timeout: float = 6 * 3600.0
     blender_binary: str | None = None  # set inside a Blender binary (bpy.app.binary_path)
+    trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
+    lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
 
     @property
     def frames(self) -> list[int]:
@@ -113,9 +114,7 @@ class AnimationJob:
             self._by_frame.setdefault(spec.frame, []).append(uid)
         daemon = self.bridge.connect(r.exchange_url)
         units = manifests(self.plan, files, daemon.store)
-        budget = r.budget or int(len(units) * r.max_price * FEE_ROOM) + 100
-        job = BuyJob(self.plan.article, Mandate(r.max_price, budget, time.time() + r.timeout),
-                     tuple(units), self.workdir / "results", concurrency=r.concurrency)
+        job = start_job(self.bridge, r, self.plan, units, self.workdir)
         self._start_writer(self.workdir / "pack" / name, str(r.info["scene"]))
         self.job_id = job.job_id
         self._events = self.bridge.listen(job.job_id, len(units))

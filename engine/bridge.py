@@ -9,6 +9,7 @@ updates :class:`Status`, which panels draw.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -16,12 +17,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..bitwrk.daemon import CancelJob, Daemon, DaemonConfig
+from ..bitwrk.daemon import CancelJob, Daemon, DaemonConfig, StartLanHub
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, SellerUnit, UnitDone, UnitFailed
+from ..bitwrk.errors import BitwrkError
 from .wallet import own_delta
 
 log = logging.getLogger("bitwrk.extension")
 STOP_TIMEOUT = 15.0  # bounded join on unregister / quit
+NO_PAYMENTS = "this exchange takes no Bitcoin payments"
+NOT_CONNECTED = "not connected to an exchange"
+OPEN_WITHDRAWAL = ("pending", "exported")  # states of a withdrawal not yet paid out
+PROBE_ID = 2**53 - 1  # a withdrawal id no exchange has: cancelling it only tells what's on
+
+
+def payments_disabled(exc: BaseException) -> bool:
+    """Is ``exc`` the exchange's ``payments_disabled`` answer? The client maps codes it does
+    not know (this one lives in the service) to a plain 404 ``ApiError``; its message says."""
+    if not isinstance(exc, BitwrkError):
+        return False
+    if exc.code == "payments_disabled" or exc.data.get("error") == "payments_disabled":
+        return True
+    return (exc.code == "api_error" and exc.data.get("status") == 404
+            and "payments" in exc.message.lower())
 
 
 @dataclass
@@ -52,7 +69,12 @@ class Status:
     blocked: int | None = None
     deposit_address: str | None = None
     ledger: list[dict[str, Any]] = field(default_factory=list)
-    withdrawals: bool = False  # the exchange offers withdrawals
+    payments: bool | None = None  # the exchange takes Bitcoin payments (None: not known yet)
+    payments_reason: str = ""  # why the withdrawal form is off, in words
+    withdrawals: list[dict[str, Any]] = field(default_factory=list)  # open ones, newest first
+    pending_withdrawals: int = 0  # satoshi on their way out
+    lan_url: str = ""  # the LAN hub's URL for workers (JoinLan); "" when none runs
+    lan_workers: tuple[str, ...] = ()  # addresses the hub serves
     progress: Progress = field(default_factory=Progress)
     selling: bool = False
     earned: int = 0
@@ -66,6 +88,7 @@ class Bridge:
         self._jobs: dict[str, queue.SimpleQueue[Event]] = {}
         self._lock = threading.Lock()
         self.selling_pool: Any = None
+        self._lan_hub_url = ""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -90,6 +113,8 @@ class Bridge:
         """Stop the daemon (bounded join); True when its thread ended in time."""
         daemon, self.daemon = self.daemon, None
         self.status.connected = False
+        self._lan_hub_url = ""
+        self.status.lan_url, self.status.lan_workers = "", ()
         if daemon is None:
             return True
         if self.selling_pool is not None:
@@ -173,21 +198,48 @@ class Bridge:
             page = daemon.call(client.ledger(limit=8), timeout)
             self.status.ledger = [{"kind": m["kind"], "amount": own_delta(m, daemon.address)}
                                   for m in page["movements"]]
+            self.status.pending_withdrawals = int(account.get("pending_withdrawals") or 0)
+            value = account.get("deposit_address")
+            self.status.deposit_address = str(value) if value else None
         except Exception as exc:
             self.status.error = f"wallet: {exc}"
-        self.status.deposit_address = self._deposit_address(daemon, timeout)
+        if self.status.payments is None:
+            self._set_payments(self._payments_offered(daemon, timeout))
+        if self.status.payments:
+            try:
+                found = daemon.call(client.withdrawals(limit=20), timeout)
+                self.status.withdrawals = [w for w in found if w.get("state") in OPEN_WITHDRAWAL]
+            except Exception as exc:
+                self.status.error = f"withdrawals: {exc}"
+        else:
+            self.status.withdrawals = []
 
-    def _deposit_address(self, daemon: Daemon, timeout: float) -> str | None:
-        """The account's deposit address, or None where the exchange has none for it (an
-        exchange without payments, or none requested yet)."""
+    def _set_payments(self, offered: bool | None) -> None:
+        self.status.payments = offered
+        self.status.payments_reason = "" if offered or offered is None else NO_PAYMENTS
+
+    def _payments_offered(self, daemon: Daemon, timeout: float) -> bool | None:
+        """Whether the exchange takes Bitcoin payments. ``/api/v1/info`` says so where it
+        has a ``payments`` field; otherwise cancelling a withdrawal id no exchange has asks
+        without changing anything: "not found" when payments are on, ``payments_disabled``
+        when off (the exchange checks that first and rolls the request back). None: unknown."""
         client = daemon.client
         assert client is not None
         try:
-            found = daemon.call(client.account(), timeout)
-        except Exception:
+            info = daemon.call(client.info(), timeout)
+            if isinstance(info, dict) and isinstance(info.get("payments"), bool):
+                return bool(info["payments"])
+            if isinstance(info, dict) and isinstance(info.get("payments"), dict):
+                return bool(info["payments"].get("enabled", True))
+            daemon.call(client.cancel_withdrawal(PROBE_ID), timeout)
+        except Exception as exc:
+            if payments_disabled(exc):
+                return False
+            if isinstance(exc, BitwrkError) and exc.code == "not_found":
+                return True
+            log.warning("cannot tell whether the exchange takes payments: %s", exc)
             return None
-        value = found.get("deposit_address") if isinstance(found, dict) else None
-        return str(value) if value else None
+        return True
 
     def request_deposit_address(self, timeout: float = 10.0) -> str | None:
         daemon = self.daemon
@@ -197,9 +249,69 @@ class Bridge:
             found = daemon.call(daemon.client.request_deposit_address(), timeout)
             if isinstance(found, dict) and found.get("address"):
                 self.status.deposit_address = str(found["address"])
+                self._set_payments(True)
         except Exception as exc:
-            self.status.error = f"no deposit address: {exc}"
+            if payments_disabled(exc):
+                self._set_payments(False)
+            else:
+                self.status.error = f"no deposit address: {exc}"
         return self.status.deposit_address
+
+    def withdraw(self, to: str, amount: int, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask for ``amount`` satoshi to ``to``; the wallet is refreshed. Raises
+        :class:`BitwrkError` with the exchange's reason (minimum, balance, address...)."""
+        daemon = self.daemon
+        if daemon is None or daemon.client is None:
+            raise BitwrkError(NOT_CONNECTED)
+        to = to.strip()
+        if not to:
+            raise BitwrkError("enter the bitcoin address to pay out to")
+        if amount <= 0:
+            raise BitwrkError("enter an amount above zero")
+        try:
+            found: dict[str, Any] = daemon.call(daemon.client.withdraw(to, amount), timeout)
+        except Exception as exc:
+            if payments_disabled(exc):
+                self._set_payments(False)
+            raise
+        self._set_payments(True)
+        self.refresh_wallet(timeout)
+        return found
+
+    def cancel_withdrawal(self, withdrawal_id: int, timeout: float = 10.0) -> dict[str, Any]:
+        """Cancel a pending withdrawal (the amount returns to the available balance)."""
+        daemon = self.daemon
+        if daemon is None or daemon.client is None:
+            raise BitwrkError(NOT_CONNECTED)
+        found: dict[str, Any] = daemon.call(daemon.client.cancel_withdrawal(withdrawal_id),
+                                            timeout)
+        self.refresh_wallet(timeout)
+        return found
+
+    # -- LAN workers ----------------------------------------------------------------------
+
+    def start_lan_hub(self, workers: tuple[str, ...], host: str = "0.0.0.0",
+                      port: int = 0, timeout: float = 30.0) -> str:
+        """Serve units to these trusted worker addresses first (the daemon's LAN hub); the
+        URL workers join with. Started once per daemon; later calls replace the list."""
+        daemon = self.daemon
+        if daemon is None:
+            raise BitwrkError(NOT_CONNECTED)
+        workers = tuple(dict.fromkeys(workers))
+        if self._lan_hub_url:
+            hub = daemon.buyer.lan if daemon.buyer is not None else None
+            if hub is not None:
+                async def retrust() -> None:  # on the daemon's loop, which reads it
+                    hub.trusted = set(workers)
+
+                daemon.call(retrust(), timeout)
+        else:
+            url: str = daemon.call(daemon.start_lan_hub(StartLanHub(workers, host, port)),
+                                   timeout)
+            self._lan_hub_url = url
+        self.status.lan_workers = workers
+        self.status.lan_url = shown_url(self._lan_hub_url)
+        return self.status.lan_url
 
     # -- selling --------------------------------------------------------------------------
 
@@ -227,6 +339,19 @@ class Bridge:
         return url
 
 
+def shown_url(url: str) -> str:
+    """A hub bound to every interface, as other computers reach it (this one's LAN IP)."""
+    if "://0.0.0.0:" not in url:
+        return url
+    import socket
+
+    ip = "127.0.0.1"
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
+        ip = s.getsockname()[0]
+    return url.replace("0.0.0.0", ip, 1)
+
+
 _BRIDGE: Bridge | None = None
 
 
@@ -245,4 +370,4 @@ def shutdown() -> bool:
     return bridge.stop() if bridge is not None else True
 
 
-__all__ = ["Bridge", "Progress", "Status", "get", "shutdown"]
+__all__ = ["Bridge", "Progress", "Status", "get", "payments_disabled", "shutdown"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..bitwrk.articles import Article, parse_article
 from ..bitwrk.buy import Plan, manifests, pack_files, plan
 from ..bitwrk.daemon import BuyJob, Mandate
 from ..bitwrk.daemon.events import Crashed, JobDone, UnitDone, UnitFailed, UnitProgress
@@ -38,6 +39,32 @@ class RenderRequest:
     concurrency: int = 4
     allow_missing: bool = False
     timeout: float = 3600.0
+    trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
+    lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
+
+
+def job_article(article: str, trusted_only: bool) -> str:
+    """The article to buy: its ``~trusted`` variant when only trusted sellers may render
+    (the exchange lets a seller bid there only if its operator trusts that seller)."""
+    a = parse_article(article)
+    return Article(a.blender, a.cost_class, a.trusted or trusted_only).id
+
+
+def parse_workers(text: str) -> tuple[str, ...]:
+    """LAN worker addresses from the settings field (commas, spaces or newlines between)."""
+    return tuple(dict.fromkeys(w for w in text.replace(",", " ").split() if w))
+
+
+def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[str, bytes]],
+              workdir: Path) -> BuyJob:
+    """The ``BuyJob`` for a request's plan (trusted article, budget); the LAN hub started
+    first when the request lists LAN workers, so they get units before the exchange does."""
+    if request.lan_workers:
+        bridge.start_lan_hub(tuple(request.lan_workers))
+    budget = request.budget or int(len(units) * request.max_price * FEE_ROOM) + 100
+    return BuyJob(job_article(job_plan.article, request.trusted_only),
+                  Mandate(request.max_price, budget, time.time() + request.timeout),
+                  tuple(units), workdir / "results", concurrency=request.concurrency)
 
 
 @dataclass(frozen=True)
@@ -70,9 +97,7 @@ class RenderJob:
                          r.cost_class)
         daemon = self.bridge.connect(r.exchange_url)
         units = manifests(self.plan, files, daemon.store)
-        budget = r.budget or int(len(units) * r.max_price * FEE_ROOM) + 100
-        job = BuyJob(self.plan.article, Mandate(r.max_price, budget, time.time() + r.timeout),
-                     tuple(units), self.workdir / "results", concurrency=r.concurrency)
+        job = start_job(self.bridge, r, self.plan, units, self.workdir)
         self.job_id = job.job_id
         self._events = self.bridge.listen(job.job_id, len(units))
         daemon.submit(job)

@@ -9,7 +9,7 @@ from typing import Any
 from ..bitwrk.errors import BitwrkError
 from ..bitwrk.render.scene import describe
 from .animation import AnimationRequest
-from .session import RenderRequest
+from .session import RenderRequest, parse_workers
 
 
 def blend_for(bpy: Any, workdir: Path) -> Path:
@@ -34,7 +34,8 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         blend=blend_for(bpy, workdir), info=info, frame=scene.frame_current,
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
-        concurrency=settings.concurrency, allow_missing=settings.allow_missing)
+        concurrency=settings.concurrency, allow_missing=settings.allow_missing,
+        trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers))
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -55,4 +56,5 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
-        blender_binary=bpy.app.binary_path or None)
+        blender_binary=bpy.app.binary_path or None, trusted_only=settings.trusted_only,
+        lan_workers=parse_workers(settings.lan_workers))

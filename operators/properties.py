@@ -48,12 +48,22 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Cores", default=1, min=1, max=1024)
     sell_min_price: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Min price (sat)", default=10, min=0)
+    withdraw_to: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="To", description="The bitcoin address to pay out to")
+    withdraw_amount: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Amount", default=0.0, min=0.0, description="How much to withdraw")
+    withdraw_unit: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Unit", default="SAT",
+        items=[("SAT", "sat", "Satoshi"), ("UBTC", "µBTC", "Micro-bitcoin (100 sat)")])
 
     def max_price_sat(self) -> int:
         return _sat(self.max_price, self.price_unit)
 
     def budget_sat(self) -> int:
         return _sat(self.budget, self.price_unit)
+
+    def withdraw_amount_sat(self) -> int:
+        return _sat(self.withdraw_amount, self.withdraw_unit)
 
 
 def register() -> None:

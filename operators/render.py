@@ -14,7 +14,7 @@ from ..bitwrk.render.scene import describe
 from ..bitwrk.render.tiling import auto_count
 from ..engine import animation as animation_job
 from ..engine import bridge, render_engine, snapshot
-from ..engine.session import FEE_ROOM
+from ..engine.session import FEE_ROOM, parse_workers
 from . import timer
 
 MODAL_INTERVAL = 0.1  # s between polls of an animation job in the GUI
@@ -34,6 +34,13 @@ class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
             return {"CANCELLED"}
         timer.ensure()
         bridge.get().refresh_wallet()
+        workers = parse_workers(context.scene.bitwrk.lan_workers)
+        if workers:  # the hub's URL shows in the panel before any render, for JoinLan
+            try:
+                bridge.get().start_lan_hub(workers)
+            except Exception as exc:
+                self.report({"ERROR"}, f"BitWrk: cannot start the LAN hub: {exc}")
+                return {"CANCELLED"}
         return {"FINISHED"}
 
 

@@ -1,4 +1,5 @@
-"""Wallet: refresh, copy the account id, request a deposit address (and its QR), sell."""
+"""Wallet: refresh, copy the account id, request a deposit address (and its QR), withdraw
+and cancel a pending withdrawal, sell."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import bpy
 
+from ..bitwrk.money import format_amount
 from ..engine import bridge, wallet
 from . import timer
 
@@ -54,7 +56,8 @@ class BITWRK_OT_request_deposit_address(bpy.types.Operator):  # type: ignore[mis
         if not _connected(self, context):
             return {"CANCELLED"}
         if bridge.get().request_deposit_address() is None:
-            self.report({"WARNING"}, "BitWrk: this exchange offers no deposit address")
+            why = bridge.get().status.payments_reason or bridge.get().status.error
+            self.report({"WARNING"}, f"BitWrk: no deposit address: {why}")
             return {"CANCELLED"}
         show_deposit_qr()
         return {"FINISHED"}
@@ -72,6 +75,57 @@ class BITWRK_OT_copy_account(bpy.types.Operator):  # type: ignore[misc]
 
     def execute(self, context: Any) -> set[str]:
         context.window_manager.clipboard = bridge.get().status.address
+        return {"FINISHED"}
+
+
+def form_off_reason() -> str:
+    """Why the withdrawal form is off ("" when it is on): not connected, or no payments."""
+    status = bridge.get().status
+    if not status.connected or not status.address:
+        return "connect to an exchange to withdraw"
+    if status.payments is False:
+        return f"Withdrawals off: {status.payments_reason or bridge.NO_PAYMENTS}"
+    return ""
+
+
+class BITWRK_OT_withdraw(bpy.types.Operator):  # type: ignore[misc]
+    """Pay bitcoin out of the available balance to an address (pending until the exchange
+    operator's next payout; cancellable until then)"""
+
+    bl_idname = "bitwrk.withdraw"
+    bl_label = "Withdraw"
+
+    @classmethod
+    def poll(cls, context: Any) -> bool:
+        return not form_off_reason()
+
+    def execute(self, context: Any) -> set[str]:
+        settings = context.scene.bitwrk
+        amount = settings.withdraw_amount_sat()
+        try:
+            found = bridge.get().withdraw(settings.withdraw_to, amount)
+        except Exception as exc:
+            self.report({"ERROR"}, f"BitWrk: withdrawal refused: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"BitWrk: withdrawal {found.get('id')} of "
+                              f"{format_amount(amount)} pending")
+        settings.withdraw_amount = 0.0
+        return {"FINISHED"}
+
+
+class BITWRK_OT_cancel_withdrawal(bpy.types.Operator):  # type: ignore[misc]
+    """Cancel this pending withdrawal: the amount returns to the available balance"""
+
+    bl_idname = "bitwrk.cancel_withdrawal"
+    bl_label = "Cancel withdrawal"
+    withdrawal_id: bpy.props.IntProperty(name="Withdrawal", min=0)  # type: ignore[valid-type]
+
+    def execute(self, context: Any) -> set[str]:
+        try:
+            bridge.get().cancel_withdrawal(self.withdrawal_id)
+        except Exception as exc:
+            self.report({"ERROR"}, f"BitWrk: cannot cancel: {exc}")
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -97,4 +151,5 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
 
 
 CLASSES = (BITWRK_OT_refresh_wallet, BITWRK_OT_request_deposit_address,
-           BITWRK_OT_copy_account, BITWRK_OT_sell)
+           BITWRK_OT_copy_account, BITWRK_OT_withdraw, BITWRK_OT_cancel_withdrawal,
+           BITWRK_OT_sell)

@@ -37,6 +37,11 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         col.prop(settings, "concurrency")
         layout.prop(settings, "trusted_only")
         layout.prop(settings, "lan_workers")
+        if status.lan_url:
+            box = layout.box()
+            box.label(text=f"LAN hub: {status.lan_url}", icon="NETWORK_DRIVE")
+            box.label(text=f"serving {len(status.lan_workers)} worker(s) first; on each, "
+                           "join with this URL (JoinLan)")
         layout.prop(settings, "allow_missing")
         row = layout.row()
         row.operator("bitwrk.estimate")

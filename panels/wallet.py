@@ -22,6 +22,7 @@ class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]
         if not status.address:
             layout.label(text="not connected")
             layout.operator("bitwrk.refresh_wallet", text="Connect", icon="URL")
+            self.draw_withdraw(layout, status, context.scene.bitwrk)
             return
         row = layout.row(align=True)
         row.label(text=status.address)
@@ -36,15 +37,46 @@ class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]
         for entry in status.ledger:
             box.label(text=f"{entry.get('kind', entry.get('type', '?'))}"
                            f" {format_amount(int(entry.get('amount', 0)))}")
-        col = layout.column()
-        col.enabled = status.withdrawals
-        col.label(text="Withdraw" if status.withdrawals
-                  else "Withdrawals: this exchange offers none")
+        self.draw_withdraw(layout, status, context.scene.bitwrk)
+
+    @staticmethod
+    def draw_withdraw(layout: Any, status: Any, settings: Any) -> None:
+        """The withdrawal form, off with its reason when not connected or without payments;
+        then the open withdrawals, each with Cancel while still pending."""
+        from ..operators.wallet import form_off_reason
+
+        box = layout.box()
+        box.label(text="Withdraw", icon="EXPORT")
+        reason = form_off_reason()
+        if reason:
+            box.label(text=reason, icon="INFO")
+        col = box.column(align=True)
+        col.enabled = not reason
+        col.prop(settings, "withdraw_to")
+        row = col.row(align=True)
+        row.prop(settings, "withdraw_amount")
+        row.prop(settings, "withdraw_unit", text="")
+        col.operator("bitwrk.withdraw", icon="EXPORT")
+        if reason:
+            return
+        if status.pending_withdrawals:
+            box.label(text=f"pending {format_amount(status.pending_withdrawals)}")
+        for w in status.withdrawals:
+            row = box.row(align=True)
+            row.label(text=f"#{w.get('id')} {format_amount(int(w.get('amount', 0)))} → "
+                           f"{w.get('destination', '?')} ({w.get('state', '?')})")
+            if w.get("state") == "pending":
+                op = row.operator("bitwrk.cancel_withdrawal", text="Cancel", icon="CANCEL")
+                op.withdrawal_id = int(w.get("id", 0))
 
     @staticmethod
     def draw_deposit(layout: Any, status: Any) -> None:
         if not status.deposit_address:
-            layout.label(text="no deposit address", icon="INFO")  # API may be missing
+            if status.payments is False:
+                layout.label(text=f"no deposit address: {status.payments_reason}",
+                             icon="INFO")
+                return
+            layout.label(text="no deposit address", icon="INFO")
             layout.operator("bitwrk.request_deposit_address")
             return
         layout.label(text=wallet.bitcoin_uri(status.deposit_address))

@@ -90,6 +90,7 @@ async def info(request: web.Request) -> web.Response:
         "article_pattern": "net.bitwrk/blender/<major>.<minor>/<512M|2G|8G|32G>[~trusted]",
         "bid_lifetime": cfg.timeouts.bid_lifetime, "max_body": cfg.max_body,
         "max_price": cfg.max_price, "totals": views.totals(ex),
+        "payments": cfg.payments.enabled,
     })
 
 

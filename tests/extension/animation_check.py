@@ -59,6 +59,9 @@ def main(zip_path: str, blend: str, exchange: str, out: str, first: str, last: s
         expected = {f: scene.render.frame_path(frame=f)
                     for f in range(scene.frame_start, scene.frame_end + 1)}
         if cancel:
+            # Tiles slow enough that the cancel lands while most are still to be bought
+            # (warm sellers render the tiny test scene's tiles in a few milliseconds).
+            scene.cycles.samples = 1024
             threading.Thread(target=cancel_after_first_unit, args=(bridge,), daemon=True).start()
         t0 = time.perf_counter()
         result = bpy.ops.bitwrk.render(animation=True)  # execute(): blocking

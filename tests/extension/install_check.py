@@ -19,7 +19,7 @@ import addon_utils
 
 MODULE = "bl_ext.user_default.bitwrk"
 OPERATORS = ["connect", "render", "cancel", "estimate", "refresh_wallet",
-             "request_deposit_address", "copy_account", "sell"]
+             "request_deposit_address", "copy_account", "withdraw", "cancel_withdrawal", "sell"]
 PANELS = ["BITWRK_PT_render", "BITWRK_PT_sell", "BITWRK_PT_wallet"]
 WHEEL_MODULES = ["aiohttp", "multidict", "yarl", "coincurve", "cryptography", "cffi",
                  "platformdirs", "pyfastcdc", "blender_asset_tracer", "qrcode"]
@@ -70,8 +70,8 @@ class _Self:
     def __init__(self, layout: StubLayout) -> None:
         self.layout = layout
 
-    def draw_deposit(self, layout: Any, status: Any) -> None:
-        bpy.types.BITWRK_PT_wallet.draw_deposit(layout, status)
+    def __getattr__(self, name: str) -> Any:  # the panel's static helpers
+        return getattr(bpy.types.BITWRK_PT_wallet, name)
 
 
 def main(zip_path: str) -> None:
@@ -104,6 +104,16 @@ def main(zip_path: str) -> None:
     report["draw_no_deposit"] = draw_panels()["BITWRK_PT_wallet"]
     status.deposit_address = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
     report["draw_deposit"] = draw_panels()["BITWRK_PT_wallet"]
+    status.connected, status.payments, status.pending_withdrawals = True, True, 90_000
+    status.withdrawals = [
+        {"id": 7, "amount": 60_000, "destination": "tb1qdest", "state": "pending"},
+        {"id": 6, "amount": 30_000, "destination": "tb1qdest", "state": "exported"}]
+    report["draw_withdrawals"] = draw_panels()["BITWRK_PT_wallet"]
+    status.payments, status.payments_reason = False, "this exchange takes no Bitcoin payments"
+    status.deposit_address, status.withdrawals = None, []
+    report["draw_no_payments"] = draw_panels()["BITWRK_PT_wallet"]
+    status.lan_url, status.lan_workers = "http://192.168.1.5:4711", ("tb1qa", "tb1qb")
+    report["draw_lan"] = draw_panels()["BITWRK_PT_render"]
     bridge.shutdown()
     # the wallet QR through the real extension code
     wallet = importlib.import_module(MODULE + ".engine.wallet")

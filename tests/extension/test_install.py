@@ -16,7 +16,8 @@ from tests.extension.conftest import HAVE_BPY, HERE, run_report, scratch_env
 pytestmark = [pytest.mark.skipif(not HAVE_BPY, reason="the bpy module is not installed"),
               pytest.mark.slow]
 ALL = {"operators": ["connect", "render", "cancel", "estimate", "refresh_wallet",
-                     "request_deposit_address", "copy_account", "sell"],
+                     "request_deposit_address", "copy_account", "withdraw",
+                     "cancel_withdrawal", "sell"],
        "panels": ["BITWRK_PT_render", "BITWRK_PT_sell", "BITWRK_PT_wallet"],
        "scene_prop": True, "engine": True}
 NONE = {"operators": [], "panels": [], "scene_prop": False, "engine": False}
@@ -65,6 +66,29 @@ def test_panels_draw_against_the_registered_classes(report: dict[str, Any]) -> N
     assert "label:not connected" in report["draw"]["BITWRK_PT_wallet"]
     assert "label:no deposit address" in report["draw_no_deposit"]  # no API: said plainly
     assert any(x.startswith("label:bitcoin:tb1q") for x in report["draw_deposit"])
+
+
+def test_wallet_panel_lists_open_withdrawals(report: dict[str, Any]) -> None:
+    drawn = report["draw_withdrawals"]
+    assert "label:Withdraw" in drawn and "label:pending 900 µBTC" in drawn, drawn
+    assert any(x.startswith("label:#7 ") and "(pending)" in x for x in drawn)
+    assert any(x.startswith("label:#6 ") and "(exported)" in x for x in drawn)
+    assert not any(x.startswith("label:Withdrawals off") for x in drawn)
+
+
+def test_wallet_panel_says_why_the_form_is_off(report: dict[str, Any]) -> None:
+    drawn = report["draw_no_payments"]
+    assert "label:Withdrawals off: this exchange takes no Bitcoin payments" in drawn
+    assert "label:no deposit address: this exchange takes no Bitcoin payments" in drawn
+    assert not any(x.startswith("label:#") for x in drawn)  # no list while off
+    assert "label:connect to an exchange to withdraw" in report["draw"]["BITWRK_PT_wallet"]
+
+
+def test_render_panel_shows_the_lan_hub(report: dict[str, Any]) -> None:
+    drawn = report["draw_lan"]
+    assert "label:LAN hub: http://192.168.1.5:4711" in drawn
+    assert any(x.startswith("label:serving 2 worker(s) first") for x in drawn)
+    assert not any(x.startswith("label:LAN hub") for x in report["draw"]["BITWRK_PT_render"])
 
 
 def test_wallet_qr_decodes_to_the_exact_uri(report: dict[str, Any]) -> None:
