@@ -90,6 +90,16 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
 
 
+def check_scripts(info: dict[str, Any], allow: bool) -> None:
+    """Sellers never run Python from a scene: drivers that need it would render wrong."""
+    drivers = info.get("python_drivers") or []
+    if drivers and not allow:
+        raise BitwrkError("the scene is not farm-ready: these drivers need Python, which "
+                          "sellers never run (make them simple expressions, or pass "
+                          "--allow-missing to render without them):\n  "
+                          + "\n  ".join(drivers[:20]))
+
+
 def pack_files(blend: Path, workdir: Path, allow_missing: bool) -> tuple[str, dict[str, Path]]:
     """Every file the scene needs, by its name in the job."""
     from .render.packing import pack
@@ -153,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="units traded at once")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--allow-missing", action="store_true",
-                   help="buy even if some dependencies are missing")
+                   help="buy even if dependencies are missing or drivers need Python")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
     return p
 
@@ -180,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             probing.result()  # Blender's own word on a broken file is the clearer error
             raise
         info = probing.result()
+        check_scripts(info, args.allow_missing)
         frames = _frames(args.frames, info)
         job_plan = plan(info, name, frames, args.tiles, args.cost_class)
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..bitwrk.buy import Plan, manifests, pack_files, plan
+from ..bitwrk.buy import Plan, check_scripts, manifests, pack_files, plan
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, UnitDone, UnitFailed
 from ..bitwrk.errors import BitwrkError
 from .bridge import Bridge
@@ -107,6 +107,7 @@ class AnimationJob:
         if not r.outputs:
             raise BitwrkError("no frames to render (all exist and overwriting is off?)")
         self._progress(stage="packing")
+        check_scripts(r.info, r.allow_missing)
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, r.frames, str(r.tiles) if r.tiles else "auto",
                          r.cost_class)

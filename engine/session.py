@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bitwrk.articles import Article, parse_article
-from ..bitwrk.buy import Plan, manifests, pack_files, plan
+from ..bitwrk.buy import Plan, check_scripts, manifests, pack_files, plan
 from ..bitwrk.daemon import BuyJob, Mandate
 from ..bitwrk.daemon.events import Crashed, JobDone, UnitDone, UnitFailed, UnitProgress
 from ..bitwrk.errors import BitwrkError
@@ -92,6 +92,7 @@ class RenderJob:
     def start(self) -> None:
         """Farm-ready check, plan and submit; raises :class:`BitwrkError` before buying."""
         r = self.request
+        check_scripts(r.info, r.allow_missing)
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, [r.frame], str(r.tiles) if r.tiles else "auto",
                          r.cost_class)

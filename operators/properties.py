@@ -40,7 +40,9 @@ class BitwrkSettings(bpy.types.PropertyGroup):
     concurrency: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Units at once", default=4, min=1, max=256)
     allow_missing: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Allow missing files", description="Buy even if dependencies are missing")
+        name="Allow missing files and scripts",
+        description="Buy even if dependencies are missing or drivers need Python (sellers"
+                    " never run scripts: such drivers render without their effect)")
     sell: bpy.props.BoolProperty(name="Also sell on this computer")  # type: ignore[valid-type]
     sell_device: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Device", items=[("CPU", "CPU", "Cycles on the CPU")])

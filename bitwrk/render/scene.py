@@ -48,6 +48,30 @@ def find_scene(bpy: Any, name: str | None) -> Any:
     return scene
 
 
+def python_drivers() -> list[str]:
+    """Drivers that need Python to evaluate (scripted, not a "simple expression"): sellers
+    open files with scripts off, so these would render differently there. One line each."""
+    import bpy
+
+    found: list[str] = []
+    for collection in dir(bpy.data):
+        ids = getattr(bpy.data, collection, None)
+        if not isinstance(ids, bpy.types.bpy_prop_collection):
+            continue
+        for datablock in ids:
+            owners = [datablock, getattr(datablock, "node_tree", None),
+                      getattr(datablock, "shape_keys", None)]
+            for owner in owners:
+                anim = getattr(owner, "animation_data", None)
+                if anim is None:
+                    continue
+                for fcurve in anim.drivers:
+                    driver = fcurve.driver
+                    if driver.type == "SCRIPTED" and not driver.is_simple_expression:
+                        found.append(f"{owner.name}.{fcurve.data_path}: {driver.expression}")
+    return sorted(set(found))
+
+
 def describe(scene: Any) -> dict[str, Any]:
     """The render settings of ``scene`` as JSON-ready data."""
     r, cy = scene.render, scene.cycles
@@ -84,6 +108,7 @@ def describe(scene: Any) -> dict[str, Any]:
         "film_transparent": r.film_transparent,
         "motion_blur": r.use_motion_blur,
         "compositing": bool(r.use_compositing and scene.compositing_node_group is not None),
+        "python_drivers": python_drivers(),
         "output": {"filepath": r.filepath, "file_format": ims.file_format,
                    "media_type": ims.media_type, "color_depth": ims.color_depth,
                    "use_file_extension": r.use_file_extension},

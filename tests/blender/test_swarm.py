@@ -202,3 +202,19 @@ def test_a_buyer_without_money_is_told_before_bidding(scene_dir: Path, tmp_path:
         assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
     finally:
         exchange.close()
+
+
+def test_python_drivers_are_reported_before_anything_is_bought(
+    scene_dir: Path, tmp_path: Path
+) -> None:
+    exchange = ServerProcess(tmp_path / "exchange").start()
+    try:
+        buyer = Node(tmp_path / "buyer")
+        credit(exchange, buyer.address(), 10_000)
+        result = buyer.run("bitwrk.buy", str(scene_dir / "evil.blend"), "--exchange",
+                           exchange.url, "--max-price", "100", "--out", str(tmp_path / "out"))
+        assert result.returncode == 1
+        assert "not farm-ready: these drivers need Python" in result.stderr
+        assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
+    finally:
+        exchange.close()
