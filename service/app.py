@@ -119,6 +119,8 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
 
     async def store(app: web.Application) -> AsyncIterator[None]:
         conn = db.connect(config.db_path)
+        checkpoints = db.Checkpointer(config.db_path)
+        checkpoints.start(conn)
         app[EXCHANGE] = Exchange(conn, config, clock)
         app[COMMITTER] = Committer(app[EXCHANGE])
         task = asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS]))
@@ -127,6 +129,7 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         with contextlib.suppress(asyncio.CancelledError):
             await task
         conn.close()
+        await asyncio.to_thread(checkpoints.stop)
 
     async def close_streams(app: web.Application) -> None:
         app[BUS].close()
