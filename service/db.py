@@ -7,6 +7,7 @@ last commits (https://www.sqlite.org/wal.html#durability).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 from pathlib import Path
@@ -249,13 +250,18 @@ class Checkpointer:
             self._thread.join(10)
 
     def _run(self) -> None:
+        log = logging.getLogger("bitwrk.exchange")
         conn = sqlite3.connect(self._path, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=5000")
         try:
-            while not self._stop.wait(self._interval):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:  # the next start checkpoints what is left
-            pass
+            while True:
+                stopping = self._stop.wait(self._interval)
+                mode = "TRUNCATE" if stopping else "PASSIVE"
+                try:
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
+                except sqlite3.Error as exc:  # try again next time; the WAL keeps everything
+                    log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+                if stopping:
+                    return
         finally:
             conn.close()
