@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 import bitwrk
+from bitwrk.articles import parse_article
 from bitwrk.errors import InvalidRequest, NotFound, TooLarge, WrongExchange
 from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
@@ -19,6 +20,7 @@ from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .events import Event
 from .exchange import Exchange, Signed
 from .openapi import openapi_document
+from .phases import MESSAGES
 
 routes = web.RouteTableDef()
 
@@ -139,8 +141,6 @@ async def get_tx_movements(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/transactions/{id}/messages")
 async def post_message(request: web.Request) -> web.Response:
-    from .phases import MESSAGES
-
     signed = await read_signed(request, frozenset(MESSAGES))
     if signed[0].get("txid") != _path_id(request):
         raise InvalidRequest("the signed txid differs from the URL's", field="txid")
@@ -176,8 +176,6 @@ async def get_account_bids(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/market/{article:.+}")
 async def get_market(request: web.Request) -> web.Response:
-    from bitwrk.articles import parse_article
-
     article = parse_article(request.match_info["article"]).id
     interval = _int_arg(request.query.get("interval"), "interval", 60) or 60
     limit = _int_arg(request.query.get("limit"), "limit", 500) or 500
