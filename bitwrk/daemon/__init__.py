@@ -88,6 +88,9 @@ class DaemonConfig:
     cache_dir: Path = field(default_factory=paths.cache_dir)
     network: str = "testnet"  # for a new key; the address prefix is the same on all test nets
     store_cap: int = 8 * 1024**3
+    # Trade with sellers whose endpoint is on loopback, a private or link-local network
+    # (tests, demos, a LAN); off, such endpoints are refused (bitwrk/endpoints.py)
+    allow_local_sellers: bool = False
 
 
 class Daemon:
@@ -137,7 +140,8 @@ class Daemon:
         self.watcher.start()
         spool = self.config.data_dir / "spool"
         self.buyer = BuyerAgent(self.client, self.watcher, self.journal, self.store,
-                                self.runtime.post, spool, int(info["fee_bps"]))
+                                self.runtime.post, spool, int(info["fee_bps"]),
+                                self.config.allow_local_sellers)
         self.runtime.on_shutdown(self._close)
         await self.buyer.settle_leftovers()
         await self.buyer.withdraw_orphans()
