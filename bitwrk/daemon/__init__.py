@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..cas import ChunkStore
 from ..client import ExchangeClient
+from ..endpoints import check_endpoint_url
 from ..identity import load_or_create_key
 from ..keys import PrivateKey
 from . import paths
@@ -260,6 +261,7 @@ class Daemon:
         port = runner.addresses[0][1]
         base = command.public_url or f"http://{command.host}:{port}"
         self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
+        check_endpoint_url(self.endpoint_url)  # what the exchange would refuse, refused now
         self.seller.endpoint_url = self.endpoint_url
         await self.seller.start()
         return self.endpoint_url
