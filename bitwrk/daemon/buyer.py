@@ -349,7 +349,10 @@ class BuyerAgent:
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
             if seller_fault or (isinstance(exc, Retry) and exc.blame):
                 run.avoid.add(tx["seller"])
-            await self._abandon(txid, f"buyer gave up: {exc}")
+            # a unit already marked done with this trade was delivered: never dispute it
+            done = any(u.unit_id == unit_id and u.state == "done" and u.txid == txid
+                       for u in self.journal.units(run.job_id))
+            await self._abandon(txid, f"buyer gave up: {exc}", dispute=not done)
             self._refund_budget(run, tx)
             raise
 
@@ -462,7 +465,7 @@ class BuyerAgent:
         self.journal.save_trade(txid, "buyer", "closed")
         path.unlink(missing_ok=True)
 
-    async def _abandon(self, txid: int, reason: str) -> None:
+    async def _abandon(self, txid: int, reason: str, dispute: bool = True) -> None:
         """Leave a failed trade so that the seller is not paid by a timeout: cancel it
         before work starts, dispute a published result we cannot fetch or open, and — if we
         signed a receipt while it is WORKING — dispute when (if) its result appears."""
@@ -470,6 +473,8 @@ class BuyerAgent:
             tx = await self.client.transaction(txid)
             if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
                 await self.client.send_message(txid, "cancel")
+            elif not dispute:
+                return
             elif tx["phase"] == "UNVERIFIED":
                 await self.client.send_message(txid, "dispute", reason=reason[:400])
             elif tx["phase"] == "WORKING" and (self.spool / f"tx{txid}.sealed").exists():
