@@ -506,7 +506,8 @@ def run_swarm(work: Path, blend: Path, s: Settings, timeout: float) -> Swarm:
         buyer = Proc("buyer", [
             sys.executable, "-m", "bitwrk.buy", str(blend), "--exchange", url, "--max-price",
             str(MAX_PRICE), "--frames", f"1-{s.frames}", "--tiles", "1", "--out", str(out),
-            "--timeout", str(timeout)], buyer_env, work / "buyer.err", pipe=True)
+            "--timeout", str(timeout), "--allow-local-sellers"], buyer_env,
+            work / "buyer.err", pipe=True)
         procs.append(buyer)
         lines: list[tuple[float, str]] = []
 

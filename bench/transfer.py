@@ -4,7 +4,9 @@ Measured side by side in one run, on this machine:
 
 1. content-defined chunking + SHA-256 of every chunk over 200 MB of random bytes (the
    worst case: no runs, no repeats), best of 3, and ``chunk_file`` over the scene file;
-2. sealing and unsealing a 100 MB result (AES-256-GCM in 64 KiB records), best of 3;
+2. sealing and unsealing a 100 MB result (AES-256-GCM in 64 KiB records), best of 3, and
+   the peer channel's streamed seal/open of a chunk stream (HKDF key from ECDH, 256 KiB
+   pieces as HTTP delivers them: docs/protocol-security.md);
 3. the bytes one job transfer moves — manifest + wanted list + chunk stream — between a
    buyer's and a seller's chunk store on disk, for tile 1 (seller has nothing), tile 2
    (same scene, another tile: only the manifest) and a resend after 1 % of the scene was
@@ -54,6 +56,8 @@ from bitwrk.cas.transfer import (  # noqa: E402
     stream_chunks,
     sync_stats,
 )
+from bitwrk.daemon.peer import Channel  # noqa: E402
+from bitwrk.keys import PrivateKey  # noqa: E402
 
 NAME = "transfer"
 MB = 1_000_000
@@ -152,6 +156,29 @@ def measure_sealing(s: Settings) -> tuple[float, float]:
             best_rate(len(result), s.repeats, lambda: unseal(key, sealed)))
 
 
+def measure_channel(s: Settings) -> tuple[float, float]:
+    """MB/s of the peer channel: the buyer sealing a chunk stream piece by piece, the
+    seller opening it in the pieces HTTP hands over."""
+    log(f"peer channel seal / open {s.seal_bytes // MB} MB in 256 KiB pieces ...")
+    data = random.Random(9).randbytes(s.seal_bytes)
+    piece = 256 * 1024
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    buyer, seller = PrivateKey.generate(), PrivateKey.generate()
+    sending = Channel.between(buyer, seller.public_key, "bench", 1)
+    receiving = Channel.between(seller, buyer.public_key, "bench", 1)
+    body = b"".join(sending.seal_stream("chunks", pieces))
+
+    def open_all() -> None:
+        opener = receiving.opener("chunks")
+        for start in range(0, len(body), piece):
+            opener.feed(body[start:start + piece])
+        opener.finish()
+
+    return (best_rate(len(data), s.repeats,
+                      lambda: sum(map(len, sending.seal_stream("chunks", pieces)))),
+            best_rate(len(data), s.repeats, open_all))
+
+
 @dataclass
 class SyncResults:
     tile1: SyncStats
@@ -219,6 +246,9 @@ def collect(quick: bool = False) -> list[Row]:
         add(f"AEAD {what} throughput", value, "MB/s", f">= {TARGET_SEAL_MB_S:.0f} MB/s",
             value >= TARGET_SEAL_MB_S, note=f"{s.seal_bytes // MB} MB, AES-256-GCM, "
                                             "64 KiB records")
+    for what, value in zip(("seal", "open"), measure_channel(s), strict=True):
+        add(f"peer channel {what} (streamed)", value, "MB/s", f">= {TARGET_SEAL_MB_S:.0f} MB/s",
+            value >= TARGET_SEAL_MB_S, note="chunk stream, 256 KiB pieces, ECDH+HKDF key")
 
     log(f"job transfers of a {s.scene_bytes // MB} MB scene between two stores ...")
     scene = scene_like(s.scene_bytes)

@@ -165,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing", action="store_true",
                    help="buy even if dependencies are missing or drivers need Python")
     p.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
+    p.add_argument("--allow-local-sellers", action="store_true",
+                   help="trade with sellers on loopback, private or link-local addresses"
+                        " (tests, demos, your own LAN); refused by default")
     return p
 
 
@@ -195,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         job_plan = plan(info, name, frames, args.tiles, args.cost_class)
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
         budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
-        daemon = Daemon(DaemonConfig(args.exchange))
+        daemon = Daemon(DaemonConfig(args.exchange,
+                                     allow_local_sellers=args.allow_local_sellers))
         exchange = daemon.start()
         try:
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))

@@ -30,6 +30,7 @@ __all__ = [
     "hash160",
     "is_test_network",
     "message_digest",
+    "recover_signer_key",
     "verify_message",
 ]
 
@@ -246,6 +247,22 @@ def verify_message(address: str, signature: str, text: str) -> bool:
     return public_key is not None and hash160(public_key) == payload[1:]
 
 
+def recover_signer_key(address: str, signature: str, text: str) -> bytes | None:
+    """The SEC 1 public key behind ``address`` that signed ``text``, or None.
+
+    A P2PKH address names only a hash of the key; peers that need the key itself (for
+    ECDH) recover it from a signature they already check, so no key is ever taken on trust.
+    """
+    raw = _decode_signature(signature)
+    payload = _address_payload(address)
+    if raw is None or payload is None or not isinstance(text, str):
+        return None
+    public_key = _recover_public_key(raw, text)
+    if public_key is None or hash160(public_key) != payload[1:]:
+        return None
+    return public_key
+
+
 # --- private keys -----------------------------------------------------------------------
 
 
@@ -327,6 +344,16 @@ class PrivateKey:
         rsv = self._key.sign_recoverable(message_digest(text), hasher=None)
         header = _HEADER_BASE + rsv[64] + (_HEADER_COMPRESSED if self._compressed else 0)
         return base64.b64encode(bytes([header]) + rsv[:64]).decode("ascii")
+
+    def shared_secret(self, public_key: bytes) -> bytes:
+        """ECDH with a peer's SEC 1 public key: SHA-256 of the compressed shared point
+        (libsecp256k1's default ``secp256k1_ecdh`` hash), the same on both sides."""
+        try:
+            peer = coincurve.PublicKey(public_key)
+        except ValueError:
+            raise KeyFormatError("not a secp256k1 public key") from None
+        shared: bytes = self._key.ecdh(peer.format())
+        return shared
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PrivateKey):

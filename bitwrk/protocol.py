@@ -25,12 +25,14 @@ __all__ = [
     "BID_FIELDS",
     "BID_TYPES",
     "MAX_NONCE",
+    "RECEIPT_ACTION",
     "REQUIRED_FIELDS",
     "SIGNATURE",
     "NonceSource",
     "Value",
     "bid_fields",
     "canonical_document",
+    "receipt_document",
     "sign_request",
     "verify_request",
 ]
@@ -159,3 +161,14 @@ def bid_fields(
         "price": check_price(price),
     }
     return fields
+
+
+RECEIPT_ACTION = "receipt"
+
+
+def receipt_document(*, exchange: str, txid: int, seller: str, encresulthash: str) -> str:
+    """What the buyer signs on receiving a sealed result: the canonical document binding the
+    ciphertext's hash to one trade (exchange, transaction, seller), so a receipt copied
+    from another trade (the hash and signature are public once published) never verifies."""
+    return canonical_document({"action": RECEIPT_ACTION, "exchange": exchange, "txid": txid,
+                               "seller": seller, "encresulthash": encresulthash})

@@ -381,7 +381,8 @@ class Demo:
         started = time.monotonic()
         proc = self.start(f"buy-{name}", ["-m", "bitwrk.buy", str(blend), "--exchange",
                                           self.exchange, "--max-price", str(MAX_PRICE),
-                                          "--out", str(out), "--timeout", "600", *extra],
+                                          "--out", str(out), "--timeout", "600",
+                                          "--allow-local-sellers", *extra],
                           env, pipe=True)
         assert proc.proc.stdout is not None
         by_prefix = {s.address[:14]: s for s in self.sellers}

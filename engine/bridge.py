@@ -92,12 +92,17 @@ class Bridge:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def connect(self, exchange_url: str, timeout: float = 30.0) -> Daemon:
-        """The running daemon for ``exchange_url``; started (and connected) on first use."""
+    def connect(self, exchange_url: str, timeout: float = 30.0,
+                allow_local_sellers: bool | None = None) -> Daemon:
+        """The running daemon for ``exchange_url``; started (and connected) on first use.
+        ``allow_local_sellers`` (None: as it was) applies to the purchases that follow."""
         if self.daemon is not None and self.status.exchange_url == exchange_url:
+            if allow_local_sellers is not None and self.daemon.buyer is not None:
+                self.daemon.buyer.allow_local_sellers = allow_local_sellers
             return self.daemon
         self.stop()
-        daemon = Daemon(DaemonConfig(exchange_url))
+        daemon = Daemon(DaemonConfig(exchange_url,
+                                     allow_local_sellers=bool(allow_local_sellers)))
         try:
             daemon.start(timeout)
         except Exception as exc:

@@ -40,6 +40,7 @@ class RenderRequest:
     allow_missing: bool = False
     timeout: float = 3600.0
     trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
+    allow_local_sellers: bool = False  # loopback/private seller endpoints (tests, a LAN)
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
 
 
@@ -96,7 +97,7 @@ class RenderJob:
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, [r.frame], str(r.tiles) if r.tiles else "auto",
                          r.cost_class)
-        daemon = self.bridge.connect(r.exchange_url)
+        daemon = self.bridge.connect(r.exchange_url, allow_local_sellers=r.allow_local_sellers)
         units = manifests(self.plan, files, daemon.store)
         job = start_job(self.bridge, r, self.plan, units, self.workdir)
         self.job_id = job.job_id

@@ -35,7 +35,8 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
-        trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers))
+        trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers),
+        allow_local_sellers=settings.allow_local_sellers)
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -57,4 +58,5 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         blender_binary=bpy.app.binary_path or None, trusted_only=settings.trusted_only,
-        lan_workers=parse_workers(settings.lan_workers))
+        lan_workers=parse_workers(settings.lan_workers),
+        allow_local_sellers=settings.allow_local_sellers)

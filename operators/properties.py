@@ -30,6 +30,10 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Budget", default=0.0, min=0.0,
         description="For the whole job, fees included (0: units × max price + fee room)")
     trusted_only: bpy.props.BoolProperty(name="Trusted sellers only")  # type: ignore[valid-type]
+    allow_local_sellers: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Allow local sellers",
+        description="Trade with sellers on loopback or private-network addresses (a test "
+                    "exchange, your own LAN); off, such seller endpoints are refused")
     lan_workers: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="LAN workers", description="Addresses of trusted workers, comma-separated")
     tiles: bpy.props.IntProperty(  # type: ignore[valid-type]

@@ -36,6 +36,7 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         col.prop(settings, "cost_class")
         col.prop(settings, "concurrency")
         layout.prop(settings, "trusted_only")
+        layout.prop(settings, "allow_local_sellers")
         layout.prop(settings, "lan_workers")
         if status.lan_url:
             box = layout.box()

@@ -172,6 +172,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX withdrawals_state ON withdrawals(state);
     ALTER TABLE movements ADD COLUMN withdrawal_id INTEGER
     """,
+    # 3 (issue 10): the seller proves receipt with SHA256(buyer secret), never the secret;
+    # a sealed result's hash is looked up to refuse its reuse in another trade
+    """
+    ALTER TABLE transactions ADD COLUMN secretproof TEXT;
+    CREATE INDEX tx_encresulthash ON transactions(encresulthash)
+        WHERE encresulthash IS NOT NULL
+    """,
 )
 
 

@@ -53,7 +53,7 @@ _TX_MESSAGE = _signed(
     ["work", "endpoint", "received", "result", "accept", "dispute", "reject", "cancel",
      "resolve"],
     txid=_INT, revision=_INT, workhash=_STR, worksecrethash=_STR, workerurl=_STR,
-    buyersecret=_STR, encresulthash=_STR, receipt=_STR, resultkey=_STR, reason=_STR,
+    secretproof=_STR, encresulthash=_STR, receipt=_STR, resultkey=_STR, reason=_STR,
     outcome={"type": "string", "enum": ["seller", "buyer"]},
 )
 

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
+from bitwrk.endpoints import check_endpoint_url
 from bitwrk.errors import Forbidden, InvalidRequest, WrongPhase
 from bitwrk.keys import verify_message
+from bitwrk.protocol import receipt_document
 
 from .config import Timeouts
 
@@ -39,7 +42,7 @@ class Settlement(StrEnum):
 
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s#]*)?$")
+_WRAPPED_KEY = re.compile(f"^[0-9a-f]{{{2 * WRAPPED_KEY_SIZE}}}$")
 MAX_REASON = 500
 
 
@@ -54,6 +57,8 @@ class TxView:
     workhash: str | None
     worksecrethash: str | None
     workerurl: str | None
+    txid: int = 0
+    exchange: str = ""  # this exchange's id: what receipts are bound to
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class Step:
 MESSAGES: dict[str, tuple[str, tuple[str, ...], frozenset[Phase]]] = {
     "work": ("buyer", ("workhash", "worksecrethash"), frozenset({Phase.ESTABLISHING})),
     "endpoint": ("seller", ("workerurl",), frozenset({Phase.ESTABLISHING})),
-    "received": ("seller", ("buyersecret",), frozenset({Phase.TRANSMITTING})),
+    "received": ("seller", ("secretproof",), frozenset({Phase.TRANSMITTING})),
     "result": (
         "seller",
         ("encresulthash", "receipt", "resultkey"),
@@ -136,8 +141,10 @@ def _endpoint(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
     if tx.workerurl is not None:
         raise WrongPhase("the seller already sent its endpoint")
     url = _text(f, "workerurl", 256)
-    if not _URL.match(url):
-        raise InvalidRequest("workerurl must be an http(s) URL", field="workerurl")
+    try:
+        check_endpoint_url(url)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"workerurl: {exc.message}", field="workerurl") from None
     return _establishing(tx.workhash is not None, {"workerurl": url}, now, t)
 
 
@@ -148,21 +155,31 @@ def _establishing(other_done: bool, updates: dict[str, str], now: float, t: Time
 
 
 def _received(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
-    secret = _hex64(f, "buyersecret")
+    # The seller proves it got the buyer's secret by showing SHA256(secret), never the
+    # secret itself: worksecrethash = SHA256(workhash ‖ SHA256(secret)).
+    proof = _hex64(f, "secretproof")
     assert tx.workhash is not None and tx.worksecrethash is not None
-    digest = hashlib.sha256(bytes.fromhex(tx.workhash) + bytes.fromhex(secret)).hexdigest()
+    digest = hashlib.sha256(bytes.fromhex(tx.workhash) + bytes.fromhex(proof)).hexdigest()
     if digest != tx.worksecrethash:
-        raise InvalidRequest("SHA256(workhash ‖ buyersecret) does not match worksecrethash")
+        raise InvalidRequest("SHA256(workhash ‖ secretproof) does not match worksecrethash")
     working = t.working.get(tx.article_class, max(t.working.values()))
-    return Step(Phase.WORKING, {"buyersecret": secret}, now + working, None)
+    return Step(Phase.WORKING, {"secretproof": proof}, now + working, None)
 
 
 def _result(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
     enc = _hex64(f, "encresulthash")
     receipt = _text(f, "receipt", 100)
-    if not verify_message(tx.buyer, receipt, enc):
-        raise InvalidRequest("receipt is not the buyer's signature over encresulthash")
-    updates = {"encresulthash": enc, "receipt": receipt, "resultkey": _hex64(f, "resultkey")}
+    document = receipt_document(exchange=tx.exchange, txid=tx.txid, seller=tx.seller,
+                                encresulthash=enc)
+    if not verify_message(tx.buyer, receipt, document):
+        raise InvalidRequest("receipt is not the buyer's signature over this trade's receipt"
+                             " document (exchange, txid, seller, encresulthash)",
+                             field="receipt")
+    key = f["resultkey"]
+    if not isinstance(key, str) or not _WRAPPED_KEY.match(key):
+        raise InvalidRequest(f"resultkey must be the result key sealed to the buyer "
+                             f"({2 * WRAPPED_KEY_SIZE} lowercase hex digits)", field="resultkey")
+    updates = {"encresulthash": enc, "receipt": receipt, "resultkey": key}
     return Step(Phase.UNVERIFIED, updates, now + t.review, None)
 
 

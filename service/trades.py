@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from bitwrk.errors import Forbidden, NotFound, StaleRevision, WrongPhase
+from bitwrk.errors import Forbidden, InvalidRequest, NotFound, StaleRevision, WrongPhase
 
-from . import ledger
+from . import ledger, views
 from .events import Event
 from .exchange import Exchange, Signed, int_field
 from .phases import OPEN_PHASES, Phase, Settlement, TxView, on_timeout, required_fields, step
@@ -51,8 +51,11 @@ def send_message(ex: Exchange, signed: Signed) -> tuple[dict[str, Any], list[Eve
         if row["timeout"] is not None and now >= row["timeout"]:
             raise WrongPhase("the transaction has timed out", phase=row["phase"])
         tx = TxView(row["buyer"], row["seller"], row["article"].split("/")[-1].split("~")[0],
-                    Phase(row["phase"]), row["workhash"], row["worksecrethash"], row["workerurl"])
+                    Phase(row["phase"]), row["workhash"], row["worksecrethash"], row["workerurl"],
+                    txid, ex.exchange_id)
         result = step(tx, role, str(action), fields, now, ex.cfg.timeouts)
+        if "encresulthash" in result.updates:
+            _refuse_reused_result(ex, txid, result.updates["encresulthash"])
         timeout = row["timeout"] if result.keep_deadline else result.timeout
         _change(ex, row, result.phase, result.updates, timeout, now)
         if result.settlement is not None:
@@ -61,6 +64,18 @@ def send_message(ex: Exchange, signed: Signed) -> tuple[dict[str, Any], list[Eve
     if timeout is not None:
         ex.on_deadline(timeout)
     return _after(ex, row)
+
+
+def _refuse_reused_result(ex: Exchange, txid: int, encresulthash: str) -> None:
+    """One sealed result is paid once: a hash another trade already published is refused
+    (its receipt is bound to that trade anyway; this also stops a seller re-selling it)."""
+    other = ex.db.execute(
+        "SELECT id FROM transactions WHERE encresulthash = ? AND id != ? LIMIT 1",
+        (encresulthash, txid),
+    ).fetchone()
+    if other is not None:
+        raise InvalidRequest("this sealed result was already delivered in another trade",
+                             field="encresulthash", txid=other[0])
 
 
 def _change(
@@ -98,7 +113,7 @@ def _record(
 
 
 def _after(ex: Exchange, row: sqlite3.Row) -> tuple[dict[str, Any], list[Event]]:
-    view = ex.transaction(row["id"])
+    view = views.public_transaction(ex, row["id"])
     parties = (row["buyer"], row["seller"])
     events = [Event("transaction", view, to=parties, public=True)]
     if view["retired"] is not None:

@@ -37,8 +37,19 @@ def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[s
             "next_before": items[-1]["id"] if more else None}
 
 
+# Columns never shown: ``buyersecret`` held the buyer's secret in clear before sellers
+# proved receipt with ``secretproof`` (docs/protocol-security.md); old rows may still have it.
+PRIVATE_COLUMNS = frozenset({"buyersecret"})
+
+
+def public_transaction(ex: Exchange, txid: int) -> dict[str, Any]:
+    """A transaction as anyone may see it: every column but the private ones. The result
+    key in it is sealed to the buyer; the receipt is bound to this trade."""
+    return {k: v for k, v in ex.transaction(txid).items() if k not in PRIVATE_COLUMNS}
+
+
 def transaction(ex: Exchange, txid: int) -> dict[str, Any]:
-    return {**ex.transaction(txid), "messages": messages(ex, txid)}
+    return {**public_transaction(ex, txid), "messages": messages(ex, txid)}
 
 
 def messages(ex: Exchange, txid: int) -> list[dict[str, Any]]:

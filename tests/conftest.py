@@ -8,8 +8,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import sign_request
+from bitwrk.protocol import receipt_document, sign_request
 
 ARTICLE = "net.bitwrk/blender/5.0/2G"
 _nonces = itertools.count(1)
@@ -42,8 +43,20 @@ class Party:
 
 
 def work_secret() -> tuple[str, str, str]:
-    """(workhash, buyersecret, worksecrethash) as the buyer's daemon makes them."""
+    """(workhash, secretproof, worksecrethash) as the buyer's daemon makes them: the seller
+    publishes secretproof = SHA256(secret), never the secret."""
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-    secret = secrets.token_hex(32)
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
-    return workhash, secret, digest
+    proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+    return workhash, proof, digest
+
+
+def receipt(buyer: PrivateKey, exchange: str, txid: int, seller: str, enc: str) -> str:
+    """The buyer's receipt for ``enc`` in one trade."""
+    return buyer.sign_message(receipt_document(exchange=exchange, txid=txid, seller=seller,
+                                               encresulthash=enc))
+
+
+def sealed_key() -> str:
+    """Stands in for a result key sealed to the buyer (the exchange checks only its form)."""
+    return secrets.token_hex(WRAPPED_KEY_SIZE)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..cas import ChunkStore
 from ..client import ExchangeClient
+from ..endpoints import check_endpoint_url
 from ..identity import load_or_create_key
 from ..keys import PrivateKey
 from . import paths
@@ -88,6 +89,9 @@ class DaemonConfig:
     cache_dir: Path = field(default_factory=paths.cache_dir)
     network: str = "testnet"  # for a new key; the address prefix is the same on all test nets
     store_cap: int = 8 * 1024**3
+    # Trade with sellers whose endpoint is on loopback, a private or link-local network
+    # (tests, demos, a LAN); off, such endpoints are refused (bitwrk/endpoints.py)
+    allow_local_sellers: bool = False
 
 
 class Daemon:
@@ -137,7 +141,8 @@ class Daemon:
         self.watcher.start()
         spool = self.config.data_dir / "spool"
         self.buyer = BuyerAgent(self.client, self.watcher, self.journal, self.store,
-                                self.runtime.post, spool, int(info["fee_bps"]))
+                                self.runtime.post, spool, int(info["fee_bps"]),
+                                self.config.allow_local_sellers)
         self.runtime.on_shutdown(self._close)
         await self.buyer.settle_leftovers()
         await self.buyer.withdraw_orphans()
@@ -256,6 +261,7 @@ class Daemon:
         port = runner.addresses[0][1]
         base = command.public_url or f"http://{command.host}:{port}"
         self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
+        check_endpoint_url(self.endpoint_url)  # what the exchange would refuse, refused now
         self.seller.endpoint_url = self.endpoint_url
         await self.seller.start()
         return self.endpoint_url

@@ -24,13 +24,14 @@ import aiohttp
 from ..cas import ChunkStore, JobManifest, ciphertext_hash, decode_wanted, unseal
 from ..cas.transfer import stream_chunks
 from ..client import ExchangeClient, raise_for_error
+from ..endpoints import check_endpoint_url, check_public_host
 from ..errors import BitwrkError
 from ..money import fee_for
-from ..protocol import NonceSource
+from ..protocol import NonceSource, receipt_document
 from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
 from .lan import LanHub
-from .peer import sign_peer
+from .peer import Channel, endpoint_signer_key, sign_peer
 from .watch import Watcher
 
 log = logging.getLogger("bitwrk.buyer")
@@ -98,8 +99,10 @@ class JobRun:
 class BuyerAgent:
     def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
                  store: ChunkStore, post: Callable[[Event], None], spool: Path,
-                 fee_bps: int) -> None:
+                 fee_bps: int, allow_local_sellers: bool = False) -> None:
         self.client = client
+        # False: seller endpoints on loopback/private/link-local addresses are refused
+        self.allow_local_sellers = allow_local_sellers
         self.watcher = watcher
         self.journal = journal
         self.store = store
@@ -109,6 +112,7 @@ class BuyerAgent:
         self.nonces = NonceSource()
         self.cancelled: set[str] = set()
         self.lan: LanHub | None = None
+        self._disputers: set[asyncio.Task[None]] = set()
 
     # -- a job ------------------------------------------------------------------------------
 
@@ -345,7 +349,10 @@ class BuyerAgent:
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
             if seller_fault or (isinstance(exc, Retry) and exc.blame):
                 run.avoid.add(tx["seller"])
-            await self._cancel(txid)
+            # a unit already marked done with this trade was delivered: never dispute it
+            done = any(u.unit_id == unit_id and u.state == "done" and u.txid == txid
+                       for u in self.journal.units(run.job_id))
+            await self._abandon(txid, f"buyer gave up: {exc}", dispute=not done)
             self._refund_budget(run, tx)
             raise
 
@@ -359,7 +366,9 @@ class BuyerAgent:
         if tx["workhash"] is None:
             secret = secrets.token_hex(32)
             workhash = manifest.workhash
-            proof = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
+            # the seller will prove receipt with SHA256(secret); the secret stays between us
+            proof = hashlib.sha256(bytes.fromhex(workhash)
+                                   + hashlib.sha256(bytes.fromhex(secret)).digest()).hexdigest()
             # the secret is journalled before it can matter
             self.journal.save_trade(txid, "buyer", "open", job_id=run.job_id, unit_id=unit_id,
                                     buyersecret=secret, workhash=workhash)
@@ -374,23 +383,42 @@ class BuyerAgent:
         trade = self.journal.trade(txid)
         if trade is None or trade["buyersecret"] is None:
             raise Retry("no journalled secret for this trade")
+        await self._check_endpoint(url)
         exchange = await self.client.exchange_id()
         key = self.client.key
         assert key is not None
+        channel = await self._channel(tx)
         raw = manifest.to_json()
         async with asyncio.timeout(_until(tx)):
             headers = sign_peer(key, self.nonces, exchange, "manifest", txid,
-                                workhash=manifest.workhash, buyersecret=trade["buyersecret"])
-            wanted_raw = await self._peer("POST", f"{url}/manifest", headers, raw)
-            wanted = decode_wanted(wanted_raw, manifest.chunks())
+                                workhash=manifest.workhash)
+            body = channel.seal("manifest", bytes.fromhex(trade["buyersecret"]) + raw)
+            wanted_raw = await self._peer("POST", f"{url}/manifest", headers, body)
+            wanted = decode_wanted(channel.open("wanted", wanted_raw), manifest.chunks())
             run.sent[txid] = len(raw)
             if wanted:
                 headers = sign_peer(key, self.nonces, exchange, "chunks", txid)
-                pieces = stream_chunks(self.store, wanted)
+                pieces = channel.seal_stream("chunks", stream_chunks(self.store, wanted))
                 await self._peer("POST", f"{url}/chunks", headers, _aiter(pieces))
                 run.sent[txid] += sum(ref.size for ref in wanted)
         return await self.watcher.wait("transaction", txid,
                                        lambda t: t["phase"] != "TRANSMITTING", _until(tx))
+
+    async def _check_endpoint(self, url: str) -> None:
+        """Only ``http(s)://host[:port]/path``, and no local host unless allowed."""
+        try:
+            check_endpoint_url(url)
+            if not self.allow_local_sellers:
+                await check_public_host(url)
+        except BitwrkError as exc:
+            raise Retry(f"seller endpoint refused: {exc}", blame=True) from exc
+
+    async def _channel(self, tx: dict[str, Any]) -> Channel:
+        """The trade's end-to-end keys: ECDH with the key that signed the seller's endpoint."""
+        key = self.client.key
+        assert key is not None
+        seller_public = endpoint_signer_key(await self.client.messages(tx["id"]), tx["seller"])
+        return Channel.between(key, seller_public, await self.client.exchange_id(), tx["id"])
 
     async def _fetch(self, tx: dict[str, Any]) -> dict[str, Any]:
         """Get the sealed result, keep it, sign the receipt over its hash."""
@@ -408,8 +436,10 @@ class BuyerAgent:
                 path.with_suffix(".tmp").replace(path)
                 self.journal.save_trade(txid, "buyer", "open", ciphertext=str(path))
             enc = ciphertext_hash(path.read_bytes())
+            receipt = key.sign_message(receipt_document(
+                exchange=exchange, txid=txid, seller=tx["seller"], encresulthash=enc))
             headers = sign_peer(key, self.nonces, exchange, "receipt", txid,
-                                encresulthash=enc, receipt=key.sign_message(enc))
+                                encresulthash=enc, receipt=receipt)
             await self._peer("POST", f"{url}/receipt", headers, b"")
         return await self.watcher.wait("transaction", txid,
                                        lambda t: t["phase"] != "WORKING", _until(tx))
@@ -418,7 +448,8 @@ class BuyerAgent:
         txid = tx["id"]
         path = self.spool / f"tx{txid}.sealed"
         try:
-            result = unseal(bytes.fromhex(tx["resultkey"]), path.read_bytes())
+            resultkey = (await self._channel(tx)).unwrap_result_key(tx["resultkey"])
+            result = unseal(resultkey, path.read_bytes())
             stored = run.sink.accept(run.job_id, unit_id, result)
         except (BitwrkError, ValueError, OSError) as exc:
             with contextlib.suppress(BitwrkError):
@@ -433,6 +464,30 @@ class BuyerAgent:
                                tx["seller"], txid, run.sent.get(txid, 0)))
         self.journal.save_trade(txid, "buyer", "closed")
         path.unlink(missing_ok=True)
+
+    async def _abandon(self, txid: int, reason: str, dispute: bool = True) -> None:
+        """Leave a failed trade so that the seller is not paid by a timeout: cancel it
+        before work starts, dispute a published result we cannot fetch or open, and — if we
+        signed a receipt while it is WORKING — dispute when (if) its result appears."""
+        with contextlib.suppress(BitwrkError, aiohttp.ClientError):
+            tx = await self.client.transaction(txid)
+            if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
+                await self.client.send_message(txid, "cancel")
+            elif not dispute:
+                return
+            elif tx["phase"] == "UNVERIFIED":
+                await self.client.send_message(txid, "dispute", reason=reason[:400])
+            elif tx["phase"] == "WORKING" and (self.spool / f"tx{txid}.sealed").exists():
+                task = asyncio.create_task(self._dispute_when_unverified(tx, reason))
+                self._disputers.add(task)
+                task.add_done_callback(self._disputers.discard)
+
+    async def _dispute_when_unverified(self, tx: dict[str, Any], reason: str) -> None:
+        with contextlib.suppress(BitwrkError, aiohttp.ClientError, TimeoutError):
+            tx = await self.watcher.wait("transaction", tx["id"],
+                                         lambda t: t["phase"] != "WORKING", _until(tx))
+            if tx["phase"] == "UNVERIFIED":
+                await self.client.send_message(tx["id"], "dispute", reason=reason[:400])
 
     async def _cancel(self, txid: int) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):

@@ -1,7 +1,9 @@
 """The seller's worker endpoint (HTTP): where buyers push jobs and fetch sealed results.
 
 Routes under ``/bitwrk/v1/tx/{txid}``; every request carries the buyer's signature (see
-:mod:`peer`). Bodies are raw bytes: a canonical manifest, a chunk stream, a ciphertext.
+:mod:`peer`). Bodies are raw bytes, encrypted end to end: the buyer secret and canonical
+manifest, the wanted list, the chunk stream (each sealed on the trade's :class:`Channel`)
+and the result (sealed with its one-time key, which reaches the buyer wrapped).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..errors import BitwrkError, Forbidden, InvalidRequest, SignatureError
-from .peer import HEADER, PeerGate
+from .peer import HEADER, PeerGate, header_signer_key
 from .seller import SellerAgent
 
 log = logging.getLogger("bitwrk.seller")
 MAX_MANIFEST = 4 * 1024 * 1024
+MAX_SEALED_MANIFEST = MAX_MANIFEST + 64 * 1024  # salt, secret, record headers and tags
 STATUS = {"bad_signature": 401, "forbidden": 403, "replayed": 409, "too_large": 413}
 SELLER = web.AppKey("seller", SellerAgent)
 GATE = web.AppKey("gate", PeerGate)
@@ -48,20 +51,27 @@ def _check(request: web.Request, action: str) -> tuple[SellerAgent, int, dict[st
 
 async def post_manifest(request: web.Request) -> web.Response:
     seller, txid, auth = _check(request, "manifest")
-    raw = await request.content.read(MAX_MANIFEST + 1)
-    if len(raw) > MAX_MANIFEST:
+    sealed = await request.content.read(MAX_SEALED_MANIFEST + 1)
+    if len(sealed) > MAX_SEALED_MANIFEST:
         raise InvalidRequest("manifest too large")
-    wanted = await seller.accept_manifest(seller.trade_for(txid), raw, str(auth["workhash"]),
-                                          str(auth["buyersecret"]))
-    return web.Response(body=wanted, content_type="application/octet-stream")
+    trade = seller.trade_for(txid)
+    wanted = await seller.accept_manifest(trade, sealed, str(auth["workhash"]),
+                                          header_signer_key(auth),
+                                          request.app[GATE].exchange)
+    assert trade.channel is not None
+    return web.Response(body=trade.channel.seal("wanted", wanted),
+                        content_type="application/octet-stream")
 
 
 async def post_chunks(request: web.Request) -> web.Response:
     seller, txid, _ = _check(request, "chunks")
     trade = seller.trade_for(txid)
     receiver = seller.receiver(trade)
+    assert trade.channel is not None
+    opener = trade.channel.opener("chunks")
     async for piece in request.content.iter_chunked(256 * 1024):
-        receiver.feed(piece)
+        receiver.feed(opener.feed(piece))
+    receiver.feed(opener.finish())
     receiver.finish()
     trade.bytes_received += receiver.wire_bytes
     trade.work_ready.set()
@@ -80,7 +90,7 @@ async def get_result(request: web.Request) -> web.Response:
 async def post_receipt(request: web.Request) -> web.Response:
     seller, txid, auth = _check(request, "receipt")
     seller.accept_receipt(seller.trade_for(txid), str(auth["encresulthash"]),
-                          str(auth["receipt"]))
+                          str(auth["receipt"]), request.app[GATE].exchange)
     return web.json_response({"ok": True})
 
 

@@ -1,19 +1,40 @@
-"""Signed requests between a buyer's daemon and a seller's endpoint.
+"""Signed, encrypted requests between a buyer's daemon and a seller's endpoint.
 
 The buyer signs every request to the seller's worker endpoint (DESIGN §6) with the same
 canonical documents as the exchange, carried in one header so bodies can be raw bytes.
 The seller accepts only the transaction's buyer, for that transaction and exchange, with
 nonces that increase per buyer.
+
+Bodies are encrypted end to end (:class:`Channel`, docs/protocol-security.md): both sides
+compute the ECDH secret of their two identity keys — the buyer recovers the seller's public
+key from its signed ``endpoint`` message on the exchange, the seller the buyer's from the
+signed request header — and derive one key per message with HKDF (random salt, info naming
+the purpose, exchange and transaction). A relay or eavesdropper sees only ciphertext.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Forbidden, InvalidRequest, ReplayError, WrongExchange
-from ..keys import PrivateKey
-from ..protocol import NonceSource, Value, sign_request, verify_request
+from ..cas.sealing import (
+    SALT_SIZE,
+    Unsealer,
+    derive_key,
+    seal,
+    seal_stream,
+    unseal,
+    unwrap_key,
+    wrap_key,
+)
+from ..errors import Forbidden, InvalidRequest, ReplayError, SealError, WrongExchange
+from ..keys import PrivateKey, recover_signer_key
+from ..protocol import NonceSource, Value, canonical_document, sign_request, verify_request
+
+_INFO = b"bitwrk/peer/v1"
 
 HEADER = "X-BitWrk-Auth"
 
@@ -58,3 +79,95 @@ class PeerGate:
             raise ReplayError("nonce must increase")
         self._last_nonce[key] = nonce
         return body
+
+
+def header_signer_key(body: Mapping[str, Any]) -> bytes:
+    """The public key behind a checked auth header (for the seller's side of ECDH)."""
+    public = recover_signer_key(str(body["address"]), str(body["signature"]),
+                                canonical_document(body))
+    if public is None:
+        raise InvalidRequest("cannot recover the signer's key from the auth header")
+    return public
+
+
+def endpoint_signer_key(messages: Iterable[Mapping[str, Any]], seller: str) -> bytes:
+    """The seller's public key, recovered from its signed ``endpoint`` message as the
+    exchange recorded it (document and signature), so the buyer trusts no one's word."""
+    for msg in messages:
+        if msg.get("action") == "endpoint" and msg.get("sender") == seller:
+            public = recover_signer_key(seller, str(msg.get("signature")),
+                                        str(msg.get("document")))
+            if public is not None:
+                return public
+    raise InvalidRequest("the exchange has no signed endpoint message from the seller")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The end-to-end keys of one trade between a buyer and a seller."""
+
+    shared: bytes  # ECDH of the two identity keys
+    exchange: str
+    txid: int
+
+    @classmethod
+    def between(cls, key: PrivateKey, peer_public: bytes, exchange: str, txid: int) -> Channel:
+        return cls(key.shared_secret(peer_public), exchange, txid)
+
+    def _info(self, label: str) -> bytes:
+        return b"\0".join((_INFO, label.encode(), self.exchange.encode(), str(self.txid).encode()))
+
+    def _key(self, label: str, salt: bytes) -> bytes:
+        return derive_key(self.shared, salt, self._info(label))
+
+    def seal(self, label: str, plaintext: bytes) -> bytes:
+        salt = secrets.token_bytes(SALT_SIZE)
+        return salt + seal(plaintext, key=self._key(label, salt))[1]
+
+    def open(self, label: str, data: bytes) -> bytes:
+        if len(data) < SALT_SIZE:
+            raise SealError("encrypted peer message is shorter than its salt")
+        return unseal(self._key(label, data[:SALT_SIZE]), data[SALT_SIZE:])
+
+    def seal_stream(self, label: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        salt = secrets.token_bytes(SALT_SIZE)
+        yield salt
+        yield from seal_stream(self._key(label, salt), pieces)
+
+    def opener(self, label: str) -> StreamOpener:
+        return StreamOpener(self, label)
+
+    def wrap_result_key(self, key: bytes) -> str:
+        return wrap_key(self.shared, self._info("resultkey"), key).hex()
+
+    def unwrap_result_key(self, wrapped: str) -> bytes:
+        try:
+            raw = bytes.fromhex(wrapped)
+        except ValueError:
+            raise SealError("the sealed result key is not hex") from None
+        return unwrap_key(self.shared, self._info("resultkey"), raw)
+
+
+class StreamOpener:
+    """The receiving end of :meth:`Channel.seal_stream`: salt first, then sealed records."""
+
+    def __init__(self, channel: Channel, label: str) -> None:
+        self._channel = channel
+        self._label = label
+        self._salt = bytearray()
+        self._unsealer: Unsealer | None = None
+
+    def feed(self, piece: bytes | bytearray | memoryview) -> bytes:
+        if self._unsealer is None:
+            need = SALT_SIZE - len(self._salt)
+            self._salt += piece[:need]
+            piece = piece[need:]
+            if len(self._salt) < SALT_SIZE:
+                return b""
+            self._unsealer = Unsealer(self._channel._key(self._label, bytes(self._salt)))
+        return self._unsealer.feed(piece)
+
+    def finish(self) -> bytes:
+        if self._unsealer is None:
+            raise SealError("encrypted peer stream is shorter than its salt")
+        return self._unsealer.finish()

@@ -3,8 +3,10 @@
 A slot is a unit of capacity (a set of cores, or a GPU). While free it keeps one sell bid
 per cost class it accepts; the first to match takes the slot and the others are cancelled.
 The buyer pushes the job to the endpoint (manifest, then only the chunks this seller lacks),
-the seller publishes the buyer secret (proving receipt), renders, returns the result sealed
-with a one-time key, and publishes the key only against the buyer's signed receipt.
+the seller publishes SHA256 of the buyer secret (proving receipt without revealing it),
+renders, returns the result sealed with a one-time key, and publishes that key — sealed to
+the buyer over the trade's ECDH channel — only against the buyer's signed receipt, which
+names this exchange, transaction and seller (docs/protocol-security.md).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from ..cas import ChunkReceiver, ChunkRef, ChunkStore, JobManifest, encode_wante
 from ..cas.sealing import ciphertext_hash
 from ..client import ExchangeClient
 from ..errors import BitwrkError
-from ..keys import verify_message
+from ..keys import PrivateKey, verify_message
+from ..protocol import receipt_document
 from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
+from .peer import Channel
 from .watch import Watcher
 
 log = logging.getLogger("bitwrk.seller")
@@ -58,7 +62,8 @@ class SellTrade:
     deadline: float
     manifest: JobManifest | None = None
     wanted: list[ChunkRef] = field(default_factory=list)
-    buyersecret: str | None = None
+    secretproof: str | None = None  # SHA256(buyer secret), what the exchange checks
+    channel: Channel | None = None  # end-to-end keys with the buyer, once it spoke
     bytes_received: int = 0
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     result_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -240,9 +245,10 @@ class SellerAgent:
         trade.stage = "receiving work"
         async with asyncio.timeout(_until(float(tx["timeout"]))):
             await trade.work_ready.wait()
-        assert trade.manifest is not None and trade.buyersecret is not None
+        assert trade.manifest is not None and trade.secretproof is not None
+        assert trade.channel is not None
         tx = await self.client.send_message(trade.txid, "received",
-                                            buyersecret=trade.buyersecret)
+                                            secretproof=trade.secretproof)
         trade.stage = "rendering"
         with self.jobdirs.use(trade.manifest, self.store) as workdir:
             async with asyncio.timeout(_until(float(tx["timeout"]))):
@@ -256,7 +262,8 @@ class SellerAgent:
         enc, receipt = trade.receipt
         trade.stage = "publishing result"
         await self.client.send_message(trade.txid, "result", encresulthash=enc,
-                                       receipt=receipt, resultkey=key.hex())
+                                       receipt=receipt,
+                                       resultkey=trade.channel.wrap_result_key(key))
 
     async def _await_payment(self, trade: SellTrade) -> None:
         """Report the payment once the buyer accepts (or review time passes)."""
@@ -288,18 +295,23 @@ class SellerAgent:
             raise BitwrkError(f"no open trade {txid} here")
         return trade
 
-    async def accept_manifest(self, trade: SellTrade, raw: bytes, workhash: str,
-                              buyersecret: str) -> bytes:
+    async def accept_manifest(self, trade: SellTrade, sealed: bytes, workhash: str,
+                              buyer_public: bytes, exchange: str) -> bytes:
+        """Open the buyer's sealed secret ‖ manifest, check both against the trade, and
+        answer the chunks still wanted (the caller seals the answer)."""
+        channel = Channel.between(self.client_key(), buyer_public, exchange, trade.txid)
+        plain = channel.open("manifest", sealed)
+        secret, raw = plain[:32], plain[32:]
         tx = await self.client.transaction(trade.txid)
         digest = hashlib.sha256(raw).hexdigest()
         if digest != workhash or digest != tx["workhash"]:
             raise BitwrkError("manifest does not match the transaction's workhash")
-        proof = hashlib.sha256(bytes.fromhex(digest) + bytes.fromhex(buyersecret)).hexdigest()
-        if proof != tx["worksecrethash"]:
+        proof = hashlib.sha256(secret).hexdigest()
+        if hashlib.sha256(bytes.fromhex(digest + proof)).hexdigest() != tx["worksecrethash"]:
             raise BitwrkError("buyer secret does not match worksecrethash")
         manifest = JobManifest.from_json(raw)
         trade.pins.enter_context(self.store.pin(manifest.chunks()))
-        trade.manifest, trade.buyersecret = manifest, buyersecret
+        trade.manifest, trade.secretproof, trade.channel = manifest, proof, channel
         trade.wanted = manifest.needed_chunks(self.store)
         if not trade.wanted:
             trade.work_ready.set()
@@ -310,11 +322,18 @@ class SellerAgent:
             raise BitwrkError("send the manifest first")
         return ChunkReceiver(self.store, trade.wanted)
 
-    def accept_receipt(self, trade: SellTrade, enc: str, receipt: str) -> None:
+    def client_key(self) -> PrivateKey:
+        key = self.client.key
+        assert key is not None, "a seller signs: its client has a key"
+        return key
+
+    def accept_receipt(self, trade: SellTrade, enc: str, receipt: str, exchange: str) -> None:
         if trade.ciphertext is None or enc != ciphertext_hash(trade.ciphertext):
             raise BitwrkError("receipt is not for this result")
-        if not verify_message(trade.buyer, receipt, enc):
-            raise BitwrkError("receipt is not signed by the buyer")
+        document = receipt_document(exchange=exchange, txid=trade.txid,
+                                    seller=self.client_key().address, encresulthash=enc)
+        if not verify_message(trade.buyer, receipt, document):
+            raise BitwrkError("receipt is not the buyer's signature for this trade")
         trade.receipt = (enc, receipt)
         trade.receipt_ready.set()
 

@@ -110,7 +110,8 @@ def swarm(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def buy(swarm: dict[str, Any], scene: Path, out: Path, *extra: str) -> str:
     exchange: ServerProcess = swarm["exchange"]
     result = swarm["buyer"].run("bitwrk.buy", str(scene), "--exchange", exchange.url,
-                                "--max-price", "100", "--out", str(out), *extra)
+                                "--max-price", "100", "--out", str(out),
+                                "--allow-local-sellers", *extra)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -149,7 +150,7 @@ def test_a_seller_killed_mid_unit_is_replaced_and_never_paid(
     buyer: Node = swarm["buyer"]
     proc = buyer.start("bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
                        exchange.url, "--max-price", "100", "--out", str(tmp_path / "out"),
-                       "--tiles", "6", "--concurrency", "2")
+                       "--tiles", "6", "--concurrency", "2", "--allow-local-sellers")
     victim.wait_for(r"tx \d+ started", 120)
     os.killpg(victim.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
     assert proc.wait(300) == 0, buyer.output()

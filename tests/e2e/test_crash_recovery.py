@@ -33,9 +33,11 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
+from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.client import ExchangeClient
 from bitwrk.errors import ApiError, BitwrkError, NotFound
 from bitwrk.keys import PrivateKey
+from bitwrk.protocol import receipt_document
 from tests.e2e.conftest import ServerProcess, pid_alive
 
 T = TypeVar("T")
@@ -146,11 +148,16 @@ async def attempt(journal: Journal, request: Awaitable[T]) -> T | None:
 
 
 def work_secret() -> tuple[str, str, str]:
-    """(workhash, buyersecret, worksecrethash)."""
+    """(workhash, secretproof, worksecrethash): the seller shows SHA256(secret)."""
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-    secret = secrets.token_hex(32)
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
-    return workhash, secret, digest
+    proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+    return workhash, proof, digest
+
+
+def trade_receipt(buyer: PrivateKey, exchange: str, tx: dict[str, Any], enc: str) -> str:
+    return buyer.sign_message(receipt_document(exchange=exchange, txid=tx["id"],
+                                               seller=tx["seller"], encresulthash=enc))
 
 
 # -- the participants -----------------------------------------------------------------------
@@ -172,6 +179,7 @@ class Trader:
         self.rng = random.Random(rng.random())
         self.tasks: set[asyncio.Task[None]] = set()
         self.open_bids = 0
+        self.exchange_id = ""  # what receipts are bound to, learned on the first trade
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -223,6 +231,9 @@ class Trader:
                 continue
             if tx["phase"] not in OPEN:
                 return
+            if not self.exchange_id:
+                self.exchange_id = await attempt(self.journal, self.client.exchange_id()) or ""
+                continue
             move = self.buyer_move(tx, plan) if self.side == "buy" else self.seller_move(tx, plan)
             if move == ABANDON:
                 return
@@ -254,7 +265,7 @@ class Trader:
             if 0.31 <= plan < 0.36:
                 return ABANDON  # gone after sending work: the wind-down finishes it
             if "enc" in ch and "receipt" not in ch:
-                ch["receipt"] = self.key.sign_message(ch["enc"])
+                ch["receipt"] = trade_receipt(self.key, self.exchange_id, tx, ch["enc"])
             return None
         if 0.21 <= plan < 0.31:
             return "dispute", {"reason": "the tile is black"}
@@ -272,14 +283,14 @@ class Trader:
         if phase == "TRANSMITTING":
             if 0.05 <= plan < 0.10:
                 return "reject", {"reason": "cannot fetch the work"}
-            return ("received", {"buyersecret": ch["secret"]}) if "secret" in ch else None
+            return ("received", {"secretproof": ch["secret"]}) if "secret" in ch else None
         if phase == "WORKING":
             if 0.10 <= plan < 0.15:
                 return "reject", {"reason": "scene does not fit the cost class"}
             if 0.15 <= plan < 0.20:
                 return ABANDON
             ch.setdefault("enc", hashlib.sha256(secrets.token_bytes(16)).hexdigest())
-            ch.setdefault("resultkey", secrets.token_hex(32))
+            ch.setdefault("resultkey", secrets.token_hex(WRAPPED_KEY_SIZE))
             if "receipt" not in ch:
                 return None
             return "result", {"encresulthash": ch["enc"], "receipt": ch["receipt"],
@@ -576,6 +587,7 @@ async def _scenario(server: ServerProcess) -> None:
             all_bids.update((b["id"], b) for b in listed)
         txids = {b["txid"] for b in all_bids.values() if b["txid"] is not None}
         left_open: dict[int, dict[str, Any]] = {}
+        exchange_id = await observer.exchange_id()
         for n, txid in enumerate(sorted(txids)):
             tx = await observer.transaction(txid)
             buyer, seller = participants[tx["buyer"]], participants[tx["seller"]]
@@ -586,8 +598,8 @@ async def _scenario(server: ServerProcess) -> None:
             elif tx["phase"] == "WORKING":
                 enc = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
                 view = await _send(journal, seller, tx, "result", encresulthash=enc,
-                                   receipt=buyer.key.sign_message(enc),
-                                   resultkey=secrets.token_hex(32))
+                                   receipt=trade_receipt(buyer.key, exchange_id, tx, enc),
+                                   resultkey=secrets.token_hex(WRAPPED_KEY_SIZE))
                 if view is not None:
                     await _send(journal, buyer, view, "accept")
             elif tx["phase"] == "UNVERIFIED":

@@ -72,7 +72,7 @@ def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[[str],
 
     def make(name: str) -> Daemon:
         config = DaemonConfig(exchange.url, data_dir=tmp_path / name / "data",
-                              cache_dir=tmp_path / name / "cache")
+                              cache_dir=tmp_path / name / "cache", allow_local_sellers=True)
         daemon = Daemon(config)
         daemon.start()
         made.append(daemon)
@@ -221,7 +221,7 @@ def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
     seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=2),
                                                   FakeRender(0.5))), 30)
     config = DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
-                          cache_dir=tmp_path / "buyer" / "cache")
+                          cache_dir=tmp_path / "buyer" / "cache", allow_local_sellers=True)
     first = Daemon(config)
     first.start()
     fund(exchange, first.address, 1_000_000)

@@ -56,6 +56,7 @@ def main(zip_path: str, blend: str, exchange: str, out: str, first: str, last: s
         ims.file_format = file_format
         settings = scene.bitwrk
         settings.exchange_url, settings.tiles, settings.max_price = exchange, int(tiles), 100.0
+        settings.allow_local_sellers = True  # the test's sellers listen on loopback
         expected = {f: scene.render.frame_path(frame=f)
                     for f in range(scene.frame_start, scene.frame_end + 1)}
         if cancel:

@@ -29,6 +29,7 @@ def main(zip_path: str, blend: str, exchange: str, out: str, tiles: str, denoise
     scene.cycles.use_denoising = denoise == "1"
     settings = scene.bitwrk
     settings.exchange_url, settings.tiles, settings.max_price = exchange, int(tiles), 100.0
+    settings.allow_local_sellers = True  # the test's sellers listen on loopback
     t0 = time.perf_counter()
     result = bpy.ops.bitwrk.render()  # execute(): the blocking path scripts use
     seconds = time.perf_counter() - t0

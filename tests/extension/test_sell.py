@@ -193,7 +193,7 @@ def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         bought = subprocess.run(
             [sys.executable, "-m", "bitwrk.buy", str(scene), "--exchange", exchange.url,
              "--max-price", "100", "--tiles", "1", "--frames", "1", "--out",
-             str(tmp_path / "bought"), "--timeout", "240"],
+             str(tmp_path / "bought"), "--timeout", "240", "--allow-local-sellers"],
             env=buyer_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert bought.returncode == 0, bought.stdout[-2000:] + bought.stderr[-3000:]
         assert (tmp_path / "bought" / "Shot_0001.png").is_file(), bought.stdout

@@ -14,7 +14,7 @@ from service.appkeys import BUS, EXCHANGE
 from service.config import Timeouts
 from service.exchange import Exchange
 from service.trades import retire_due
-from tests.conftest import ARTICLE, Clock, Party, work_secret
+from tests.conftest import ARTICLE, Clock, Party, receipt, sealed_key, work_secret
 
 
 class Api:
@@ -85,7 +85,7 @@ class Api:
         workhash, secret, digest = work_secret()
         await self.msg(buyer, txid, "work", workhash=workhash, worksecrethash=digest)
         await self.msg(seller, txid, "endpoint", workerurl="http://127.0.0.1:9/w/x")
-        await self.msg(seller, txid, "received", buyersecret=secret)
+        await self.msg(seller, txid, "received", secretproof=secret)
 
     async def to_unverified(self, buyer: Party, seller: Party, txid: int) -> None:
         import hashlib
@@ -94,7 +94,10 @@ class Api:
         await self.to_working(buyer, seller, txid)
         enc = hashlib.sha256(secrets.token_bytes(8)).hexdigest()
         await self.msg(seller, txid, "result", encresulthash=enc,
-                       receipt=buyer.key.sign_message(enc), resultkey=secrets.token_hex(32))
+                       receipt=self.receipt(buyer, seller, txid, enc), resultkey=sealed_key())
+
+    def receipt(self, buyer: Party, seller: Party, txid: int, enc: str) -> str:
+        return receipt(buyer.key, self.ex.exchange_id, txid, seller.address, enc)
 
     async def check_invariant(self) -> None:
         t = await self.totals()

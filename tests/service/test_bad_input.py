@@ -10,7 +10,7 @@ import pytest
 
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import sign_request
-from tests.conftest import ARTICLE, Party, work_secret
+from tests.conftest import ARTICLE, Party, receipt, work_secret
 from tests.service.conftest import Api
 
 TABLES = ("accounts", "bids", "transactions", "messages", "movements", "deposits", "relations")
@@ -207,7 +207,10 @@ async def test_bad_work_fields(api: Api, world: dict[str, Any], fields: dict[str
 
 
 @pytest.mark.parametrize("url", ["ftp://x/y", "http://", "javascript:alert(1)",
-                                 "http://h/" + "x" * 300])
+                                 "http://h/" + "x" * 300, "http://h/w?x=1", "http://h/w#f",
+                                 "http://user:pw@h/w", "http://evil@127.0.0.1/w",
+                                 "http://h:0/w", "http://h:99999/w", "http://h/a b",
+                                 "https:/h/w", "http://h\\@x/", "http://h/w\n"])
 async def test_bad_worker_url(api: Api, world: dict[str, Any], url: str) -> None:
     txid = world["txid"]
     body = api.signed(world["seller"], action="endpoint", txid=txid, revision=0, workerurl=url)
@@ -220,12 +223,26 @@ async def test_wrong_buyer_secret_and_forged_receipt(api: Api, world: dict[str, 
     await api.msg(buyer, txid, "work", workhash=workhash, worksecrethash=digest)
     await api.msg(seller, txid, "endpoint", workerurl="http://127.0.0.1:9/w")
     path = f"/api/v1/transactions/{txid}/messages"
-    body = api.signed(seller, action="received", txid=txid, revision=2, buyersecret="11" * 32)
+    body = api.signed(seller, action="received", txid=txid, revision=2, secretproof="11" * 32)
     await refused(api, path, body, 400, "invalid_request")
-    await api.msg(seller, txid, "received", buyersecret=secret)
+    await api.msg(seller, txid, "received", secretproof=secret)
     enc = "ab" * 32
     body = api.signed(seller, action="result", txid=txid, revision=3, encresulthash=enc,
-                      receipt=seller.key.sign_message(enc), resultkey="cd" * 32)
+                      receipt=api.receipt(seller, seller, txid, enc), resultkey="cd" * 64)
+    await refused(api, path, body, 400, "invalid_request")
+    # the buyer's signature over the bare hash (the old receipt) is refused too
+    body = api.signed(seller, action="result", txid=txid, revision=3, encresulthash=enc,
+                      receipt=buyer.key.sign_message(enc), resultkey="cd" * 64)
+    await refused(api, path, body, 400, "invalid_request")
+    # a receipt for another seller or another transaction does not verify here
+    for other_seller, other_txid in ((buyer, txid), (seller, txid + 1)):
+        forged = receipt(buyer.key, api.ex.exchange_id, other_txid, other_seller.address, enc)
+        body = api.signed(seller, action="result", txid=txid, revision=3, encresulthash=enc,
+                          receipt=forged, resultkey="cd" * 64)
+        await refused(api, path, body, 400, "invalid_request")
+    # the right receipt with a result key in clear (not sealed to the buyer) is refused
+    body = api.signed(seller, action="result", txid=txid, revision=3, encresulthash=enc,
+                      receipt=api.receipt(buyer, seller, txid, enc), resultkey="cd" * 32)
     await refused(api, path, body, 400, "invalid_request")
 
 

@@ -17,7 +17,7 @@ ROUTES = ["/api/v1/bids", "/api/v1/bids/1/cancel", "/api/v1/transactions/1/messa
 ACTIONS = ["bid", "cancel_bid", "work", "endpoint", "received", "result", "accept", "dispute",
            "reject", "cancel", "resolve", "relation", "deposit", "x"]
 NAMES = ["type", "article", "price", "bid", "txid", "revision", "workhash", "worksecrethash",
-         "workerurl", "buyersecret", "encresulthash", "receipt", "resultkey", "reason",
+         "workerurl", "secretproof", "encresulthash", "receipt", "resultkey", "reason",
          "outcome", "target", "enabled", "uid", "account", "amount", "kind", "ref"]
 VALUES = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),

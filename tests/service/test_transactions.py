@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
 
 import pytest
 
-from tests.conftest import Party, work_secret
+from tests.conftest import Party, sealed_key, work_secret
 from tests.service.conftest import Api
 
 FUNDS = 1_000_000
@@ -59,8 +58,8 @@ async def test_timeouts_follow_the_phases(api: Api, buyer: Party, seller: Party)
     await api.to_working(buyer, seller, txid)
     assert (await tx_of(api, txid))["timeout"] == pytest.approx(api.clock() + 900)  # 2G class
     enc = hashlib.sha256(b"x").hexdigest()
-    await api.msg(seller, txid, "result", encresulthash=enc, receipt=buyer.key.sign_message(enc),
-                  resultkey=secrets.token_hex(32))
+    await api.msg(seller, txid, "result", encresulthash=enc,
+                  receipt=api.receipt(buyer, seller, txid, enc), resultkey=sealed_key())
     assert (await tx_of(api, txid))["timeout"] == pytest.approx(api.clock() + 900)
 
 
@@ -96,7 +95,7 @@ async def test_seller_rejects_work_and_buyer_is_refunded(
     await api.msg(buyer, txid, "work", workhash=workhash, worksecrethash=digest)
     await api.msg(seller, txid, "endpoint", workerurl="http://127.0.0.1:9/w")
     if stage == "working":
-        await api.msg(seller, txid, "received", buyersecret=secret)
+        await api.msg(seller, txid, "received", secretproof=secret)
     tx = await api.msg(seller, txid, "reject", reason="scene needs 64 GB")
     assert (tx["phase"], tx["reason"]) == ("WORK_DISPUTED", "scene needs 64 GB")
     assert await api.balances(buyer) == (FUNDS, 0)
@@ -145,11 +144,11 @@ async def test_timeout_outcomes(
     if stage in ("transmitting", "working", "unverified"):
         await api.msg(seller, txid, "endpoint", workerurl="http://127.0.0.1:9/w")
     if stage in ("working", "unverified"):
-        await api.msg(seller, txid, "received", buyersecret=secret)
+        await api.msg(seller, txid, "received", secretproof=secret)
     if stage == "unverified":
         enc = hashlib.sha256(b"r").hexdigest()
         await api.msg(seller, txid, "result", encresulthash=enc,
-                      receipt=buyer.key.sign_message(enc), resultkey=secrets.token_hex(32))
+                      receipt=api.receipt(buyer, seller, txid, enc), resultkey=sealed_key())
     api.clock.advance(wait - 2)
     api.retire()
     assert (await tx_of(api, txid))["retired"] is None

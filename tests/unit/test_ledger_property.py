@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bitwrk.errors import BitwrkError
 from bitwrk.keys import PrivateKey
+from bitwrk.protocol import receipt_document
 from service import db
 from service.config import Config, Timeouts
 from service.exchange import Exchange
@@ -125,21 +126,23 @@ class ExchangeMachine(RuleBasedStateMachine):
     def fields_for(self, tx: Any, action: str) -> dict[str, Any]:
         if action == "work":
             workhash = hashlib.sha256(str(tx["id"]).encode()).hexdigest()
-            secret = hashlib.sha256(workhash.encode()).hexdigest()
-            self.secrets[tx["id"]] = secret
-            digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
+            proof = hashlib.sha256(workhash.encode()).hexdigest()  # SHA256(the secret)
+            self.secrets[tx["id"]] = proof
+            digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
             return {"_role": "buyer", "action": "work", "workhash": workhash,
                     "worksecrethash": digest}
         if action == "endpoint":
             return {"_role": "seller", "action": "endpoint", "workerurl": "http://127.0.0.1:1/w"}
         if action in ("received", "received_bad"):
             secret = self.secrets.get(tx["id"], "00" * 32) if action == "received" else "11" * 32
-            return {"_role": "seller", "action": "received", "buyersecret": secret}
+            return {"_role": "seller", "action": "received", "secretproof": secret}
         if action == "result":
-            enc = "ab" * 32
+            enc = hashlib.sha256(str(tx["id"]).encode()).hexdigest()  # one per trade
             buyer = next(k for k in KEYS if k.address == tx["buyer"])
+            document = receipt_document(exchange=self.ex.exchange_id, txid=tx["id"],
+                                        seller=tx["seller"], encresulthash=enc)
             return {"_role": "seller", "action": "result", "encresulthash": enc,
-                    "receipt": buyer.sign_message(enc), "resultkey": "cd" * 32}
+                    "receipt": buyer.sign_message(document), "resultkey": "cd" * 64}
         if action.startswith("resolve"):
             return {"_role": "buyer", "action": "resolve", "outcome": action.split("_")[1]}
         role = "seller" if action == "reject" else "buyer"

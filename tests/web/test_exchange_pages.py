@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bitwrk.keys import PrivateKey
+from tests.conftest import receipt, sealed_key
 from tests.e2e.conftest import ServerProcess
 from tests.web.conftest import exchange_call, shot
 from tests.web.conftest import fund as fund_address
@@ -36,6 +37,10 @@ class Party:
     def say(self, txid: int, action: str, **fields: Any) -> dict[str, Any]:
         return exchange_call(self.server.url, self.key,
                              lambda c: c.send_message(txid, action, **fields))
+
+
+def exchange_id(server: ServerProcess) -> str:
+    return exchange_call(server.url, None, lambda c: c.exchange_id())
 
 
 def fund(server: ServerProcess, party: Party, amount: int) -> None:
@@ -89,16 +94,17 @@ def test_transaction_page_follows_the_phases(server: ServerProcess, page: Any) -
     phase = page.locator("#phase")
     expect(phase).to_have_text("ESTABLISHING")
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-    secret = secrets.token_hex(32)
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secret)).hexdigest()
+    proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # SHA256(buyer secret)
+    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
     enc = hashlib.sha256(secrets.token_bytes(8)).hexdigest()
     steps = [
         (buyer, "work", {"workhash": workhash, "worksecrethash": digest}, "ESTABLISHING"),
         (seller, "endpoint", {"workerurl": f"http://127.0.0.1:9/bitwrk/v1/tx/{txid}"},
          "TRANSMITTING"),
-        (seller, "received", {"buyersecret": secret}, "WORKING"),
-        (seller, "result", {"encresulthash": enc, "receipt": buyer.key.sign_message(enc),
-                            "resultkey": secrets.token_hex(32)}, "UNVERIFIED"),
+        (seller, "received", {"secretproof": proof}, "WORKING"),
+        (seller, "result", {"encresulthash": enc, "receipt": receipt(
+            buyer.key, exchange_id(server), txid, seller.address, enc),
+                            "resultkey": sealed_key()}, "UNVERIFIED"),
         (buyer, "accept", {}, "FINISHED"),
     ]
     for count, (party, action, fields, after) in enumerate(steps, 1):

@@ -32,7 +32,8 @@ def daemons(tmp_path: Path, server_factory: Callable[..., ServerProcess]
 
     def make(name: str) -> Daemon:
         daemon = Daemon(DaemonConfig(exchange.url, data_dir=tmp_path / name / "data",
-                                     cache_dir=tmp_path / name / "cache"))
+                                     cache_dir=tmp_path / name / "cache",
+                                     allow_local_sellers=True))  # sellers on loopback
         daemon.start()
         made.append(daemon)
         return daemon
