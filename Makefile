@@ -25,7 +25,7 @@ test: $(STAMP)
 
 # The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
 demo: $(STAMP)
-	$(BIN)/python demo/run.py
+	$(BIN)/python -m demo.run
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools demo __init__.py
@@ -36,7 +36,7 @@ extension: $(STAMP)
 	$(BIN)/python tools/build_extension.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

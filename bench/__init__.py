@@ -1,1 +1,1 @@
-"""Benchmarks of the project; ``python bench/run_all.py`` runs them all and prints one table."""
+"""Benchmarks of the project; ``python -m bench`` runs them all and prints one table."""

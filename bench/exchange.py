@@ -16,7 +16,7 @@ Phases:
 3. pure signature verification on CPU 0 with the server stopped: ``verify_request`` and raw
    ``verify_message`` per second, and the ratio accepted bids/s / verifications/s.
 
-``python bench/exchange.py [--quick] [--strict]``; exit status 0 unless it could not run
+``python -m bench.exchange [--quick] [--strict]``; exit status 0 unless it could not run
 (or, with --strict, a target was missed). Progress goes to stderr, the table to stdout.
 """
 
@@ -31,7 +31,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,23 +41,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make bench, bitwrk and service importable
-    sys.path.insert(0, str(ROOT))
+import aiohttp
 
-import aiohttp  # noqa: E402
-
-from bench.table import Row, percentile, print_table  # noqa: E402
-from bitwrk.client import ExchangeClient  # noqa: E402
-from bitwrk.identity import load_or_create_key  # noqa: E402
-from bitwrk.keys import PrivateKey, check_address, verify_message  # noqa: E402
-from bitwrk.protocol import (  # noqa: E402
+from bench.table import Row, percentile, print_table
+from bitwrk.client import ExchangeClient
+from bitwrk.identity import load_or_create_key
+from bitwrk.keys import PrivateKey, check_address, verify_message
+from bitwrk.protocol import (
     SIGNATURE,
     bid_fields,
     canonical_document,
     sign_request,
     verify_request,
 )
+from tools.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "exchange"
 NETWORK = "regtest"
@@ -156,13 +154,6 @@ def _child_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -11,7 +11,7 @@ per-unit overhead dominates — the worst case for a marketplace of small tiles.
 - cold unit: a fresh worker process per unit (start, ``import bpy``, open, render, exit),
   the one-process-per-tile design (``blender-facts`` §Q3: ~0.55 s per process).
 
-``python bench/render.py [--quick] [--strict]``; progress on stderr, the table on stdout.
+``python -m bench.render [--quick] [--strict]``; progress on stderr, the table on stdout.
 Needs the ``bpy`` module.
 """
 
@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make bench and bitwrk importable
-    sys.path.insert(0, str(ROOT))
+from bench.table import Row, format_value, mark, print_table
+from bitwrk.render.jobspec import JobSpec
+from bitwrk.seller.pool import WorkerPool
 
-from bench.table import Row, format_value, mark, print_table  # noqa: E402
-from bitwrk.render.jobspec import JobSpec  # noqa: E402
-from bitwrk.seller.pool import WorkerPool  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "render"
 TARGET_WARM_OVERHEAD_MS = 50.0

@@ -1,6 +1,6 @@
 """Run every benchmark of the project and print one table of figures, targets and ratios.
 
-``python bench/run_all.py [--quick] [--only NAME ...] [--strict]`` (``make bench``). Each
+``python -m bench.run_all [--quick] [--only NAME ...] [--strict]`` (``make bench``). Each
 benchmark is a module of this folder with ``collect(quick: bool) -> list[Row]``; one that
 fails to run shows as a FAIL row and the others still run. Exit status 0 unless a benchmark
 could not run (or, with --strict, a target was missed).
@@ -13,14 +13,9 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script
-    sys.path.insert(0, str(ROOT))
-
-from bench import exchange, render, swarm, transfer  # noqa: E402
-from bench.table import Row, print_table  # noqa: E402
+from bench import exchange, render, swarm, transfer
+from bench.table import Row, print_table
 
 Collect = Callable[[bool], list[Row]]
 
@@ -33,7 +28,7 @@ BENCHMARKS: dict[str, Collect] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Run all BitWrk benchmarks.")
+    p = argparse.ArgumentParser(prog="python -m bench", description="Run all BitWrk benchmarks.")
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

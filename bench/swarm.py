@@ -24,7 +24,7 @@ work on the machine stretches both wall times; the table shows how much CPU it t
 the efficiency once more with T_local as the CPU time of the local process (pinned to
 one core, its wall time can only be longer).
 
-``python bench/swarm.py [--quick] [--strict]``; progress on stderr, the table on stdout.
+``python -m bench.swarm [--quick] [--strict]``; progress on stderr, the table on stdout.
 Needs the ``bpy`` module.
 """
 
@@ -47,13 +47,11 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+
+from bench.table import Row, format_value, mark, print_table
+from tools.processes import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make bench importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.table import Row, format_value, mark, print_table  # noqa: E402
 
 NAME = "swarm"
 TARGET_EFFICIENCY = 0.9
@@ -94,64 +92,6 @@ def node_env(base: Path) -> dict[str, str]:
     return env
 
 
-class Proc:
-    """A child in its own process group, its output in a log file (or a pipe)."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
-                 pipe: bool = False) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log: IO[str] = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if pipe else self._log,
-                                     stderr=self._log if pipe else subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")
-        return ""
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.output())
-            if found:
-                return found
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited: {self.output()[-1500:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: no {pattern!r} after {timeout:.0f} s: "
-                           f"{self.output()[-1500:]}")
-
-    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> int | None:
-        """``sig`` to the group, SIGKILL after ``grace``; always reaps and closes the log."""
-        try:
-            if self.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, sig)
-                try:
-                    self.proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(10)
-            with contextlib.suppress(ProcessLookupError):  # stragglers of the group
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.returncode
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self._log.close()
-
-
 def run_py(args: list[str], env: dict[str, str], timeout: float) -> str:
     done = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, start_new_session=True)
@@ -159,14 +99,6 @@ def run_py(args: list[str], env: dict[str, str], timeout: float) -> str:
         raise RuntimeError(f"{args[:3]} failed ({done.returncode}): "
                            f"{(done.stdout + done.stderr)[-2000:]}")
     return done.stdout
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the scene and the local baseline ------------------------------------------------------

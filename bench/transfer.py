@@ -16,7 +16,7 @@ The scene is synthetic and seeded (~100 MB: random blocks like packed textures, 
 fixed-size records with sparse changes like mesh arrays, zero runs); ``bpy`` is never
 imported, so this runs anywhere. ``--quick`` shrinks everything about 5x.
 
-``python bench/transfer.py [--quick] [--strict]``: the table goes to stdout; exit 1 with
+``python -m bench.transfer [--quick] [--strict]``: the table goes to stdout; exit 1 with
 --strict when a target is missed.
 """
 
@@ -32,12 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make bench and bitwrk importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.table import Row, format_value, print_table  # noqa: E402
-from bitwrk.cas.chunking import (  # noqa: E402
+from bench.table import Row, format_value, print_table
+from bitwrk.cas.chunking import (
     AVG_SIZE,
     MAX_SIZE,
     MIN_SIZE,
@@ -45,10 +41,10 @@ from bitwrk.cas.chunking import (  # noqa: E402
     chunk_file,
     iter_chunks,
 )
-from bitwrk.cas.manifest import JobManifest  # noqa: E402
-from bitwrk.cas.sealing import seal, unseal  # noqa: E402
-from bitwrk.cas.store import ChunkStore  # noqa: E402
-from bitwrk.cas.transfer import (  # noqa: E402
+from bitwrk.cas.manifest import JobManifest
+from bitwrk.cas.sealing import seal, unseal
+from bitwrk.cas.store import ChunkStore
+from bitwrk.cas.transfer import (
     ChunkReceiver,
     SyncStats,
     decode_wanted,
@@ -56,8 +52,8 @@ from bitwrk.cas.transfer import (  # noqa: E402
     stream_chunks,
     sync_stats,
 )
-from bitwrk.daemon.peer import Channel  # noqa: E402
-from bitwrk.keys import PrivateKey  # noqa: E402
+from bitwrk.daemon.peer import Channel
+from bitwrk.keys import PrivateKey
 
 NAME = "transfer"
 MB = 1_000_000

@@ -1,4 +1,4 @@
-"""``make demo`` (``python demo/run.py``): the whole of BitWrk on one machine, in about a minute.
+"""``make demo`` (``python -m demo.run``): the whole of BitWrk on one machine, in about a minute.
 
 1. builds the demo scene with bpy (``demo/make_demo_scene.py``) into ``demo-output/scene/``;
 2. starts a local exchange (``python -m service``) on a fresh SQLite file in a work dir;
@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -38,7 +37,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
+
+from tools.processes import Proc, free_port, proc_stat
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -92,51 +93,13 @@ def rel(path: Path) -> str:
 # --- processes -----------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, str] | None:
-    """(ppid, start time) of a live, non-zombie process; None otherwise."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else (int(fields[1]), fields[19])
-
-
-def descendants(root: int) -> dict[int, str]:
-    """Every live process below ``root`` (pid -> start time), in its group or not."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, str] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            info = _stat(int(name))
-            if info is not None:
-                children.setdefault(info[0], []).append(int(name))
-                starts[int(name)] = info[1]
-    found: dict[int, str] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        if pid not in found and pid in starts:
-            found[pid] = starts[pid]
-            todo += children.get(pid, [])
-    return found
-
-
-def kill_exact(pids: dict[int, str]) -> None:
-    """SIGKILL each pid that is still the process seen (same start time)."""
-    for pid, start in pids.items():
-        info = _stat(pid)
-        if info is not None and info[1] == start:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-
-
 def stragglers(work: Path, run_id: str) -> list[int]:
     """Processes of this run still alive: the marker in their environment, or their
     working dir inside the work dir (render workers get a clean environment)."""
     found = []
     needle = f"{MARKER}={run_id}".encode()
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid() or _stat(int(name)) is None:
+        if not name.isdigit() or int(name) == os.getpid() or proc_stat(int(name)) is None:
             continue
         with contextlib.suppress(OSError):
             if needle in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
@@ -146,87 +109,6 @@ def stragglers(work: Path, run_id: str) -> list[int]:
             if Path(os.readlink(f"/proc/{name}/cwd")).is_relative_to(work):
                 found.append(int(name))
     return found
-
-
-class Proc:
-    """A child in its own session (process group), its output in a log file or a pipe."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
-                 pipe: bool = False) -> None:
-        self.name = name
-        self.log_path = log
-        self._log: IO[str] = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE if pipe else self._log,
-                                     stderr=self._log if pipe else subprocess.STDOUT,
-                                     text=True, start_new_session=True)
-        self.seen: dict[int, str] = {}
-        self.stopped = False
-        self.signalled = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")
-        return ""
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = re.search(pattern, self.output())
-            if found:
-                return found
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n"
-                                   f"{self.output()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no {pattern!r} after {timeout:.0f} s:\n"
-                                   f"{self.output()[-2000:]}")
-            time.sleep(0.1)
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the group (once), noting every process below it first."""
-        if self.stopped or self.signalled or not self.alive():
-            return
-        self.signalled = True
-        self.seen.update(descendants(self.pid))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, sig)
-
-    def stop(self, sig: int, grace: float) -> int | None:
-        """``sig`` to the group, SIGKILL after ``grace``; then everything it started."""
-        if self.stopped:
-            return self.proc.returncode
-        try:
-            if self.alive():
-                self.signal(sig)
-                try:
-                    self.proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(self.pid, signal.SIGKILL)
-                    self.proc.wait(10)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)  # the rest of its group
-            kill_exact(self.seen)  # children in sessions of their own (render workers)
-            return self.proc.returncode
-        finally:
-            self.stopped = True
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self._log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> Any:
@@ -290,7 +172,7 @@ class Demo:
               ) -> Proc:
         proc = Proc(name, [sys.executable, *argv], env, self.work / f"{name}.log", pipe)
         self.procs.append(proc)
-        self.pids[proc.pid] = (_stat(proc.pid) or (0, ""))[1]
+        self.pids[proc.pid] = (proc_stat(proc.pid) or (0, ""))[1]
         return proc
 
     def run_py(self, name: str, argv: list[str], timeout: float, who: str | None = None
@@ -587,7 +469,7 @@ def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python demo/run.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m demo.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "demo-output",
                         help="where the images go (default: demo-output/)")

@@ -118,9 +118,10 @@ def manifest_for(manifest: str, platforms: list[str], wheel_names: list[str]) ->
     for key, values in (("platforms", platforms),
                         ("wheels", [f"./wheels/{n}" for n in wheel_names])):
         pattern = re.compile(rf"^{key} = \[.*?\]\n", re.S | re.M)
-        if not pattern.search(manifest):
+        found = pattern.search(manifest)
+        if found is None:
             raise SystemExit(f"blender_manifest.toml has no top-level {key} = [...]")
-        manifest = pattern.sub(lambda _m, k=key, v=values: array(k, v), manifest, count=1)
+        manifest = manifest[:found.start()] + array(key, values) + manifest[found.end():]
     return manifest
 
 

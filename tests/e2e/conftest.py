@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,10 @@ from typing import Any
 import pytest
 
 from bitwrk.keys import PrivateKey
+from tools.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_SCALE = 0.05  # bids live 6 s, establishing 3 s, transmitting 6 s, review 45 s
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the server binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def pid_alive(pid: int) -> bool:

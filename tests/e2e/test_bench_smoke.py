@@ -17,10 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_exchange_bench_quick_runs_and_prints_table() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "exchange.py"), "--quick"],
+        [sys.executable, "-m", "bench.exchange", "--quick"],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "BitWrk benchmark results" in proc.stdout
     assert "accepted bids/s" in proc.stdout
     assert "did not run" not in proc.stdout
+
+
+def test_bench_runs_as_a_package_without_path_edits() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--only" in proc.stdout and "swarm" in proc.stdout
+    edits = [p.name for p in (ROOT / "bench").glob("*.py") if "sys.path" in p.read_text()]
+    assert not edits, f"bench scripts that edit sys.path: {edits}"

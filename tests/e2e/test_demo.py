@@ -1,4 +1,4 @@
-"""The main job end to end: ``demo/run.py`` (what ``make demo`` runs) with real processes.
+"""The main job end to end: ``python -m demo.run`` (what ``make demo`` runs) with real processes.
 
 It must exit 0, write EXR + PNG for the tiled still and for every animation frame, print
 its summary, and leave nothing behind: no process it started (render workers included),
@@ -30,7 +30,7 @@ EXR_MAGIC, PNG_MAGIC = b"\x76\x2f\x31\x01", b"\x89PNG\r\n\x1a\n"
 
 
 def demo(work: Path, out: Path) -> list[str]:
-    return [sys.executable, str(ROOT / "demo" / "run.py"), "--quick", "--work", str(work),
+    return [sys.executable, "-m", "demo.run", "--quick", "--work", str(work),
             "--out", str(out)]
 
 
@@ -86,7 +86,7 @@ def assert_nothing_left(work: Path) -> None:
 
 def test_make_demo_target_runs_the_demo_after_the_test_install() -> None:
     text = (ROOT / "Makefile").read_text()
-    assert "\ndemo: $(STAMP)\n\t$(BIN)/python demo/run.py\n" in text
+    assert "\ndemo: $(STAMP)\n\t$(BIN)/python -m demo.run\n" in text
 
 
 def test_demo_renders_still_and_animation_and_cleans_up(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,20 +98,41 @@ class FakeChain:
         return web.Response(status=503, text="busy")
 
 
-def core_app(chain: FakeChain, user: str = "rpc", password: str = "secret") -> web.Application:
-    watched: set[str] = set()
-    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-    net = NETWORKS[{"mainnet": "main", "testnet": "test"}.get(chain.network, chain.network)]
+def _rpc_result(value: Any, rid: Any) -> web.Response:
+    return web.json_response({"result": value, "error": None, "id": rid})
 
-    def error(code: int, message: str, rid: Any) -> web.Response:
-        body = {"result": None, "error": {"code": code, "message": message}, "id": rid}
-        return web.json_response(body, status=500)
 
-    def receive_entries() -> list[dict[str, Any]]:
-        entries = []
+def _rpc_error(code: int, message: str, rid: Any) -> web.Response:
+    body = {"result": None, "error": {"code": code, "message": message}, "id": rid}
+    return web.json_response(body, status=500)
+
+
+class FakeCoreWallet:
+    """The watch-only wallet RPCs of Bitcoin Core that the payments code calls."""
+
+    def __init__(self, chain: FakeChain) -> None:
+        self.chain = chain
+        self.watched: set[str] = set()
+        self.net = NETWORKS[{"mainnet": "main", "testnet": "test"}.get(chain.network,
+                                                                     chain.network)]
+        self.methods: dict[str, Callable[[list[Any], Any], web.Response]] = {
+            "getblockcount": lambda params, rid: _rpc_result(chain.tip, rid),
+            "importdescriptors": self.import_descriptors,
+            "listtransactions": self.list_transactions,
+            "gettransaction": self.get_transaction,
+        }
+
+    def call(self, method: str, params: list[Any], rid: Any) -> web.Response:
+        handler = self.methods.get(method)
+        if handler is None:
+            return _rpc_error(-32601, "Method not found", rid)
+        return handler(params, rid)
+
+    def receive_entries(self) -> list[dict[str, Any]]:
+        chain, entries = self.chain, []
         for tx in chain.txs.values():
             for vout, (address, sats) in enumerate(tx.outputs):
-                if address not in watched:
+                if address not in self.watched:
                     continue
                 height = chain.height_of(tx.txid)
                 entry = {"involvesWatchonly": True, "address": address, "category": "receive",
@@ -121,6 +143,30 @@ def core_app(chain: FakeChain, user: str = "rpc", password: str = "secret") -> w
                 entries.append(entry)
         return entries
 
+    def import_descriptors(self, params: list[Any], rid: Any) -> web.Response:
+        for req in params[0]:
+            desc = Descriptor.from_string(req["desc"].split("#")[0])
+            for i in range(req["range"][0], min(req["range"][1], 60) + 1):
+                self.watched.add(desc.derive(i).script_pubkey().address(self.net))
+        return _rpc_result([{"success": True} for _ in params[0]], rid)
+
+    def list_transactions(self, params: list[Any], rid: Any) -> web.Response:
+        count, skip = params[1], params[2]
+        entries = self.receive_entries()
+        return _rpc_result(entries[max(0, len(entries) - skip - count): len(entries) - skip],
+                           rid)
+
+    def get_transaction(self, params: list[Any], rid: Any) -> web.Response:
+        txid = params[0]
+        if txid not in self.chain.txs:
+            return _rpc_error(-5, "Invalid or non-wallet transaction id", rid)
+        return _rpc_result({"txid": txid, "confirmations": self.chain.confirmations(txid)}, rid)
+
+
+def core_app(chain: FakeChain, user: str = "rpc", password: str = "secret") -> web.Application:
+    wallet = FakeCoreWallet(chain)
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
     async def rpc(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != expected:
             return web.Response(status=401)
@@ -128,26 +174,7 @@ def core_app(chain: FakeChain, user: str = "rpc", password: str = "secret") -> w
         if failed is not None:
             return failed
         call = await request.json()
-        method, params, rid = call["method"], call.get("params", []), call.get("id")
-        if method == "getblockcount":
-            result: Any = chain.tip
-        elif method == "importdescriptors":
-            for req in params[0]:
-                desc = Descriptor.from_string(req["desc"].split("#")[0])
-                for i in range(req["range"][0], min(req["range"][1], 60) + 1):
-                    watched.add(desc.derive(i).script_pubkey().address(net))
-            result = [{"success": True} for _ in params[0]]
-        elif method == "listtransactions":
-            count, skip = params[1], params[2]
-            entries = receive_entries()
-            result = entries[max(0, len(entries) - skip - count): len(entries) - skip]
-        elif method == "gettransaction":
-            if params[0] not in chain.txs:
-                return error(-5, "Invalid or non-wallet transaction id", rid)
-            result = {"txid": params[0], "confirmations": chain.confirmations(params[0])}
-        else:
-            return error(-32601, "Method not found", rid)
-        return web.json_response({"result": result, "error": None, "id": rid})
+        return wallet.call(call["method"], call.get("params", []), call.get("id"))
 
     app = web.Application()
     app.router.add_post("/", rpc)
