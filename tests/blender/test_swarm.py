@@ -152,7 +152,7 @@ def test_a_seller_killed_mid_unit_is_replaced_and_never_paid(
                        exchange.url, "--max-price", "100", "--out", str(tmp_path / "out"),
                        "--tiles", "6", "--concurrency", "2", "--allow-local-sellers")
     victim.wait_for(r"tx \d+ started", 120)
-    os.killpg(victim.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    os.killpg(victim.proc.pid, signal.SIGKILL)
     assert proc.wait(300) == 0, buyer.output()
     assert "done: 6 units" in buyer.output()
     assert_identical(tmp_path / "out" / "Shot_0001", references, "plain")

@@ -28,8 +28,9 @@ from bitwrk.daemon.peer import Channel
 from bitwrk.errors import InvalidRequest, SealError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document
-from tests.e2e.conftest import ServerProcess, free_port
+from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_daemon_trading import ARTICLE, FakeRender, collect, fund, make_units
+from tools.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +222,7 @@ class PublicStream:
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
-            self.conn.sock.shutdown(2)  # type: ignore[union-attr]
+            self.conn.sock.shutdown(2)
         self._thread.join(10)
 
     def _read(self) -> None:
@@ -359,7 +360,7 @@ def test_result_that_does_not_open_is_disputed_before_any_timeout(
         trade.channel = LyingChannel(ch.shared, ch.exchange, ch.txid)
         return wanted
 
-    bad.seller.accept_manifest = lying_accept  # type: ignore[method-assign]
+    bad.seller.accept_manifest = lying_accept  # type: ignore[assignment]
     units = make_units(tmp_path, buyer, 1, os.urandom(20_000))
     job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
                  tmp_path / "out", concurrency=1)

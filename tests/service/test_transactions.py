@@ -27,7 +27,7 @@ async def test_happy_path_pays_seller_and_fee(api: Api, buyer: Party, seller: Pa
     assert await api.balances(seller) == (1000, 0)
     assert (await api.totals())["fees"] == 30
     full = await tx_of(api, txid)
-    trail = [(m["action"], m["pre_phase"], m["post_phase"]) for m in full["messages"]]  # type: ignore[index]
+    trail = [(m["action"], m["pre_phase"], m["post_phase"]) for m in full["messages"]]  # type: ignore[attr-defined]
     assert trail == [
         ("work", "ESTABLISHING", "ESTABLISHING"),
         ("endpoint", "ESTABLISHING", "TRANSMITTING"),
