@@ -43,6 +43,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.cli import arguments, exit_status
 from bench.table import Row, percentile, print_table
 from bitwrk.client import ExchangeClient
 from bitwrk.identity import load_or_create_key
@@ -692,9 +693,7 @@ def collect(quick: bool = False, profile: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="short run (smoke test)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p = arguments("bench.exchange", __doc__)
     p.add_argument("--profile-server", type=Path, metavar="FILE",
                    help="sample the server with py-spy during the throughput phase "
                         "(collapsed stacks to FILE; needs py-spy; sampling slows the server, "
@@ -711,9 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     table = collect(quick=args.quick, profile=args.profile_server,
                     server_module=args.server_module)
     print_table(table)
-    if args.strict and any(r.ok is False for r in table):
-        return 1
-    return 0
+    return exit_status(table, args.strict)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Needs the ``bpy`` module.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -27,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.table import Row, format_value, mark, print_table
+from bench.cli import arguments, exit_status
+from bench.table import Row, print_table
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.seller.pool import WorkerPool
 
@@ -116,21 +116,11 @@ def collect(quick: bool = False) -> list[Row]:
     ]
 
 
-def run(quick: bool = False) -> list[tuple[str, str, str]]:
-    """(metric, measured, target) rows, as the other benchmarks report them."""
-    return [(r.metric, format_value(r.value, r.unit) + ("" if r.ok is None else
-                                                        f" ({mark(r.ok)})"),
-             r.target or "-") for r in collect(quick)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments("bench.render", __doc__).parse_args(argv)
     rows = collect(quick=args.quick)
     print_table(rows)
-    return 1 if args.strict and any(r.ok is False for r in rows) else 0
+    return exit_status(rows, args.strict)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Needs the ``bpy`` module.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
@@ -48,7 +47,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.table import Row, format_value, mark, print_table
+from bench.cli import arguments, exit_status
+from bench.table import Row, print_table
 from tools.processes import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -682,23 +682,13 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
     return out
 
 
-def run(quick: bool = False) -> list[tuple[str, str, str]]:
-    """(metric, measured, target) rows, as the other benchmarks report them."""
-    return [(r.metric + (f" ({r.note})" if r.note else ""),
-             format_value(r.value, r.unit) + ("" if r.ok is None else f" ({mark(r.ok)})"),
-             r.target or "-") for r in collect(quick)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)
+    args = arguments("bench.swarm", __doc__).parse_args(argv)
     started = time.monotonic()
     table = collect(quick=args.quick)
     print_table(table, title="BitWrk swarm benchmark")
     log(f"{time.monotonic() - started:.0f} s")
-    return 1 if args.strict and any(r.ok is False for r in table) else 0
+    return exit_status(table, args.strict)
 
 
 if __name__ == "__main__":

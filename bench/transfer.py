@@ -22,7 +22,6 @@ imported, so this runs anywhere. ``--quick`` shrinks everything about 5x.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
@@ -32,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.table import Row, format_value, print_table
+from bench.cli import arguments, exit_status
+from bench.table import Row, print_table
 from bitwrk.cas.chunking import (
     AVG_SIZE,
     MAX_SIZE,
@@ -268,20 +268,11 @@ def collect(quick: bool = False) -> list[Row]:
     return out
 
 
-def run(quick: bool = False) -> list[tuple[str, str, str]]:
-    """(metric, measured, target) per row, for tables that are not bench.table's."""
-    return [(r.metric + (f" ({r.note})" if r.note else ""), format_value(r.value, r.unit),
-             r.target or "-") for r in collect(quick)]
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--quick", action="store_true", help="short run (smoke test)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = p.parse_args(argv)
+    args = arguments("bench.transfer", __doc__).parse_args(argv)
     table = collect(quick=args.quick)
     print_table(table, title="BitWrk transfer benchmark")
-    return 1 if args.strict and any(r.ok is False for r in table) else 0
+    return exit_status(table, args.strict)
 
 
 if __name__ == "__main__":
