@@ -106,11 +106,8 @@ def add(kind: str, name: str, mat: Any, **kwargs: Any) -> Any:
     return obj
 
 
-def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.context.preferences.filepaths.save_version = 0  # no .blend1 backups
-    write_texture(out / TEXTURE)
-    scene = bpy.context.scene
+def configure(scene: Any, width: int, height: int, samples: int, frames: int) -> None:
+    """Resolution, frame range, Cycles and colour management."""
     scene.name = SCENE
     scene.view_layers[0].name = "ViewLayer"
     r = scene.render
@@ -130,7 +127,9 @@ def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path
     scene.view_settings.view_transform = "AgX"
     scene.view_settings.look = "AgX - Medium High Contrast"
 
-    last = frames
+
+def add_objects(out: Path, last: int) -> None:
+    """The floor, the pedestal and four objects, each moving from frame 1 to ``last``."""
     floor = add("plane", "Floor", textured("Tiles", out / TEXTURE, 3.0), size=14)
     floor.location.z = 0.0
 
@@ -172,6 +171,9 @@ def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path
     keyframes(cube, "rotation_euler", [(1, (0, 0, math.radians(10))),
                                        (last, (0, 0, math.radians(80)))])
 
+
+def add_lights(scene: Any) -> None:
+    """A warm area light, a cool sun and a sky-blue world."""
     bpy.ops.object.light_add(type="AREA", location=(-2.5, -2.5, 4.0),
                              rotation=(math.radians(45), 0, math.radians(-45)))
     key = bpy.context.object.data
@@ -186,6 +188,9 @@ def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path
     background.inputs["Strength"].default_value = 0.6
     scene.world = world
 
+
+def add_camera(scene: Any, last: int) -> None:
+    """A 35 mm camera that moves in slightly over the frames."""
     bpy.ops.object.camera_add(location=(0.0, -7.5, 3.4),
                               rotation=(math.radians(68), 0, 0))
     camera = bpy.context.object
@@ -193,11 +198,21 @@ def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path
     keyframes(camera, "location", [(1, (0.2, -7.5, 3.4)), (last, (-0.2, -6.6, 3.0))])
     scene.camera = camera
 
+
+def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.filepaths.save_version = 0  # no .blend1 backups
+    write_texture(out / TEXTURE)
+    scene = bpy.context.scene
+    configure(scene, width, height, samples, frames)
+    add_objects(out, frames)
+    add_lights(scene)
+    add_camera(scene, frames)
     blend = out / "demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend), relative_remap=True)
     # The still: a bigger frame from the middle of the motion, to be cut into tiles.
-    r.resolution_x, r.resolution_y = width * 3 // 2, height * 3 // 2
-    scene.frame_current = min(4, last)
+    scene.render.resolution_x, scene.render.resolution_y = width * 3 // 2, height * 3 // 2
+    scene.frame_current = min(4, frames)
     still = out / "demo_still.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(still), relative_remap=True)
     return blend
