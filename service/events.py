@@ -1,17 +1,30 @@
-"""Events: what the exchange tells participants after a commit, and the in-memory fan-out.
+"""Events: what the exchange tells participants after a commit, and the fan-out to streams.
 
-Subscribers get a bounded queue; one that falls too far behind is dropped (its stream ends
-and the daemon reconnects and re-reads state) instead of growing memory without limit.
+Fan-out must not slow bid handling however many subscribers listen (issue 11: 2,000 idle
+public subscribers made a bid 50× slower when every event was queued to every subscriber
+on the request's turn of the loop). So ``publish`` only encodes each event once and appends
+it to its stream's pending bytes — constant work per event. One background task sends the
+pending bytes every ``stream_flush`` seconds: one ``write`` per subscriber per flush, in
+small slices that yield to the loop between them, so a bid never waits behind a whole
+round. A subscriber whose socket will not take the bytes (write buffer over
+``MAX_BUFFERED``) is dropped; its client reconnects and re-reads state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-QUEUE_LIMIT = 10_000
+from .config import Limits
+from .errors import TooManyStreams
+
+MAX_BUFFERED = 256 * 1024  # bytes a subscriber may have unsent before it is dropped
+SLICE = 64  # subscribers written per turn of the loop
 
 
 @dataclass(frozen=True)
@@ -25,50 +38,106 @@ class Event:
 @dataclass(eq=False)
 class Subscription:
     address: str | None  # None: the public market stream
-    queue: asyncio.Queue[tuple[int, Event] | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
+    write: Callable[[bytes], None]  # frames and sends bytes without waiting
+    buffered: Callable[[], int]  # bytes written but not yet sent
+    closing: Callable[[], bool]  # the connection is gone
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False  # set once the response's headers and hello are out
+
+
+def frame(event_id: int, event: Event) -> bytes:
+    data = json.dumps(event.data, default=str)
+    return f"id: {event_id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+
+KEEPALIVE = b": keepalive\n\n"
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None, keepalive: float = 15.0) -> None:
+        self.limits = limits or Limits()
+        self.keepalive = keepalive
         self._by_address: dict[str | None, set[Subscription]] = {}
+        self._count = 0
+        self._pending: dict[str | None, list[bytes]] = {}
+        self._wake = asyncio.Event()
         self._ids = itertools.count(1)
 
-    def subscribe(self, address: str | None) -> Subscription:
-        sub = Subscription(address)
-        self._by_address.setdefault(address, set()).add(sub)
-        return sub
+    def subscribe(self, sub: Subscription) -> None:
+        """Register ``sub``; TooManyStreams at the total or the per-address cap."""
+        if self._count >= self.limits.max_streams:
+            raise TooManyStreams("too many event streams; try again later",
+                                 limit=self.limits.max_streams)
+        subs = self._by_address.setdefault(sub.address, set())
+        if sub.address is not None and len(subs) >= self.limits.max_streams_per_address:
+            raise TooManyStreams("too many event streams for this address",
+                                 limit=self.limits.max_streams_per_address)
+        subs.add(sub)
+        self._count += 1
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._by_address.get(sub.address)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
+            self._count -= 1
             if not subs:
                 del self._by_address[sub.address]
+        sub.done.set()
+
+    @property
+    def subscribers(self) -> int:
+        return self._count
 
     def publish(self, events: list[Event]) -> None:
+        """Queue ``events`` for their streams: O(1) per event and target, no I/O here."""
         for event in events:
-            event_id = next(self._ids)
             targets: set[str | None] = set(event.to)
             if event.public:
                 targets.add(None)
+            targets.intersection_update(self._by_address)
+            if not targets:
+                next(self._ids)
+                continue
+            data = frame(next(self._ids), event)
             for target in targets:
-                for sub in list(self._by_address.get(target, ())):
-                    self._deliver(sub, (event_id, event))
+                self._pending.setdefault(target, []).append(data)
+            self._wake.set()
 
-    def _deliver(self, sub: Subscription, item: tuple[int, Event]) -> None:
-        try:
-            sub.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.unsubscribe(sub)
-            sub.queue.get_nowait()  # make room for the end-of-stream marker
-            sub.queue.put_nowait(None)
+    async def run(self) -> None:
+        """Send pending events (and keepalives) to the subscribers until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_keepalive = loop.time() + self.keepalive
+        while True:
+            timeout = max(0.0, next_keepalive - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._wake.is_set():
+                await asyncio.sleep(self.limits.stream_flush)  # let a batch gather
+                self._wake.clear()
+                pending, self._pending = self._pending, {}
+                for target, frames in pending.items():
+                    await self._send(list(self._by_address.get(target, ())), b"".join(frames))
+            if loop.time() >= next_keepalive:
+                everyone = [s for subs in self._by_address.values() for s in subs]
+                await self._send(everyone, KEEPALIVE)
+                next_keepalive = loop.time() + self.keepalive
+
+    async def _send(self, subs: list[Subscription], data: bytes) -> None:
+        for start in range(0, len(subs), SLICE):
+            for sub in subs[start:start + SLICE]:
+                if sub.done.is_set() or not sub.ready:
+                    continue
+                if sub.closing() or sub.buffered() > MAX_BUFFERED:
+                    self.unsubscribe(sub)  # gone, or too slow to keep up: it reconnects
+                    continue
+                try:
+                    sub.write(data)
+                except (ConnectionError, RuntimeError):
+                    self.unsubscribe(sub)
+            if start + SLICE < len(subs):
+                await asyncio.sleep(0)
 
     def close(self) -> None:
         for subs in list(self._by_address.values()):
             for sub in list(subs):
                 self.unsubscribe(sub)
-                if sub.queue.full():
-                    sub.queue.get_nowait()
-                sub.queue.put_nowait(None)

@@ -28,6 +28,18 @@ def crosses(incoming: BookEntry, resting: BookEntry) -> bool:
     return incoming.price <= resting.price
 
 
+def trade_terms(buy: BookEntry, sell: BookEntry) -> tuple[int, int]:
+    """(price, fee) of a crossing: the seller's ask, whichever bid rested (issue 10 item 6),
+    and the buyer's fee fixed at its bid's entry, scaled to the ask and rounded up. Both
+    never exceed what the buy bid blocked, so a changed ``--fee-bps`` cannot break a
+    match with an older bid; the buyer's surplus is released at once."""
+    price = sell.price
+    if buy.price == 0:
+        return price, 0
+    fee = min(buy.fee, -(-buy.fee * price // buy.price))
+    return price, fee
+
+
 class OrderBook:
     """Both sides of one article's book. Removal is lazy: dead ids are skipped on peek."""
 

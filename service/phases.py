@@ -92,7 +92,7 @@ def required_fields(action: str) -> tuple[str, ...]:
 
 def _hex64(fields: dict[str, Any], name: str) -> str:
     value = fields[name]
-    if not isinstance(value, str) or not _HEX64.match(value):
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise InvalidRequest(f"{name} must be 64 lowercase hex digits", field=name)
     return value
 
@@ -136,7 +136,7 @@ def _endpoint(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
     if tx.workerurl is not None:
         raise WrongPhase("the seller already sent its endpoint")
     url = _text(f, "workerurl", 256)
-    if not _URL.match(url):
+    if not _URL.fullmatch(url):
         raise InvalidRequest("workerurl must be an http(s) URL", field="workerurl")
     return _establishing(tx.workhash is not None, {"workerurl": url}, now, t)
 

@@ -30,8 +30,8 @@ async def read_events(resp: Any, count: int, timeout: float = 2.0) -> list[tuple
 
 
 async def test_both_parties_hear_the_match(api: Api, buyer: Party, seller: Party) -> None:
-    b = await api.client.get("/api/v1/events", params={"address": buyer.address})
-    s = await api.client.get("/api/v1/events", params={"address": seller.address})
+    b = await api.stream(buyer)
+    s = await api.stream(seller)
     assert b.headers["Content-Type"].startswith("text/event-stream")
     assert (await read_events(b, 1))[0][0] == "hello"
     assert (await read_events(s, 1))[0][0] == "hello"
