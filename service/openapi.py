@@ -19,9 +19,15 @@ _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}
 _ADDRESS = {"name": "address", "in": "path", "required": True,
             "schema": {"type": "string", "pattern": _ADDRESS_PATTERN}}
-_ARTICLE = {"name": "article", "in": "path", "required": True, "schema": {
-    "type": "string",
-    "pattern": "^net\\.bitwrk/blender/[1-9][0-9]?\\.[0-9]{1,2}/(512M|2G|8G|32G)(~trusted)?$"}}
+_ARTICLE_PATTERN = "^net\\.bitwrk/blender/[1-9][0-9]?\\.[0-9]{1,2}/(512M|2G|8G|32G)(~trusted)?$"
+_ARTICLE = {"name": "article", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": _ARTICLE_PATTERN}}
+_NEW_UID = {"type": "string", "pattern": "^[A-Za-z0-9-]{8,64}$"}
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_ADDR = {"type": "string", "pattern": _ADDRESS_PATTERN}
+_ARTICLE_ID = {"type": "string", "pattern": _ARTICLE_PATTERN}
+_PRICE = {"type": "integer", "minimum": 0, "maximum": 10**12,
+          "description": "satoshi, at most the exchange's max_price (/api/v1/info)"}
 _UID = {"name": "uid", "in": "path", "required": True,
         "schema": {"type": "string",
                    "pattern": "^([A-Za-z0-9-]{8,64}|btc:[0-9a-f]{64}:[0-9]{1,10})$"}}
@@ -80,10 +86,15 @@ _LIST = {"type": "array", "items": _ANY_OBJECT}
 
 
 def _signed(action: str | list[str], **fields: dict[str, Any]) -> dict[str, Any]:
+    """A signed request body: exactly the envelope and these fields (all required for a
+    single action; a transaction message needs its action's, see DESIGN §4)."""
     actions = [action] if isinstance(action, str) else action
     props = {"action": {"type": "string", "enum": actions}, **_ENVELOPE, **fields}
     required = ["action", "exchange", "address", "nonce", "signature"]
-    schema = {"type": "object", "properties": props, "required": required}
+    if isinstance(action, str):
+        required += list(fields)
+    schema = {"type": "object", "properties": props, "required": required,
+              "additionalProperties": False}
     return {"required": True, "content": _json(schema),
             "description": "signed document: fields sorted by key, key=quote(value) joined by &"}
 
@@ -112,8 +123,10 @@ _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TX_MESSAGE = _signed(
     ["work", "endpoint", "received", "result", "accept", "dispute", "reject", "cancel",
      "resolve"],
-    txid=_INT64, revision=_INT64, workhash=_STR, worksecrethash=_STR, workerurl=_STR,
-    buyersecret=_STR, encresulthash=_STR, receipt=_STR, resultkey=_STR, reason=_STR,
+    txid=_INT64, revision=_INT64, workhash=_HEX64, worksecrethash=_HEX64,
+    workerurl={"type": "string", "maxLength": 256}, buyersecret=_HEX64, encresulthash=_HEX64,
+    receipt={"type": "string", "maxLength": 100}, resultkey=_HEX64,
+    reason={"type": "string", "maxLength": 500},
     outcome={"type": "string", "enum": ["seller", "buyer"]},
 )
 _INFO = _object(["exchange", "network", "fee_bps", "time", "articles", "totals", "limits"],
@@ -129,7 +142,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/info": {"get": _op("exchange id, network, fee, articles, totals, limits", _INFO)},
     "/api/v1/openapi.json": {"get": _op("this document", _ANY_OBJECT)},
     "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _signed(
-        "bid", type={"type": "string", "enum": ["buy", "sell"]}, article=_STR, price=_INT64))},
+        "bid", type={"type": "string", "enum": ["buy", "sell"]}, article=_ARTICLE_ID,
+        price=_PRICE))},
     "/api/v1/bids/{id}": {"get": _op("one bid", _BID, None, _ID)},
     "/api/v1/bids/{id}/cancel": {"post": _op("cancel a placed bid", _BID, _signed(
         "cancel_bid", bid=_INT64), _ID)},
@@ -155,13 +169,17 @@ PATHS: dict[str, dict[str, Any]] = {
         _op("book depth, last trades, OHLC", _MARKET, None, _ARTICLE),
         interval={"type": "integer", "enum": [60, 300, 3600, 86400]}, limit=_LIMIT)},
     "/api/v1/relations": {"post": _op("A trusts/worksfor B", _ANY_OBJECT, _signed(
-        "relation", target=_STR, type={"type": "string", "enum": ["trusts", "worksfor"]},
+        "relation", target=_ADDR, type={"type": "string", "enum": ["trusts", "worksfor"]},
         enabled={"type": "integer", "enum": [0, 1]}))},
     "/api/v1/relations/{address}": {"get": _op("relations by source", _LIST, None, _ADDRESS)},
     "/api/v1/deposits": {"post": _op("operator-signed credit (idempotent by uid)", _ANY_OBJECT,
-                                     _signed("deposit", uid=_STR, account=_STR, amount=_INT64,
+                                     _signed("deposit", uid=_NEW_UID, account=_ADDR,
+                                             amount={"type": "integer", "minimum": 1,
+                                                     "maximum": 21 * 10**14},
                                              kind={"type": "string",
-                                                   "enum": ["play", "bitcoin"]}, ref=_STR))},
+                                                   "enum": ["play", "bitcoin"]},
+                                             ref={"type": "string",
+                                                  "pattern": "^[A-Za-z0-9._:-]{0,64}$"}))},
     "/api/v1/deposits/{uid}": {"get": _op("one deposit", _ANY_OBJECT, None, _UID)},
     "/api/v1/deposit-addresses": {"post": _op(
         "the account's unused BIP84 deposit address, or a new one (rate-limited)",
@@ -193,6 +211,44 @@ PATHS: dict[str, dict[str, Any]] = {
                for code in ("400", "403", "429")}}},
         address={"type": "string", "pattern": _ADDRESS_PATTERN}, token=_STR)},
 }
+
+
+def _link(path: str, method: str, _: str, parameters: dict[str, str] | None = None,
+          body: dict[str, str] | None = None) -> dict[str, Any]:
+    """An OpenAPI link: how a response's fields feed another operation (stateful tests)."""
+    link: dict[str, Any] = {"operationRef": f"#/paths/{path.replace('/', '~1')}/{method}"}
+    if parameters:
+        link["parameters"] = parameters
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+def _add_links() -> None:
+    bid = {"path.id": "$response.body#/id"}
+    PATHS["/api/v1/bids"]["post"]["responses"]["200"]["links"] = {
+        "GetBid": _link("/api/v1/bids/{id}", "get", "", bid),
+        "CancelBid": _link("/api/v1/bids/{id}/cancel", "post", "", bid,
+                           {"action": "cancel_bid", "bid": "$response.body#/id"}),
+        "Bidder": _link("/api/v1/accounts/{address}/bids", "get", "",
+                        {"path.address": "$response.body#/address"}),
+    }
+    tx = {"path.id": "$response.body#/id"}
+    PATHS["/api/v1/transactions/{id}"]["get"]["responses"]["200"]["links"] = {
+        "Messages": _link("/api/v1/transactions/{id}/messages", "post", "", tx,
+                          {"txid": "$response.body#/id",
+                           "revision": "$response.body#/revision"}),
+        "Movements": _link("/api/v1/transactions/{id}/movements", "get", "", tx),
+    }
+    PATHS["/api/v1/events/token"]["post"]["responses"]["200"]["links"] = {
+        "Account": _link("/api/v1/accounts/{address}", "get", "",
+                         {"path.address": "$response.body#/address"}),
+        "Ledger": _link("/api/v1/accounts/{address}/ledger", "get", "",
+                        {"path.address": "$response.body#/address"}),
+    }
+
+
+_add_links()
 
 
 def openapi_document() -> dict[str, Any]:
