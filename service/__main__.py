@@ -21,7 +21,7 @@ from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
 from .config import Config, Limits, PaymentConfig, Timeouts, default_data_dir
-from .limits import ConnectionGuard, quiet_logs, raise_fd_limit
+from .limits import BACKLOG, ConnectionGuard, quiet_logs, raise_fd_limit
 
 DEFAULT_PORT = 8480
 
@@ -138,7 +138,7 @@ async def _run(config: Config, host: str, port: int) -> None:
     await runner.setup()
     assert runner.server is not None
     ConnectionGuard(config.limits, raise_fd_limit()).install(runner.server)
-    await web.TCPSite(runner, host, port, backlog=1024).start()
+    await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -27,7 +27,10 @@ from aiohttp import web
 from .config import Limits
 
 log = logging.getLogger("bitwrk.exchange")
-FD_RESERVE = 64  # descriptors kept for the store, the WAL, logs and outgoing sockets
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+BACKLOG = 128  # asyncio accepts up to this many at once, before any can be refused
+# Descriptors kept for the store, the WAL, logs and outgoing sockets, plus one accept burst.
+FD_RESERVE = 64 + BACKLOG
 
 
 def raise_fd_limit() -> int:
@@ -79,7 +82,10 @@ class ConnectionGuard:
             self.refused += 1
             log.warning("connection from %s refused: %d open (%d from it)", ip, self.total,
                         self.per_ip[ip])
-            transport.abort()  # frees the descriptor now; connection_lost follows
+            # Next turn of the loop, once aiohttp has set the connection up (aborting inside
+            # connection_made leaves its handler task without a manager); frees the
+            # descriptor at once, connection_lost follows.
+            asyncio.get_running_loop().call_soon(transport.abort)
 
     def closed(self, key: int) -> None:
         ip = self._ip_of.pop(key, None)
@@ -101,7 +107,9 @@ class RateLimitFilter(logging.Filter):
         self._clock = time.monotonic
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg)[:200])
+        # The first line without digits: task names, ports and counts vary per record.
+        first = str(record.msg).split("\n", 1)[0][:120]
+        key = (record.name, first.translate(_NO_DIGITS))
         now = self._clock()
         seen = self._seen.get(key)
         if seen is None or now - seen[0] >= self.window:
