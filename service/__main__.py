@@ -21,7 +21,7 @@ from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
 from .config import Config, Limits, PaymentConfig, Timeouts, default_data_dir
-from .limits import BACKLOG, ConnectionGuard, quiet_logs, raise_fd_limit
+from .limits import BACKLOG, ConnectionGuard, quiet_accept_errors, quiet_logs, raise_fd_limit
 
 DEFAULT_PORT = 8480
 
@@ -133,6 +133,7 @@ def serve(argv: list[str]) -> int:
 async def _run(config: Config, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM, with the connection caps and read timeouts of
     ``config.limits`` (service/limits.py)."""
+    quiet_accept_errors(asyncio.get_running_loop())
     runner = web.AppRunner(create_app(config), shutdown_timeout=2.0,
                            keepalive_timeout=config.limits.header_timeout, access_log=None)
     await runner.setup()

@@ -97,6 +97,20 @@ class ConnectionGuard:
             del self.per_ip[ip]
 
 
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """A burst of connects can still reach the descriptor limit before the guard refuses
+    them; asyncio then pauses accepting for a second and recovers by itself. Log that as
+    one line (rate-limited like every message), not a traceback per attempt."""
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            log.warning("accept paused: %s", exc.strerror or exc)
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
 class RateLimitFilter(logging.Filter):
     """At most ``burst`` records per distinct (logger, message template) per ``window``."""
 
