@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
-from bench import exchange, render, swarm, transfer  # noqa: E402
+from bench import exchange, exchange_load, render, swarm, transfer  # noqa: E402
 from bench.table import Row, print_table  # noqa: E402
 
 Collect = Callable[[bool], list[Row]]
 
 BENCHMARKS: dict[str, Collect] = {
     exchange.NAME: lambda quick: exchange.collect(quick=quick),
+    exchange_load.NAME: lambda quick: exchange_load.collect(quick=quick),
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),

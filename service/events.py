@@ -3,17 +3,18 @@
 Fan-out must not slow bid handling however many subscribers listen (issue 11: 2,000 idle
 public subscribers made a bid 50× slower when every event was queued to every subscriber
 on the request's turn of the loop). So ``publish`` only encodes each event once and appends
-it to its stream's pending bytes — constant work per event. One background task sends the
-pending bytes every ``stream_flush`` seconds: one ``write`` per subscriber per flush, in
-small slices that yield to the loop between them, so a bid never waits behind a whole
-round. A subscriber whose socket will not take the bytes (write buffer over
-``MAX_BUFFERED``) is dropped; its client reconnects and re-reads state.
+it to its stream's pending bytes — constant work per event and stream. Background pumps
+send the pending bytes with one ``write`` per subscriber per flush: private streams (a few
+subscribers each, and daemons wait on them) after ``PRIVATE_FLUSH``, the public stream
+(possibly thousands of subscribers) every ``limits.stream_flush`` seconds, in slices that
+yield to the loop between them, so a bid never waits behind a whole round. A subscriber
+whose socket will not take the bytes (write buffer over ``MAX_BUFFERED``) is dropped; its
+client reconnects and re-reads state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .errors import TooManyStreams
 
 MAX_BUFFERED = 256 * 1024  # bytes a subscriber may have unsent before it is dropped
 SLICE = 64  # subscribers written per turn of the loop
+PRIVATE_FLUSH = 0.002  # seconds: gathers one request's events, keeps match -> event fast
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ class EventBus:
         self.keepalive = keepalive
         self._by_address: dict[str | None, set[Subscription]] = {}
         self._count = 0
-        self._pending: dict[str | None, list[bytes]] = {}
-        self._wake = asyncio.Event()
+        self._pending: dict[str | None, list[bytes]] = {}  # None: the public stream
+        self._wake = {True: asyncio.Event(), False: asyncio.Event()}  # by "is public"
         self._ids = itertools.count(1)
 
     def subscribe(self, sub: Subscription) -> None:
@@ -101,26 +103,36 @@ class EventBus:
             data = frame(next(self._ids), event)
             for target in targets:
                 self._pending.setdefault(target, []).append(data)
-            self._wake.set()
+                self._wake[target is None].set()
 
     async def run(self) -> None:
-        """Send pending events (and keepalives) to the subscribers until cancelled."""
-        loop = asyncio.get_running_loop()
-        next_keepalive = loop.time() + self.keepalive
+        """Send pending events and keepalives to the subscribers until cancelled."""
+        await asyncio.gather(self._pump(public=False), self._pump(public=True),
+                             self._keepalives())
+
+    async def _pump(self, public: bool) -> None:
+        wake = self._wake[public]
+        delay = self.limits.stream_flush if public else PRIVATE_FLUSH
         while True:
-            timeout = max(0.0, next_keepalive - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            if self._wake.is_set():
-                await asyncio.sleep(self.limits.stream_flush)  # let a batch gather
-                self._wake.clear()
-                pending, self._pending = self._pending, {}
-                for target, frames in pending.items():
-                    await self._send(list(self._by_address.get(target, ())), b"".join(frames))
-            if loop.time() >= next_keepalive:
-                everyone = [s for subs in self._by_address.values() for s in subs]
-                await self._send(everyone, KEEPALIVE)
-                next_keepalive = loop.time() + self.keepalive
+            await wake.wait()
+            await asyncio.sleep(delay)  # let a batch gather
+            wake.clear()
+            batches: dict[str | None, list[bytes]]
+            if public:
+                frames = self._pending.pop(None, [])
+                batches = {None: frames} if frames else {}
+            else:
+                batches = {t: f for t, f in self._pending.items() if t is not None}
+                for target in batches:
+                    del self._pending[target]
+            for target, items in batches.items():
+                await self._send(list(self._by_address.get(target, ())), b"".join(items))
+
+    async def _keepalives(self) -> None:
+        while True:
+            await asyncio.sleep(self.keepalive)
+            everyone = [s for subs in self._by_address.values() for s in subs]
+            await self._send(everyone, KEEPALIVE)
 
     async def _send(self, subs: list[Subscription], data: bytes) -> None:
         for start in range(0, len(subs), SLICE):
