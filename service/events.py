@@ -97,13 +97,20 @@ class EventBus:
             if event.public:
                 targets.add(None)
             targets.intersection_update(self._by_address)
-            if not targets:
-                next(self._ids)
-                continue
-            data = frame(next(self._ids), event)
-            for target in targets:
-                self._pending.setdefault(target, []).append(data)
-                self._wake[target is None].set()
+            event_id = next(self._ids)
+            if event.kind == "account" and None in self._by_address and not event.public:
+                # The public stream hears that an account changed, not its balances (the
+                # account page refreshes from the public GETs; private streams need a token).
+                notice = Event("account", {"address": event.data.get("address")})
+                self._queue(None, frame(event_id, notice))
+            if targets:
+                data = frame(event_id, event)
+                for target in targets:
+                    self._queue(target, data)
+
+    def _queue(self, target: str | None, data: bytes) -> None:
+        self._pending.setdefault(target, []).append(data)
+        self._wake[target is None].set()
 
     async def run(self) -> None:
         """Send pending events and keepalives to the subscribers until cancelled."""

@@ -58,7 +58,10 @@ async def test_market_stream_and_snapshot(api: Api, buyer: Party, seller: Party)
     await api.bid(seller, "sell", 950)
     await api.bid(buyer, "buy", 1000)
     await api.bid(buyer, "buy", 10)
-    events = await read_events(stream, 5)
+    heard = await read_events(stream, 7)
+    notices = [data for kind, data in heard if kind == "account"]
+    assert notices == [{"address": buyer.address}] * 2  # who changed, never balances
+    events = [(k, d) for k, d in heard if k != "account"]
     assert [k for k, _ in events] == ["book", "book", "trade", "book", "book"]
     assert events[2][1]["price"] == 900
     market = await api.get(f"/api/v1/market/{ARTICLE}", interval=60)
