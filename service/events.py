@@ -25,8 +25,12 @@ from .config import Limits
 from .errors import TooManyStreams
 
 MAX_BUFFERED = 256 * 1024  # bytes a subscriber may have unsent before it is dropped
-SLICE = 64  # subscribers written per turn of the loop
+SLICE = 32  # subscribers written per turn of the loop (about half a millisecond)
 PRIVATE_FLUSH = 0.002  # seconds: gathers one request's events, keeps match -> event fast
+# Public flushes are spaced so that the writes they cost stay near this many per second
+# whatever the number of subscribers (each write is a syscall, and on loopback the kernel
+# charges the receiver's side to the sender too): 2,000 subscribers hear every 0.5 s.
+PUBLIC_WRITES_PER_S = 4000
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,9 @@ class EventBus:
 
     async def _pump(self, public: bool) -> None:
         wake = self._wake[public]
-        delay = self.limits.stream_flush if public else PRIVATE_FLUSH
         while True:
             await wake.wait()
-            await asyncio.sleep(delay)  # let a batch gather
+            await asyncio.sleep(self._flush_delay(public))  # let a batch gather
             wake.clear()
             batches: dict[str | None, list[bytes]]
             if public:
@@ -134,6 +137,12 @@ class EventBus:
                     del self._pending[target]
             for target, items in batches.items():
                 await self._send(list(self._by_address.get(target, ())), b"".join(items))
+
+    def _flush_delay(self, public: bool) -> float:
+        if not public:
+            return PRIVATE_FLUSH
+        listeners = len(self._by_address.get(None, ()))
+        return max(self.limits.stream_flush, listeners / PUBLIC_WRITES_PER_S)
 
     async def _keepalives(self) -> None:
         while True:
