@@ -189,3 +189,21 @@ async def test_junk_posts_do_not_grow_memory(make_server: Callable[..., ServerPr
         grown = _rss_kib(server.pid) - before
     assert grown < 30 * 1024, f"RSS grew by {grown} KiB"
     assert server.running
+
+
+async def test_a_half_sent_body_is_answered_408(make_server: Callable[..., ServerProcess]
+                                                ) -> None:
+    server = make_server("--body-timeout", "1")
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(b"POST /api/v1/bids HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 1000\r\n\r\n{\"action\": ")
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert time.monotonic() - started < 20
+    finally:
+        writer.close()
+    status, _ = await _get(server.url + "/api/v1/info")
+    assert status == 200
