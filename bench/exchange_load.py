@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ from bench.exchange import (  # noqa: E402
     make_participants,
     open_loop,
     pin_self,
+    pinned,
 )
 from bench.table import Row, percentile, print_table  # noqa: E402
 from bitwrk.identity import load_or_create_key  # noqa: E402
@@ -69,6 +71,13 @@ class Settings:
 DEFAULT = Settings()
 QUICK = Settings(subscribers=200, latency_seconds=2.0, movements=50_000,
                  throughput_bids=10)
+
+
+def _raise_fd_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def log(message: str) -> None:
@@ -113,6 +122,28 @@ async def _subscriber(url: str, ready: asyncio.Event) -> None:
         writer.close()
 
 
+async def _start_subscribers(url: str, count: int) -> asyncio.subprocess.Process:
+    """A separate process holds the subscribers, so their reading never delays the bid
+    sender's event loop (that would count against the server's latency)."""
+    cmd = pinned([sys.executable, __file__, "--subscribers-worker", url, str(count)],
+                 CLIENT_CPU)  # off the server's CPU
+    worker = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                  cwd=ROOT)
+    assert worker.stdout is not None
+    line = await asyncio.wait_for(worker.stdout.readline(), 180)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"subscriber process failed: {line!r}")
+    return worker
+
+
+async def _hold_subscribers(url: str, count: int) -> None:
+    readies = [asyncio.Event() for _ in range(count)]
+    tasks = [asyncio.create_task(_subscriber(url, r)) for r in readies]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+    print("ready", flush=True)
+    await asyncio.gather(*tasks)
+
+
 async def _latency_p99(server: Server, session: aiohttp.ClientSession, s: Settings,
                        exchange: str, rng: random.Random, cpu_ms: dict[int, float]
                        ) -> float | None:
@@ -139,18 +170,16 @@ async def _subscribers_phase(server: Server, s: Settings, out: dict[str, float])
         log(f"latency at {s.rate:.0f} bids/s without subscribers ...")
         cpu_ms: dict[int, float] = {}
         base = await _latency_p99(server, session, s, info["exchange"], rng, cpu_ms)
-        log(f"connecting {s.subscribers} idle public subscribers ...")
-        readies = [asyncio.Event() for _ in range(s.subscribers)]
-        tasks = [asyncio.create_task(_subscriber(server.url, r)) for r in readies]
+        log(f"connecting {s.subscribers} idle public subscribers (another process) ...")
+        worker = await _start_subscribers(server.url, s.subscribers)
         try:
-            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
             log(f"latency at {s.rate:.0f} bids/s with {s.subscribers} subscribers ...")
             loaded = await _latency_p99(server, session, s, info["exchange"], rng, cpu_ms)
-            alive = sum(not t.done() for t in tasks)
+            alive = s.subscribers if worker.returncode is None else 0
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if worker.returncode is None:
+                worker.terminate()
+            await worker.wait()
     if base is not None and loaded is not None:
         out.update(p99_base=base * 1000, p99_loaded=loaded * 1000, alive=alive)
     out.update({f"cpu_ms_{i}": v for i, v in cpu_ms.items()})
@@ -258,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="short run (smoke test)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--subscribers-worker", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.subscribers_worker:
+        _raise_fd_limit()
+        asyncio.run(_hold_subscribers(args.subscribers_worker[0],
+                                      int(args.subscribers_worker[1])))
+        return 0
     table = collect(quick=args.quick)
     print_table(table)
     return 1 if args.strict and any(r.ok is False for r in table) else 0

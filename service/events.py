@@ -29,8 +29,8 @@ SLICE = 32  # subscribers written per turn of the loop (about half a millisecond
 PRIVATE_FLUSH = 0.002  # seconds: gathers one request's events, keeps match -> event fast
 # Public flushes are spaced so that the writes they cost stay near this many per second
 # whatever the number of subscribers (each write is a syscall, and on loopback the kernel
-# charges the receiver's side to the sender too): 2,000 subscribers hear every 0.5 s.
-PUBLIC_WRITES_PER_S = 4000
+# charges the receiver's side to the sender too): 2,000 subscribers hear every second.
+PUBLIC_WRITES_PER_S = 2000
 
 
 @dataclass(frozen=True)
