@@ -147,7 +147,7 @@ async def _hold_subscribers(url: str, count: int) -> None:
 async def _latency_p99(server: Server, session: aiohttp.ClientSession, s: Settings,
                        exchange: str, rng: random.Random, cpu_ms: dict[int, float]
                        ) -> float | None:
-    """The open-loop run's p99 (s); the server's CPU ms per accepted bid into ``cpu_ms``."""
+    """The open-loop run's p99 (s); the server's CPU µs per accepted bid into ``cpu_ms``."""
     total = round(s.rate * s.latency_seconds)
     people = make_participants(s.participants, -(-total // s.participants), LATENCY_ARTICLES,
                                exchange, rng)
@@ -157,7 +157,7 @@ async def _latency_p99(server: Server, session: aiohttp.ClientSession, s: Settin
     tally, _ = await open_loop(session, server.url, people, s.rate)
     cpu1 = cpu_seconds(server.pid)
     if cpu0 is not None and cpu1 is not None and tally.accepted:
-        cpu_ms[len(cpu_ms)] = (cpu1 - cpu0) * 1000 / tally.accepted
+        cpu_ms[len(cpu_ms)] = (cpu1 - cpu0) * 1e6 / tally.accepted
     return percentile(tally.latencies, 99)
 
 
@@ -197,7 +197,7 @@ async def _poll_info(session: aiohttp.ClientSession, url: str, stop: asyncio.Eve
 
 
 async def _throughput(server: Server, s: Settings) -> tuple[float, int, float]:
-    """Accepted bids/s, /info polls, server CPU ms per accepted bid."""
+    """Accepted bids/s, /info polls, server CPU µs per accepted bid."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S, connect=10)
     async with aiohttp.ClientSession(timeout=timeout,
                                      connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -213,7 +213,7 @@ async def _throughput(server: Server, s: Settings) -> tuple[float, int, float]:
         cpu1 = cpu_seconds(server.pid)
         stop.set()
         polls = await poller
-    cpu = (cpu1 - cpu0) * 1000 / max(1, tally.accepted) if cpu0 and cpu1 else 0.0
+    cpu = (cpu1 - cpu0) * 1e6 / max(1, tally.accepted) if cpu0 and cpu1 else 0.0
     return tally.accepted / seconds, polls, cpu
 
 
@@ -261,7 +261,7 @@ def rows(res: dict[str, float], s: Settings) -> list[Row]:
         extra=f"{int(res.get('alive', 0))} still connected at the end")
     ratio = loaded / base if base and loaded else None
     for i, label in ((0, "no subscribers"), (1, f"{s.subscribers} subscribers")):
-        add(f"  server CPU per bid, {label}", res.get(f"cpu_ms_{i}"), "ms",
+        add(f"  server CPU per bid, {label}", res.get(f"cpu_ms_{i}"), "µs",
             extra="robust to a shared machine, unlike latency")
     add("  p99 ratio with/without subscribers", ratio, "x", f"< {TARGET_P99_RATIO:g}",
         None if ratio is None else ratio < TARGET_P99_RATIO)
@@ -271,7 +271,7 @@ def rows(res: dict[str, float], s: Settings) -> list[Row]:
     add(f"accepted bids/s, {s.movements:,} movements", big, "bids/s",
         extra=f"/info polled {int(res.get('polls_big', 0))}x")
     for name in ("empty", "big"):
-        add(f"  server CPU per bid, {name} ledger", res.get(f"cpu_ms_{name}"), "ms")
+        add(f"  server CPU per bid, {name} ledger", res.get(f"cpu_ms_{name}"), "µs")
     share = big / empty if empty and big else None
     add("  big / empty ledger", share, "x", f">= {TARGET_LEDGER_RATIO:g}",
         None if share is None else share >= TARGET_LEDGER_RATIO)
