@@ -25,7 +25,7 @@ from .config import Limits
 from .errors import TooManyStreams
 
 MAX_BUFFERED = 256 * 1024  # bytes a subscriber may have unsent before it is dropped
-SLICE = 32  # subscribers written per turn of the loop (about half a millisecond)
+SLICE = 16  # subscribers written per turn of the loop (under a millisecond on loopback)
 PRIVATE_FLUSH = 0.002  # seconds: gathers one request's events, keeps match -> event fast
 # Public flushes are spaced so that the writes they cost stay near this many per second
 # whatever the number of subscribers (each write is a syscall, and on loopback the kernel
