@@ -56,7 +56,7 @@ _LIMITS = {  # option -> (Limits field, type, help)
 
 
 def _limit_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("limits (README: Operating an exchange)")
+    g = p.add_argument_group("limits (README: Run an exchange, Limits)")
     defaults = Limits()
     for option, (name, kind, text) in _LIMITS.items():
         g.add_argument(option, dest=name, type=kind, default=getattr(defaults, name),
@@ -118,9 +118,12 @@ def serve(argv: list[str]) -> int:
         if not is_test_network(args.network):
             sys.exit("on mainnet pass --operator ADDRESS (the operator signs offline)")
         operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
-    config = Config(db_path=db_path, operator=operator, network=args.network,
-                    fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
-                    payments=_payment_config(args), limits=_limits(args))
+    try:
+        config = Config(db_path=db_path, operator=operator, network=args.network,
+                        fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
+                        payments=_payment_config(args), limits=_limits(args))
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     quiet_logs()
