@@ -85,6 +85,8 @@ class Exchange:
         self.traded: set[str] = {
             r[0] for r in conn.execute("SELECT DISTINCT article FROM transactions")
         }
+        # views.market's cache: (article, interval, limit) -> (book version, time, view).
+        self.market_cache: dict[tuple[str, int, int], tuple[int, float, dict[str, Any]]] = {}
         # Called with each new deadline so the retirement task can wake early.
         self.on_deadline: Callable[[float], None] = lambda deadline: None
         self._load_books()
@@ -116,6 +118,7 @@ class Exchange:
     def reload_books(self) -> None:
         """Rebuild the order books from the store (after a failed group commit)."""
         self.books = Books()
+        self.market_cache.clear()  # the new books' versions start again
         self._load_books()
 
     def _load_books(self) -> None:

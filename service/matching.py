@@ -44,6 +44,7 @@ class OrderBook:
     """Both sides of one article's book. Removal is lazy: dead ids are skipped on peek."""
 
     def __init__(self) -> None:
+        self.version = 0  # changes whenever the live entries do (cached views check it)
         self._live: dict[int, BookEntry] = {}
         # buys: highest price first; sells: lowest first; then lowest bid id (oldest) first
         self._heaps: dict[str, list[tuple[int, int]]] = {"buy": [], "sell": []}
@@ -52,12 +53,14 @@ class OrderBook:
         return len(self._live)
 
     def add(self, entry: BookEntry) -> None:
+        self.version += 1
         self._live[entry.bid_id] = entry
         key = -entry.price if entry.type == "buy" else entry.price
         heapq.heappush(self._heaps[entry.type], (key, entry.bid_id))
 
     def remove(self, bid_id: int) -> None:
-        self._live.pop(bid_id, None)
+        if self._live.pop(bid_id, None) is not None:
+            self.version += 1
 
     def best(self, side: str, now: float) -> BookEntry | None:
         """The best live, unexpired entry on ``side``; expired ones are dropped from memory
@@ -70,6 +73,7 @@ class OrderBook:
             heapq.heappop(heap)
             if entry is not None:
                 del self._live[entry.bid_id]
+                self.version += 1
         return None
 
     def counterpart(self, incoming: BookEntry, now: float) -> BookEntry | None:

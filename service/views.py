@@ -66,9 +66,29 @@ def bids_of(ex: Exchange, address: str, state: str | None, limit: int) -> list[d
     return [dict(r) for r in rows]
 
 
+MARKET_TTL = 0.25  # seconds a cached market view may lag behind bids expiring on their own
+MARKET_CACHE = 256  # cached (article, interval, limit) views at most
+
+
 def market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, Any]:
+    """The market view, recomputed only when the article's book changed (every trade and
+    bid changes it) or ``MARKET_TTL`` passed: unauthenticated GETs cost a dict lookup
+    however big the book (issue 11)."""
     if interval not in INTERVALS:
         raise InvalidRequest(f"interval must be one of {list(INTERVALS)}")
+    key, now = (article, interval, limit), ex.clock()
+    version = ex.books.get(article).version
+    hit = ex.market_cache.get(key)
+    if hit is not None and hit[0] == version and now - hit[1] < MARKET_TTL:
+        return hit[2]
+    view = _market(ex, article, interval, limit)
+    if len(ex.market_cache) >= MARKET_CACHE:
+        ex.market_cache.clear()
+    ex.market_cache[key] = (version, now, view)
+    return view
+
+
+def _market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, Any]:
     now = ex.clock()
     book = ex.books.get(article)
     rows = ex.db.execute(

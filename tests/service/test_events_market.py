@@ -106,3 +106,18 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         if route.method != "HEAD" and path.startswith("/api/"):  # not the HTML pages
             registered.add((path, route.method))
     assert registered == described
+
+
+async def test_market_view_is_cached_until_the_book_changes(api: Api, buyer: Party,
+                                                            seller: Party) -> None:
+    first = await api.get(f"/api/v1/market/{ARTICLE}")
+    assert first == await api.get(f"/api/v1/market/{ARTICLE}")
+    await api.bid(seller, "sell", 900)  # the book changed: never a stale view
+    assert (await api.get(f"/api/v1/market/{ARTICLE}"))["asks"] == [{"price": 900, "count": 1}]
+    await api.bid(buyer, "buy", 950)
+    after = await api.get(f"/api/v1/market/{ARTICLE}")
+    assert (after["asks"], [t["price"] for t in after["trades"]]) == ([], [900])
+    api.clock.advance(api.ex.cfg.timeouts.bid_lifetime + 1)
+    await api.bid(seller, "sell", 990)
+    api.clock.advance(api.ex.cfg.timeouts.bid_lifetime + 1)  # it expires on its own
+    assert (await api.get(f"/api/v1/market/{ARTICLE}"))["asks"] == []
