@@ -46,6 +46,7 @@ import aiohttp
 from bench.cli import arguments, exit_status
 from bench.table import Row, percentile, print_table
 from bitwrk.client import ExchangeClient
+from bitwrk.client import _parse_sse as parse_sse
 from bitwrk.identity import load_or_create_key
 from bitwrk.keys import PrivateKey, check_address, verify_message
 from bitwrk.protocol import (
@@ -192,8 +193,10 @@ def runqueue_wait_seconds(pid: int | None = None) -> float | None:
 class Server:
     """``python -m service`` on a free loopback port, pinned to SERVER_CPU."""
 
-    def __init__(self, workdir: Path, module: str = "service") -> None:
+    def __init__(self, workdir: Path, module: str = "service",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.module = module
+        self.extra_args = extra_args
         self.workdir = workdir
         self.db = workdir / "exchange.sqlite3"
         self.port = free_port()
@@ -203,7 +206,8 @@ class Server:
 
     def start(self) -> None:
         cmd = pinned([sys.executable, "-m", self.module, "--db", str(self.db), "--host",
-                      "127.0.0.1", "--port", str(self.port), "--network", NETWORK], SERVER_CPU)
+                      "127.0.0.1", "--port", str(self.port), "--network", NETWORK,
+                      *self.extra_args], SERVER_CPU)
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=_child_env(), stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -267,7 +271,7 @@ def make_participants(count: int, bids_each: int, articles: tuple[str, ...], exc
         side = "buy" if i % 2 == 0 else "sell"
         p = Participant(PrivateKey.generate(NETWORK), side)
         low, high = BUY_PRICES if side == "buy" else SELL_PRICES
-        for nonce in range(1, bids_each + 1):
+        for nonce in range(2, bids_each + 2):  # nonce 1: the event-stream token
             fields = bid_fields(exchange=exchange, address=p.address, nonce=nonce, type=side,
                                 article=rng.choice(articles), price=rng.randint(low, high))
             p.bodies.append(json.dumps(sign_request(p.key, fields)).encode())
@@ -345,15 +349,23 @@ class Arrival:
     bid: dict[str, Any]
 
 
-async def listen(url: str, session: aiohttp.ClientSession, address: str,
+async def listen(url: str, session: aiohttp.ClientSession, key: PrivateKey,
                  ready: asyncio.Event, arrivals: dict[int, Arrival]) -> None:
-    """Record the first ``bid`` event with state matched for each of ``address``'s bids."""
-    client = ExchangeClient(url, session=session)
-    async for event in client.events(address):
-        if event.kind == "hello":
-            ready.set()
-        elif event.kind == "bid" and event.data.get("state") == "matched":
-            arrivals.setdefault(int(event.data["id"]), Arrival(time.time(), event.data))
+    """Record the first ``bid`` event with state matched for each of the key's bids (its
+    private stream: a token from a signed request with nonce 1 first; the pre-signed bids
+    start at nonce 2)."""
+    exchange = (await (await session.get(url + "/api/v1/info")).json())["exchange"]
+    token_body = sign_request(key, {"action": "events_token", "exchange": exchange,
+                                    "nonce": 1})
+    async with session.post(url + "/api/v1/events/token", json=token_body) as resp:
+        token = (await resp.json())["token"]
+    params = {"address": key.address, "token": token}
+    async with session.get(url + "/api/v1/events", params=params) as resp:
+        async for event in parse_sse(resp.content):
+            if event.kind == "hello":
+                ready.set()
+            elif event.kind == "bid" and event.data.get("state") == "matched":
+                arrivals.setdefault(int(event.data["id"]), Arrival(time.time(), event.data))
 
 
 async def open_loop(session: aiohttp.ClientSession, url: str, people: list[Participant],
@@ -497,7 +509,7 @@ async def _measure(server: Server, settings: Settings, res: Results,
             f"{len(listeners)} participants listening on SSE")
         arrivals: dict[int, Arrival] = {}
         readies = [asyncio.Event() for _ in listeners]
-        tasks = [asyncio.create_task(listen(server.url, sse_session, p.address, r, arrivals))
+        tasks = [asyncio.create_task(listen(server.url, sse_session, p.key, r, arrivals))
                  for p, r in zip(listeners, readies, strict=True)]
         try:
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)),

@@ -44,7 +44,7 @@ def parse_article(text: object) -> Article:
     """Parse an article id; anything else is an :class:`UnknownArticle`."""
     if not isinstance(text, str) or len(text) > 80:
         raise UnknownArticle("article must be a string like net.bitwrk/blender/5.0/2G")
-    m = _ARTICLE.match(text)
+    m = _ARTICLE.fullmatch(text)
     if m is None:
         raise UnknownArticle(f"unknown article {text!r}", article=text)
     return Article(f"{m['major']}.{m['minor']}", m["cls"], m["trusted"] is not None)

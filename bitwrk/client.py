@@ -228,8 +228,12 @@ class ExchangeClient:
 
     async def events(self, address: str | None = None) -> AsyncIterator[ServerEvent]:
         """The server-sent event stream (the first event is ``hello``); ends when the server
-        closes it."""
-        params = {} if address is None else {"address": address}
+        closes it. A private stream (``address``: this client's own) opens with a fresh
+        token from a signed ``events_token`` request (service/streams.py)."""
+        params = {}
+        if address is not None:
+            token = await self.post_signed("/api/v1/events/token", {"action": "events_token"})
+            params = {"address": address, "token": str(token["token"])}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None, connect=10)
         async with self.session.get(
             self.base_url + "/api/v1/events", params=params, timeout=timeout

@@ -153,14 +153,23 @@ def _address_payload(address: object) -> bytes | None:
     return _decoded_address(address)
 
 
-@functools.lru_cache(maxsize=65536)  # the exchange checks the same few addresses all day
+_MAX_ADDRESS_LEN = 35  # 25 bytes in Base58 are at most 35 characters
+
+
 def _decoded_address(address: str) -> bytes | None:
+    if not 25 <= len(address) <= _MAX_ADDRESS_LEN:
+        return None  # before any decoding or caching: junk never costs memory
     try:
-        payload = base58check_decode(address)
+        return _valid_address_payload(address)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)  # only valid addresses (errors are not cached), bounded
+def _valid_address_payload(address: str) -> bytes:
+    payload = base58check_decode(address)
     if len(payload) != _ADDRESS_PAYLOAD_LEN or payload[0] not in (_MAINNET.p2pkh, _TEST.p2pkh):
-        return None
+        raise ValueError("not a P2PKH address payload")
     return payload
 
 

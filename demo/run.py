@@ -437,9 +437,11 @@ def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, flo
         units = ", ".join(f"{n} {k}" for k, n in seller.units.items()) or "none"
         rendered = sum(float(x) for x in re.findall(r"rendered for \S+ in ([\d.]+)s",
                                                     seller.proc.output()))
+        count = sum(seller.units.values())
+        at_ask = " = units x ask" if earned[seller.label] == count * seller.price else ""
         lines.append(f"{seller.label} (CPU {seller.cpu}, asks {seller.price} sat)"
-                     f"  {sum(seller.units.values())} units ({units}),"
-                     f" rendering {rendered:.1f} s, earned {earned[seller.label]:,} sat")
+                     f"  {count} units ({units}),"
+                     f" rendering {rendered:.1f} s, earned {earned[seller.label]:,} sat{at_ask}")
     lines.append("")
     lines.append(f"wall time, through the exchange   {t_swarm:6.1f} s  (still {still.seconds:.1f}"
                  f" s + animation {anim.seconds:.1f} s, buyer commands end to end)")

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from bitwrk.identity import load_or_create_key
 from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
-from .config import Config, PaymentConfig, Timeouts, default_data_dir
+from .config import Config, Limits, PaymentConfig, Timeouts, default_data_dir
+from .limits import BACKLOG, ConnectionGuard, quiet_accept_errors, quiet_logs, raise_fd_limit
 
 DEFAULT_PORT = 8480
 
@@ -36,7 +38,33 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every bid lifetime and transaction timeout (tests)")
     _payment_options(p)
+    _limit_options(p)
     return p
+
+
+_LIMITS = {  # option -> (Limits field, type, help)
+    "--max-connections": ("max_connections", int, "open connections in total"),
+    "--max-connections-per-ip": ("max_connections_per_ip", int, "per client address"),
+    "--header-timeout": ("header_timeout", float, "seconds for a request's headers"),
+    "--body-timeout": ("body_timeout", float, "seconds for a request's body"),
+    "--max-streams": ("max_streams", int, "event-stream subscribers in total"),
+    "--max-streams-per-address": ("max_streams_per_address", int, "private streams each"),
+    "--max-open-bids": ("max_open_bids", int, "placed bids per address"),
+    "--bar-after-misses": ("bar_after_misses", int, "missed endpoints before a bar"),
+    "--bar-seconds": ("bar_seconds", float, "how long a barred seller may not sell"),
+}
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("limits (README: Run an exchange, Limits)")
+    defaults = Limits()
+    for option, (name, kind, text) in _LIMITS.items():
+        g.add_argument(option, dest=name, type=kind, default=getattr(defaults, name),
+                       help=f"{text} (default {getattr(defaults, name)})")
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(**{name: getattr(args, name) for name, _, _ in _LIMITS.values()})
 
 
 def _payment_options(p: argparse.ArgumentParser) -> None:
@@ -90,16 +118,39 @@ def serve(argv: list[str]) -> int:
         if not is_test_network(args.network):
             sys.exit("on mainnet pass --operator ADDRESS (the operator signs offline)")
         operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
-    config = Config(db_path=db_path, operator=operator, network=args.network,
-                    fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
-                    payments=_payment_config(args))
+    try:
+        config = Config(db_path=db_path, operator=operator, network=args.network,
+                        fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
+                        payments=_payment_config(args), limits=_limits(args))
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    quiet_logs()
     print(f"BitWrk exchange on http://{args.host}:{args.port} network={args.network} "
           f"db={db_path} operator={operator}", flush=True)
-    web.run_app(create_app(config), host=args.host, port=args.port, print=None,
-                shutdown_timeout=2.0)
+    asyncio.run(_run(config, args.host, args.port))
     return 0
+
+
+async def _run(config: Config, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM, with the connection caps and read timeouts of
+    ``config.limits`` (service/limits.py)."""
+    quiet_accept_errors(asyncio.get_running_loop())
+    runner = web.AppRunner(create_app(config), shutdown_timeout=2.0,
+                           keepalive_timeout=config.limits.header_timeout, access_log=None)
+    await runner.setup()
+    assert runner.server is not None
+    ConnectionGuard(config.limits, raise_fd_limit()).install(runner.server)
+    await web.TCPSite(runner, host, port, backlog=BACKLOG).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 async def _credit(args: argparse.Namespace) -> int:

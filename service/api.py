@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,33 +17,73 @@ from bitwrk.errors import InvalidRequest, NotFound, TooLarge, WrongExchange
 from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
 
-from . import trades, views
+from . import streams, trades, views
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
+from .errors import RequestTimeout
 from .events import Event
-from .exchange import Exchange, Signed
+from .exchange import DEPOSIT_UID, Exchange, Signed
 from .openapi import openapi_document
 from .phases import MESSAGES
 
 routes = web.RouteTableDef()
+BID_STATES = ("placed", "matched", "cancelled", "expired")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=str))
 
 
+MAX_INT_DIGITS = 40  # far above any int64 field; the literal is refused before int() runs
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+_PATH_ID = re.compile(r"[0-9]{1,19}")
+CHAIN_UID = re.compile(r"btc:[0-9a-f]{64}:[0-9]{1,10}")  # credited Bitcoin outputs
+MAX_LIMIT = 1000  # page sizes; views clamp further
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal) > MAX_INT_DIGITS:
+        raise InvalidRequest(f"integer literal longer than {MAX_INT_DIGITS} digits")
+    return int(literal)
+
+
+def _check_text(body: dict[str, Any]) -> None:
+    """Lone surrogates (``"\\ud800"`` is valid JSON) cannot be UTF-8 encoded: refuse them
+    before anything signs, quotes or stores the text."""
+    for key, value in body.items():
+        for text in (key, value):
+            if isinstance(text, str) and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidRequest("strings must be valid Unicode (no lone surrogates)",
+                                         field=str(key)[:40].encode("utf-8", "replace").decode()
+                                         ) from exc
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, bounded in size and in time (a half-sent body is answered 408)."""
+    cfg = request.app[CONFIG]
+    try:
+        return await asyncio.wait_for(request.read(), cfg.limits.body_timeout)
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise TooLarge("request body too large", limit=cfg.max_body) from exc
+    except TimeoutError as exc:
+        raise RequestTimeout("the request body did not arrive in time",
+                             seconds=cfg.limits.body_timeout) from exc
+
+
 async def read_signed(request: web.Request, actions: frozenset[str]) -> Signed:
     """The verified body of a signed request: (fields, document, signature)."""
+    raw = await read_body(request)
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise TooLarge("request body too large", limit=request.app[CONFIG].max_body) from exc
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        body = json.loads(raw, parse_int=_bounded_int)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError too
         raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
-    if body.get("action") not in actions:
+    _check_text(body)
+    action = body.get("action")
+    if not isinstance(action, str) or action not in actions:
         raise InvalidRequest(f"action must be one of {sorted(actions)}", field="action")
     exchange = request.app[EXCHANGE]
     if body.get("exchange") != exchange.exchange_id:
@@ -52,20 +94,29 @@ async def read_signed(request: web.Request, actions: frozenset[str]) -> Signed:
     return fields, canonical_document(fields), str(body["signature"])
 
 
-def _int_arg(value: str | None, name: str, default: int | None = None) -> int | None:
+def _int_arg(value: str | None, name: str, default: int | None = None,
+             low: int = 1, high: int = 2**63 - 1) -> int | None:
+    """A query parameter as an int in [low, high] (ASCII digits only), or ``default``."""
     if value is None:
         return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"{name} must be an integer") from exc
+    if not _DECIMAL.fullmatch(value) or not low <= int(value) <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(value)
+
+
+def limit_arg(request: web.Request, default: int) -> int:
+    return _int_arg(request.query.get("limit"), "limit", default, 1, MAX_LIMIT) or default
+
+
+def parse_path_id(text: str, name: str = "id") -> int:
+    """A positive 64-bit id from ASCII digits only (``"²".isdigit()`` is true, ``int`` fails)."""
+    if not _PATH_ID.fullmatch(text) or not 0 < int(text) < 2**63:
+        raise NotFound(f"no such {name}: {text[:40]!r}")
+    return int(text)
 
 
 def _path_id(request: web.Request, name: str = "id") -> int:
-    text = request.match_info[name]
-    if not text.isdigit() or not 0 < int(text) < 2**63:
-        raise NotFound(f"no such {name}: {text[:40]!r}")
-    return int(text)
+    return parse_path_id(request.match_info[name], name)
 
 
 def _ex(request: web.Request) -> Exchange:
@@ -92,7 +143,7 @@ async def info(request: web.Request) -> web.Response:
         "article_pattern": "net.bitwrk/blender/<major>.<minor>/<512M|2G|8G|32G>[~trusted]",
         "bid_lifetime": cfg.timeouts.bid_lifetime, "max_body": cfg.max_body,
         "max_price": cfg.max_price, "totals": views.totals(ex),
-        "payments": cfg.payments.enabled,
+        "payments": cfg.payments.enabled, "limits": dataclasses.asdict(cfg.limits),
     })
 
 
@@ -163,22 +214,25 @@ async def get_account(request: web.Request) -> web.Response:
 async def get_ledger(request: web.Request) -> web.Response:
     q = request.query
     before = _int_arg(q.get("before"), "before")
-    limit = _int_arg(q.get("limit"), "limit", 50) or 50
+    limit = limit_arg(request, 50)
     return _json(views.ledger(_ex(request), _address(request), before, limit))
 
 
 @routes.get("/api/v1/accounts/{address}/bids")
 async def get_account_bids(request: web.Request) -> web.Response:
     q = request.query
-    limit = _int_arg(q.get("limit"), "limit", 50) or 50
-    return _json(views.bids_of(_ex(request), _address(request), q.get("state"), limit))
+    limit = limit_arg(request, 50)
+    state = q.get("state")
+    if state is not None and state not in BID_STATES:
+        raise InvalidRequest(f"state must be one of {list(BID_STATES)}", field="state")
+    return _json(views.bids_of(_ex(request), _address(request), state, limit))
 
 
 @routes.get("/api/v1/market/{article:.+}")
 async def get_market(request: web.Request) -> web.Response:
     article = parse_article(request.match_info["article"]).id
     interval = _int_arg(request.query.get("interval"), "interval", 60) or 60
-    limit = _int_arg(request.query.get("limit"), "limit", 500) or 500
+    limit = limit_arg(request, 500)
     return _json(views.market(_ex(request), article, interval, limit))
 
 
@@ -204,39 +258,16 @@ async def post_deposit(request: web.Request) -> web.Response:
 @routes.get("/api/v1/deposits/{uid}")
 async def get_deposit(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
+    if not DEPOSIT_UID.fullmatch(uid) and not CHAIN_UID.fullmatch(uid):
+        raise NotFound(f"no deposit {uid[:80].encode('utf-8', 'replace').decode()!r}")
     return _json(views.require_found(_ex(request).deposit_view(uid), f"deposit {uid}"))
 
 
-@routes.get("/api/v1/events")
-async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: one participant's bids/transactions/balances, or (no address)
-    the public market stream of trades, book changes and transaction phases."""
-    address = request.query.get("address")
-    if address is not None:
-        check_address(address, _ex(request).cfg.network)
-    bus, cfg = request.app[BUS], request.app[CONFIG]
-    sub = bus.subscribe(address)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
-    try:
-        await response.prepare(request)
-        hello = json.dumps({"time": _ex(request).clock(), "address": address})
-        await response.write(f"event: hello\ndata: {hello}\n\n".encode())
-        while True:
-            try:
-                item = await asyncio.wait_for(sub.queue.get(), cfg.keepalive_seconds)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
-            if item is None:
-                break
-            event_id, event = item
-            data = json.dumps(event.data, default=str)
-            await response.write(f"id: {event_id}\nevent: {event.kind}\ndata: {data}\n\n".encode())
-    except ConnectionResetError:
-        pass
-    finally:
-        bus.unsubscribe(sub)
-    return response
+routes.get("/api/v1/events")(streams.events)
+
+
+@routes.post("/api/v1/events/token")
+async def post_stream_token(request: web.Request) -> web.Response:
+    signed = await read_signed(request, frozenset({"events_token"}))
+    ex = _ex(request)
+    return await _commit(request, lambda: streams.issue_token(ex, signed))

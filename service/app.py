@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bitwrk.errors import BitwrkError
 
-from . import db, trades
+from . import db, streams, trades
 from .api import routes
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .committer import Committer
@@ -38,7 +38,14 @@ STATUS: dict[str, int] = {
     "payments_disabled": 404,
     "limit_exceeded": 403,
     "rate_limited": 429,
+    "request_timeout": 408,
+    "busy": 503,
+    "self_trade": 409,
+    "too_many_bids": 403,
+    "barred": 403,
+    "too_many_streams": 429,
 }
+SERVING_BUSY_MS = 250
 RETIRE_BATCH = 500
 MAX_SLEEP = 30.0
 
@@ -115,19 +122,25 @@ async def payments_watcher(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[errors])
     app[CONFIG] = config
-    app[BUS] = EventBus()
+    app[BUS] = EventBus(config.limits, config.keepalive_seconds)
 
     async def store(app: web.Application) -> AsyncIterator[None]:
         conn = db.connect(config.db_path)
+        # The loop never waits longer than this for another connection's write lock; the
+        # committer answers the batch "busy" instead (issue 11).
+        conn.execute(f"PRAGMA busy_timeout={SERVING_BUSY_MS}")
         checkpoints = db.Checkpointer(config.db_path)
         checkpoints.start(conn)
         app[EXCHANGE] = Exchange(conn, config, clock)
         app[COMMITTER] = Committer(app[EXCHANGE])
-        task = asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS]))
+        streams.ensure_secret(app[EXCHANGE])
+        tasks = [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
+                 asyncio.create_task(app[BUS].run())]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         conn.close()
         await asyncio.to_thread(checkpoints.stop)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .errors import Busy
 from .exchange import Exchange
 
 log = logging.getLogger("bitwrk.exchange")
@@ -40,21 +42,7 @@ class Committer:
         self._scheduled = bool(self._queue)
         if self._scheduled:
             asyncio.get_running_loop().call_soon(self.flush)
-        db = self.ex.db
-        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
-        for work, future in batch:
-            try:
-                outcomes.append((future, True, work()))
-            except Exception as exc:  # answered to its own request; the group goes on
-                outcomes.append((future, False, exc))
-        try:
-            db.execute("COMMIT")
-        except Exception as exc:
-            log.exception("group commit failed; %d requests refused", len(batch))
-            db.execute("ROLLBACK")
-            self.ex.reload_books()
-            outcomes = [(future, False, exc) for future, _, _ in outcomes]
+        outcomes = self._run(batch)
         for future, ok, value in outcomes:
             if future.cancelled():
                 continue
@@ -62,3 +50,32 @@ class Committer:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _run(self, batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]]
+             ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Every request of the batch gets an outcome, whatever the store does: a lock held
+        by another connection (bounded by the connection's busy timeout) or a failed
+        COMMIT answers them all with :class:`Busy` and keeps nothing."""
+        db = self.ex.db
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for work, future in batch:
+                try:
+                    outcomes.append((future, True, work()))
+                except sqlite3.OperationalError:
+                    raise  # the store, not the request: the whole group fails
+                except Exception as exc:  # answered to its own request; the group goes on
+                    outcomes.append((future, False, exc))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.warning("group commit failed (%s); %d requests answered busy", exc, len(batch))
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback failed")
+            self.ex.reload_books()
+            busy = Busy("the exchange's store is busy; nothing was changed, send it again")
+            return [(future, False, busy) for _, future in batch]
+        return outcomes

@@ -76,6 +76,33 @@ class PaymentConfig:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one client (or everyone together) may hold of the exchange; README "Limits"."""
+
+    max_connections: int = 4000  # capped further below the process's file-descriptor limit
+    max_connections_per_ip: int = 256
+    header_timeout: float = 10.0  # a request's headers must arrive within this (idle too)
+    body_timeout: float = 10.0  # and its body within this once the handler reads it
+    max_streams: int = 3000  # event-stream subscribers, public and private together
+    max_streams_per_address: int = 4  # private streams of one address
+    stream_flush: float = 0.1  # events are sent to subscribers in batches this often
+    stream_token_lifetime: float = 3600.0  # a private stream's token must be this fresh
+    max_open_bids: int = 200  # placed bids per address, buys and sells
+    bar_after_misses: int = 3  # missed endpoints in a row before a seller is barred
+    bar_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        counts = (self.max_connections, self.max_connections_per_ip, self.max_streams,
+                  self.max_streams_per_address, self.max_open_bids, self.bar_after_misses)
+        if min(counts) < 1:
+            raise ValueError("connection, stream, bid and miss limits must be at least 1")
+        times = (self.header_timeout, self.body_timeout, self.stream_flush,
+                 self.stream_token_lifetime)
+        if min(times) <= 0 or self.bar_seconds < 0:
+            raise ValueError("timeouts must be positive")
+
+
+@dataclass(frozen=True)
 class Config:
     db_path: Path
     operator: str  # address whose signature credits deposits and resolves disputes
@@ -86,6 +113,7 @@ class Config:
     max_price: int = 10**12  # 10,000 BTC: far above any render unit, far below int64
     keepalive_seconds: float = 15.0
     payments: PaymentConfig = field(default_factory=PaymentConfig)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

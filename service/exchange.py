@@ -27,13 +27,14 @@ from bitwrk.errors import (
 from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
 
-from . import db, ledger
+from . import admission, db, ledger
 from .config import Config
+from .errors import SelfTrade
 from .events import Event
-from .matching import BookEntry, Books
+from .matching import BookEntry, Books, trade_terms
 from .phases import Phase
 
-_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 Signed = tuple[dict[str, Any], str, str]  # (fields, canonical document, signature)
 
@@ -80,6 +81,12 @@ class Exchange:
         self.clock = clock
         self.exchange_id = db.meta(conn, "exchange_id") or ""
         self.books = Books()
+        # Articles ever traded, for /info without a scan of the transactions.
+        self.traded: set[str] = {
+            r[0] for r in conn.execute("SELECT DISTINCT article FROM transactions")
+        }
+        # views.market's cache: (article, interval, limit) -> (book version, time, view).
+        self.market_cache: dict[tuple[str, int, int], tuple[int, float, dict[str, Any]]] = {}
         # Called with each new deadline so the retirement task can wake early.
         self.on_deadline: Callable[[float], None] = lambda deadline: None
         self._load_books()
@@ -111,6 +118,7 @@ class Exchange:
     def reload_books(self) -> None:
         """Rebuild the order books from the store (after a failed group commit)."""
         self.books = Books()
+        self.market_cache.clear()  # the new books' versions start again
         self._load_books()
 
     def _load_books(self) -> None:
@@ -155,6 +163,13 @@ class Exchange:
                     f"UPDATE accounts SET {column} = {column} + ? WHERE address = ?",
                     (delta, account),
                 )
+        self.db.execute(  # running totals: /info reads these, never the whole table
+            "INSERT INTO ledger_totals(kind, available, blocked, fee, world) VALUES (?,?,?,?,?)"
+            " ON CONFLICT(kind) DO UPDATE SET available = available + excluded.available,"
+            " blocked = blocked + excluded.blocked, fee = fee + excluded.fee,"
+            " world = world + excluded.world",
+            (str(m.kind), m.available_delta, m.blocked_delta, m.fee_delta, m.world_delta),
+        )
         self.db.execute(
             "INSERT INTO movements(time, kind, available_account, available_delta,"
             " blocked_account, blocked_delta, fee_delta, world_delta, bid_id, txid,"
@@ -186,8 +201,7 @@ class Exchange:
         book = self.books.get(article.id)
         with self.write():
             self._use_nonce(address, fields["nonce"])
-            if article.trusted and side == "sell" and not self.trusts(self.cfg.operator, address):
-                raise Forbidden("trusted articles need the operator's trust relation")
+            admission.check_bid(self, address, side, article.trusted, now)
             if side == "buy":
                 available = self.balances(address)[0]
                 if available < price + fee:
@@ -226,6 +240,10 @@ class Exchange:
                 "UPDATE bids SET state = 'matched', closed = ? WHERE id = ? AND state = 'placed'",
                 (now, resting.bid_id),
             ).rowcount
+            if claimed and resting.address == entry.address:
+                # Refused, not skipped: a wash trade would print on the public tape.
+                raise SelfTrade("this bid would trade with your own resting bid",
+                                resting=resting.bid_id)
             if claimed:
                 return resting, self._trade(article, entry, resting, now)
             book.remove(resting.bid_id)  # memory was behind the store; never trade it
@@ -235,7 +253,7 @@ class Exchange:
         self, article: str, entry: BookEntry, resting: BookEntry, now: float
     ) -> list[Event]:
         buy, sell = (entry, resting) if entry.type == "buy" else (resting, entry)
-        price, fee = resting.price, resting.fee  # the older bid sets the terms
+        price, fee = trade_terms(buy, sell)
         timeout = now + self.cfg.timeouts.establish
         txid = self.db.execute(
             "INSERT INTO transactions(article, buyer, seller, buy_bid, sell_bid, price, fee,"
@@ -251,6 +269,7 @@ class Exchange:
         if surplus:
             self.move(ledger.release_surplus(buy.address, surplus), now, txid=txid)
         self.on_deadline(timeout)
+        self.traded.add(article)
         parties = (buy.address, sell.address)
         trade = {"article": article, "txid": txid, "price": price, "time": now}
         return [
@@ -276,13 +295,13 @@ class Exchange:
                 raise WrongPhase(f"bid is {row['state']}, not placed", state=row["state"])
             if row["expires"] <= now:  # past its lifetime; retirement is about to close it
                 raise WrongPhase("bid has expired", state="expired")
-            self._close_bid(row, "cancelled", now)
+            self.close_bid(row, "cancelled", now)
         self.books.get(row["article"]).remove(bid_id)
         bid = self.bid(bid_id)
         events = [Event("bid", bid, to=(address,)), self._account_event(address)]
         return bid, [*events, Event("book", {"article": row["article"]}, public=True)]
 
-    def _close_bid(self, row: sqlite3.Row, state: str, now: float) -> None:
+    def close_bid(self, row: sqlite3.Row, state: str, now: float) -> None:
         self.db.execute(
             "UPDATE bids SET state = ?, closed = ? WHERE id = ?", (state, now, row["id"])
         )
@@ -298,7 +317,7 @@ class Exchange:
         ).fetchall()
         events: list[Event] = []
         for row in rows:
-            self._close_bid(row, "expired", now)
+            self.close_bid(row, "expired", now)
             self.books.get(row["article"]).remove(row["id"])
             events.append(Event("bid", self.bid(row["id"]), to=(row["address"],)))
             events.append(self._account_event(row["address"]))
@@ -312,7 +331,7 @@ class Exchange:
         if fields["address"] != self.cfg.operator:
             raise Forbidden("deposits must be signed by the exchange operator")
         uid, account = fields["uid"], fields["account"]
-        if not isinstance(uid, str) or not _UID.match(uid):
+        if not isinstance(uid, str) or not DEPOSIT_UID.fullmatch(uid):
             raise InvalidRequest("uid must be 8-64 characters of [A-Za-z0-9-]", field="uid")
         check_address(account, self.cfg.network)
         amount = check_price(fields["amount"], maximum=MAX_SATOSHI)
@@ -322,7 +341,7 @@ class Exchange:
         if kind == "play" and not is_test_network(self.cfg.network):
             raise Forbidden("play money exists only on test networks")
         ref = fields["ref"]
-        if not isinstance(ref, str) or not _REF.match(ref):
+        if not isinstance(ref, str) or not _REF.fullmatch(ref):
             raise InvalidRequest("ref must be at most 64 characters of [A-Za-z0-9._:-]")
         existing = self.deposit_view(uid)
         if existing is not None:
@@ -370,9 +389,10 @@ class Exchange:
                 " document, signature) VALUES (?,?,?,?,?,?,?)",
                 (source, kind, target, enabled, now, document, signature),
             )
+            events = admission.on_relation(self, source, kind, target, bool(enabled), now)
         view = {"source": source, "type": kind, "target": target, "enabled": bool(enabled),
                 "modified": now}
-        return view, []
+        return view, events
 
     def trusts(self, source: str, target: str) -> bool:
         row = self.db.execute(

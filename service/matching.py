@@ -28,10 +28,23 @@ def crosses(incoming: BookEntry, resting: BookEntry) -> bool:
     return incoming.price <= resting.price
 
 
+def trade_terms(buy: BookEntry, sell: BookEntry) -> tuple[int, int]:
+    """(price, fee) of a crossing: the seller's ask, whichever bid rested (issue 10 item 6),
+    and the buyer's fee fixed at its bid's entry, scaled to the ask and rounded up. Both
+    never exceed what the buy bid blocked, so a changed ``--fee-bps`` cannot break a
+    match with an older bid; the buyer's surplus is released at once."""
+    price = sell.price
+    if buy.price == 0:
+        return price, 0
+    fee = min(buy.fee, -(-buy.fee * price // buy.price))
+    return price, fee
+
+
 class OrderBook:
     """Both sides of one article's book. Removal is lazy: dead ids are skipped on peek."""
 
     def __init__(self) -> None:
+        self.version = 0  # changes whenever the live entries do (cached views check it)
         self._live: dict[int, BookEntry] = {}
         # buys: highest price first; sells: lowest first; then lowest bid id (oldest) first
         self._heaps: dict[str, list[tuple[int, int]]] = {"buy": [], "sell": []}
@@ -40,12 +53,14 @@ class OrderBook:
         return len(self._live)
 
     def add(self, entry: BookEntry) -> None:
+        self.version += 1
         self._live[entry.bid_id] = entry
         key = -entry.price if entry.type == "buy" else entry.price
         heapq.heappush(self._heaps[entry.type], (key, entry.bid_id))
 
     def remove(self, bid_id: int) -> None:
-        self._live.pop(bid_id, None)
+        if self._live.pop(bid_id, None) is not None:
+            self.version += 1
 
     def best(self, side: str, now: float) -> BookEntry | None:
         """The best live, unexpired entry on ``side``; expired ones are dropped from memory
@@ -58,6 +73,7 @@ class OrderBook:
             heapq.heappop(heap)
             if entry is not None:
                 del self._live[entry.bid_id]
+                self.version += 1
         return None
 
     def counterpart(self, incoming: BookEntry, now: float) -> BookEntry | None:

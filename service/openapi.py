@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 description of every route (a test checks it against the router)."""
+"""The OpenAPI 3.1 description of every route (a test checks it against the router, and
+``tests/service/test_schemathesis.py`` fuzzes a real server with it: every documented
+status and response shape must hold for any input)."""
 
 from __future__ import annotations
 
@@ -7,111 +9,247 @@ from typing import Any
 import bitwrk
 
 _STR = {"type": "string"}
-_INT = {"type": "integer", "minimum": 0}
+_INT64 = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_NUM = {"type": "number"}
+_NULL_STR = {"type": ["string", "null"]}
+_NULL_INT = {"type": ["integer", "null"]}
+_NULL_NUM = {"type": ["number", "null"]}
+_ADDRESS_PATTERN = "^[1-9A-HJ-NP-Za-km-z]{25,35}$"
+_ID = {"name": "id", "in": "path", "required": True,
+       "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}
+_ADDRESS = {"name": "address", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": _ADDRESS_PATTERN}}
+_ARTICLE_PATTERN = "^net\\.bitwrk/blender/[1-9][0-9]?\\.[0-9]{1,2}/(512M|2G|8G|32G)(~trusted)?$"
+_ARTICLE = {"name": "article", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": _ARTICLE_PATTERN}}
+_NEW_UID = {"type": "string", "pattern": "^[A-Za-z0-9-]{8,64}$"}
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_ADDR = {"type": "string", "pattern": _ADDRESS_PATTERN}
+_ARTICLE_ID = {"type": "string", "pattern": _ARTICLE_PATTERN}
+_PRICE = {"type": "integer", "minimum": 0, "maximum": 10**12,
+          "description": "satoshi, at most the exchange's max_price (/api/v1/info)"}
+_UID = {"name": "uid", "in": "path", "required": True,
+        "schema": {"type": "string",
+                   "pattern": "^([A-Za-z0-9-]{8,64}|btc:[0-9a-f]{64}:[0-9]{1,10})$"}}
 _ENVELOPE = {
     "exchange": {**_STR, "description": "the exchange id from /api/v1/info"},
     "address": {**_STR, "description": "the signer's P2PKH address"},
-    "nonce": {**_INT, "description": "greater than the signer's last accepted nonce"},
+    "nonce": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1,
+              "description": "greater than the signer's last accepted nonce"},
     "signature": {**_STR, "description": "Bitcoin signmessage (base64) over the document"},
 }
-_ERROR = {"description": "error", "content": {"application/json": {"schema": {
-    "type": "object", "required": ["error", "message"],
-    "properties": {"error": _STR, "message": _STR}}}}}
+_ERROR_SCHEMA = {"type": "object", "required": ["error", "message"],
+                 "properties": {"error": _STR, "message": _STR}}
+_ERRORS = {
+    "400": "malformed request: bad JSON, fields, types or values",
+    "401": "the signature does not verify",
+    "402": "the available balance does not cover the bid",
+    "403": "not allowed: wrong party, not trusted, barred, too many open bids, a limit",
+    "404": "no such object, or payments are disabled",
+    "405": "method not allowed",
+    "408": "the request body did not arrive in time",
+    "409": "replayed nonce, stale revision, wrong phase, self-trade or conflicting data",
+    "413": "request body too large",
+    "429": "rate limited, or too many event streams",
+    "503": "the store is busy (locked by another connection): nothing changed, send again",
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _object(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+_BID = _object(
+    ["id", "address", "type", "article", "price", "fee", "state", "created", "expires"],
+    id=_INT64, address=_STR, type={"enum": ["buy", "sell"]}, article=_STR, price=_INT64,
+    fee=_INT64, state={"enum": ["placed", "matched", "cancelled", "expired"]},
+    created=_NUM, expires=_NUM, closed=_NULL_NUM, txid=_NULL_INT)
+_TX = _object(
+    ["id", "article", "buyer", "seller", "price", "fee", "phase", "revision"],
+    id=_INT64, article=_STR, buyer=_STR, seller=_STR, buy_bid=_INT64, sell_bid=_INT64,
+    price=_INT64, fee=_INT64, matched=_NUM, phase=_STR, revision=_INT64,
+    timeout=_NULL_NUM, retired=_NULL_NUM)
+_COUNT = {"type": "integer", "minimum": 0}
+_REPUTATION = _object(["finished", "disputed", "disputes_lost", "establish_timeouts"],
+                      finished=_COUNT, disputed=_COUNT, disputes_lost=_COUNT,
+                      establish_timeouts=_COUNT)
+_ACCOUNT = _object(
+    ["address", "available", "blocked", "last_nonce", "reputation", "barred_until"],
+    address=_STR, available=_COUNT, blocked=_COUNT, last_nonce=_COUNT,
+    reputation=_REPUTATION, barred_until=_NULL_NUM)
+_ANY_OBJECT = {"type": "object"}
+_LIST = {"type": "array", "items": _ANY_OBJECT}
 
 
 def _signed(action: str | list[str], **fields: dict[str, Any]) -> dict[str, Any]:
+    """A signed request body: exactly the envelope and these fields (all required for a
+    single action; a transaction message needs its action's, see DESIGN §4)."""
     actions = [action] if isinstance(action, str) else action
     props = {"action": {"type": "string", "enum": actions}, **_ENVELOPE, **fields}
     required = ["action", "exchange", "address", "nonce", "signature"]
-    schema = {"type": "object", "properties": props, "required": required}
-    return {"required": True, "content": {"application/json": {"schema": schema}},
+    if isinstance(action, str):
+        required += list(fields)
+    schema = {"type": "object", "properties": props, "required": required,
+              "additionalProperties": False}
+    return {"required": True, "content": _json(schema),
             "description": "signed document: fields sorted by key, key=quote(value) joined by &"}
 
 
-def _op(summary: str, body: dict[str, Any] | None = None, *params: str) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {"200": {"description": "OK", "content": {"application/json": {}}},
-                      "4XX": _ERROR},
-    }
+def _op(summary: str, result: dict[str, Any], body: dict[str, Any] | None = None,
+        *params: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": _json(result)}}
+    responses.update({code: {"description": text, "content": _json(_ERROR_SCHEMA)}
+                      for code, text in _ERRORS.items()})
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         op["requestBody"] = body
-    path_params = [{"name": p, "in": "path", "required": True, "schema": _STR} for p in params]
-    if path_params:
-        op["parameters"] = path_params
+    if params:
+        op["parameters"] = list(params)
     return op
 
 
-def _query(op: dict[str, Any], *names: str) -> dict[str, Any]:
+def _query(op: dict[str, Any], **params: dict[str, Any]) -> dict[str, Any]:
     op.setdefault("parameters", []).extend(
-        {"name": n, "in": "query", "required": False, "schema": _STR} for n in names
+        {"name": n, "in": "query", "required": False, "schema": s} for n, s in params.items()
     )
     return op
 
 
+_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TX_MESSAGE = _signed(
     ["work", "endpoint", "received", "result", "accept", "dispute", "reject", "cancel",
      "resolve"],
-    txid=_INT, revision=_INT, workhash=_STR, worksecrethash=_STR, workerurl=_STR,
-    secretproof=_STR, encresulthash=_STR, receipt=_STR, resultkey=_STR, reason=_STR,
+    txid=_INT64, revision=_INT64, workhash=_HEX64, worksecrethash=_HEX64,
+    workerurl={"type": "string", "maxLength": 256}, secretproof=_HEX64, encresulthash=_HEX64,
+    receipt={"type": "string", "maxLength": 100},
+    resultkey={"type": "string", "pattern": "^[0-9a-f]{128}$"},
+    reason={"type": "string", "maxLength": 500},
     outcome={"type": "string", "enum": ["seller", "buyer"]},
 )
+_INFO = _object(["exchange", "network", "fee_bps", "time", "articles", "totals", "limits"],
+                exchange=_STR, network=_STR, fee_bps=_COUNT, time=_NUM,
+                articles={"type": "array", "items": _STR}, totals=_ANY_OBJECT,
+                limits=_ANY_OBJECT)
+_MARKET = _object(["article", "bids", "asks", "trades", "ohlc", "interval"],
+                  article=_STR, bids=_LIST, asks=_LIST, trades=_LIST, ohlc=_LIST,
+                  interval={"enum": [60, 300, 3600, 86400]})
+_TOKEN = _object(["address", "token", "expires"], address=_STR, token=_STR, expires=_COUNT)
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/api/v1/info": {"get": _op("exchange id, network, fee, articles, time, version")},
-    "/api/v1/openapi.json": {"get": _op("this document")},
-    "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _signed(
-        "bid", type={"type": "string", "enum": ["buy", "sell"]}, article=_STR, price=_INT))},
-    "/api/v1/bids/{id}": {"get": _op("one bid", None, "id")},
-    "/api/v1/bids/{id}/cancel": {"post": _op("cancel a placed bid", _signed(
-        "cancel_bid", bid=_INT), "id")},
-    "/api/v1/transactions/{id}": {"get": _op("a transaction with its messages", None, "id")},
+    "/api/v1/info": {"get": _op("exchange id, network, fee, articles, totals, limits", _INFO)},
+    "/api/v1/openapi.json": {"get": _op("this document", _ANY_OBJECT)},
+    "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _signed(
+        "bid", type={"type": "string", "enum": ["buy", "sell"]}, article=_ARTICLE_ID,
+        price=_PRICE))},
+    "/api/v1/bids/{id}": {"get": _op("one bid", _BID, None, _ID)},
+    "/api/v1/bids/{id}/cancel": {"post": _op("cancel a placed bid", _BID, _signed(
+        "cancel_bid", bid=_INT64), _ID)},
+    "/api/v1/transactions/{id}": {
+        "get": _op("a transaction with its messages", _TX, None, _ID)},
     "/api/v1/transactions/{id}/messages": {
-        "get": _op("the transaction's accepted messages", None, "id"),
-        "post": _op("send a transaction message (DESIGN §4 table)", _TX_MESSAGE, "id"),
+        "get": _op("the transaction's accepted messages", _LIST, None, _ID),
+        "post": _op("send a transaction message (DESIGN §4 table)", _TX, _TX_MESSAGE, _ID),
     },
     "/api/v1/transactions/{id}/movements": {
-        "get": _op("ledger movements the transaction caused", None, "id")},
-    "/api/v1/accounts/{address}": {"get": _op("balances", None, "address")},
-    "/api/v1/accounts/{address}/ledger": {
-        "get": _query(_op("movements, newest first", None, "address"), "before", "limit")},
-    "/api/v1/accounts/{address}/bids": {
-        "get": _query(_op("the account's bids, newest first", None, "address"), "state",
-                      "limit")},
-    "/api/v1/market/{article}": {
-        "get": _query(_op("book depth, last trades, OHLC", None, "article"), "interval",
-                      "limit")},
-    "/api/v1/relations": {"post": _op("A trusts/worksfor B", _signed(
-        "relation", target=_STR, type={"type": "string", "enum": ["trusts", "worksfor"]},
+        "get": _op("ledger movements the transaction caused", _LIST, None, _ID)},
+    "/api/v1/accounts/{address}": {
+        "get": _op("balances and the public seller reputation", _ACCOUNT, None, _ADDRESS)},
+    "/api/v1/accounts/{address}/ledger": {"get": _query(
+        _op("movements, newest first", _ANY_OBJECT, None, _ADDRESS),
+        before={"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, limit=_LIMIT)},
+    "/api/v1/accounts/{address}/bids": {"get": _query(
+        _op("the account's bids, newest first", {"type": "array", "items": _BID}, None,
+            _ADDRESS),
+        state={"type": "string", "enum": ["placed", "matched", "cancelled", "expired"]},
+        limit=_LIMIT)},
+    "/api/v1/market/{article}": {"get": _query(
+        _op("book depth, last trades, OHLC", _MARKET, None, _ARTICLE),
+        interval={"type": "integer", "enum": [60, 300, 3600, 86400]}, limit=_LIMIT)},
+    "/api/v1/relations": {"post": _op("A trusts/worksfor B", _ANY_OBJECT, _signed(
+        "relation", target=_ADDR, type={"type": "string", "enum": ["trusts", "worksfor"]},
         enabled={"type": "integer", "enum": [0, 1]}))},
-    "/api/v1/relations/{address}": {"get": _op("relations by source", None, "address")},
-    "/api/v1/deposits": {"post": _op("operator-signed credit (idempotent by uid)", _signed(
-        "deposit", uid=_STR, account=_STR, amount=_INT,
-        kind={"type": "string", "enum": ["play", "bitcoin"]}, ref=_STR))},
-    "/api/v1/deposits/{uid}": {"get": _op("one deposit", None, "uid")},
+    "/api/v1/relations/{address}": {"get": _op("relations by source", _LIST, None, _ADDRESS)},
+    "/api/v1/deposits": {"post": _op("operator-signed credit (idempotent by uid)", _ANY_OBJECT,
+                                     _signed("deposit", uid=_NEW_UID, account=_ADDR,
+                                             amount={"type": "integer", "minimum": 1,
+                                                     "maximum": 21 * 10**14},
+                                             kind={"type": "string",
+                                                   "enum": ["play", "bitcoin"]},
+                                             ref={"type": "string",
+                                                  "pattern": "^[A-Za-z0-9._:-]{0,64}$"}))},
+    "/api/v1/deposits/{uid}": {"get": _op("one deposit", _ANY_OBJECT, None, _UID)},
     "/api/v1/deposit-addresses": {"post": _op(
         "the account's unused BIP84 deposit address, or a new one (rate-limited)",
-        _signed("deposit_address"))},
+        _ANY_OBJECT, _signed("deposit_address"))},
     "/api/v1/accounts/{address}/deposits": {"get": _query(_op(
         "Bitcoin outputs paid to the account's addresses: confirmations, state, credited",
-        None, "address"), "limit")},
+        _LIST, None, _ADDRESS), limit=_LIMIT)},
     "/api/v1/withdrawals": {"post": _op(
-        "withdraw: available → pending until the operator's payout batch is paid", _signed(
+        "withdraw: available → pending until the operator's payout batch is paid",
+        _ANY_OBJECT, _signed(
             "withdraw", to={**_STR, "description": "bitcoin address of the exchange's network"},
-            amount=_INT))},
-    "/api/v1/withdrawals/{id}": {"get": _op("one withdrawal", None, "id")},
+            amount=_INT64))},
+    "/api/v1/withdrawals/{id}": {"get": _op("one withdrawal", _ANY_OBJECT, None, _ID)},
     "/api/v1/withdrawals/{id}/cancel": {"post": _op(
-        "cancel a withdrawal not yet exported", _signed("cancel_withdrawal", withdrawal=_INT),
-        "id")},
+        "cancel a withdrawal not yet exported", _ANY_OBJECT,
+        _signed("cancel_withdrawal", withdrawal=_INT64), _ID)},
     "/api/v1/accounts/{address}/withdrawals": {"get": _query(_op(
-        "the account's withdrawals, newest first", None, "address"), "limit")},
+        "the account's withdrawals, newest first", _LIST, None, _ADDRESS), limit=_LIMIT)},
+    "/api/v1/events/token": {"post": _op(
+        "a token for the signer's private event stream (service/streams.py)", _TOKEN,
+        _signed("events_token"))},
     "/api/v1/events": {"get": _query({
         "summary": "server-sent events (text/event-stream): bid, transaction, account, trade,"
-                   " book; without address the public market stream",
-        "responses": {"200": {"description": "event stream",
-                              "content": {"text/event-stream": {}}}, "4XX": _ERROR}},
-        "address")},
+                   " book; without address the public market stream; with address also"
+                   " token (from /api/v1/events/token)",
+        "responses": {
+            "200": {"description": "event stream", "content": {"text/event-stream": {}}},
+            **{code: {"description": _ERRORS[code], "content": _json(_ERROR_SCHEMA)}
+               for code in ("400", "403", "429")}}},
+        address={"type": "string", "pattern": _ADDRESS_PATTERN}, token=_STR)},
 }
+
+
+def _link(path: str, method: str, _: str, parameters: dict[str, str] | None = None,
+          body: dict[str, str] | None = None) -> dict[str, Any]:
+    """An OpenAPI link: how a response's fields feed another operation (stateful tests)."""
+    link: dict[str, Any] = {"operationRef": f"#/paths/{path.replace('/', '~1')}/{method}"}
+    if parameters:
+        link["parameters"] = parameters
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+def _add_links() -> None:
+    bid = {"path.id": "$response.body#/id"}
+    PATHS["/api/v1/bids"]["post"]["responses"]["200"]["links"] = {
+        "GetBid": _link("/api/v1/bids/{id}", "get", "", bid),
+        "CancelBid": _link("/api/v1/bids/{id}/cancel", "post", "", bid,
+                           {"action": "cancel_bid", "bid": "$response.body#/id"}),
+        "Bidder": _link("/api/v1/accounts/{address}/bids", "get", "",
+                        {"path.address": "$response.body#/address"}),
+    }
+    tx = {"path.id": "$response.body#/id"}
+    PATHS["/api/v1/transactions/{id}"]["get"]["responses"]["200"]["links"] = {
+        "Messages": _link("/api/v1/transactions/{id}/messages", "post", "", tx,
+                          {"txid": "$response.body#/id",
+                           "revision": "$response.body#/revision"}),
+        "Movements": _link("/api/v1/transactions/{id}/movements", "get", "", tx),
+    }
+    PATHS["/api/v1/events/token"]["post"]["responses"]["200"]["links"] = {
+        "Account": _link("/api/v1/accounts/{address}", "get", "",
+                         {"path.address": "$response.body#/address"}),
+        "Ledger": _link("/api/v1/accounts/{address}/ledger", "get", "",
+                        {"path.address": "$response.body#/address"}),
+    }
+
+
+_add_links()
 
 
 def openapi_document() -> dict[str, Any]:

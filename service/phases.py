@@ -97,7 +97,7 @@ def required_fields(action: str) -> tuple[str, ...]:
 
 def _hex64(fields: dict[str, Any], name: str) -> str:
     value = fields[name]
-    if not isinstance(value, str) or not _HEX64.match(value):
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise InvalidRequest(f"{name} must be 64 lowercase hex digits", field=name)
     return value
 

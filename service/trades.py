@@ -11,7 +11,7 @@ from typing import Any
 
 from bitwrk.errors import Forbidden, InvalidRequest, NotFound, StaleRevision, WrongPhase
 
-from . import ledger, views
+from . import ledger, reputation, views
 from .events import Event
 from .exchange import Exchange, Signed, int_field
 from .phases import OPEN_PHASES, Phase, Settlement, TxView, on_timeout, required_fields, step
@@ -82,6 +82,7 @@ def _change(
     ex: Exchange, row: sqlite3.Row, phase: Phase, updates: dict[str, str],
     timeout: float | None, now: float,
 ) -> None:
+    reputation.record(ex.db, row, phase, now, ex.cfg.limits)  # the seller's public record
     retired = now if phase not in OPEN_PHASES and phase != Phase.RESULT_DISPUTED else None
     columns = {**updates, "phase": str(phase), "timeout": timeout, "retired": retired}
     assignments = ", ".join(f"{c} = ?" for c in columns)

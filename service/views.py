@@ -6,6 +6,7 @@ from typing import Any
 
 from bitwrk.errors import InvalidRequest, NotFound
 
+from . import reputation
 from .exchange import Exchange
 from .payments.deposits import account_payments
 
@@ -19,7 +20,8 @@ def account(ex: Exchange, address: str) -> dict[str, Any]:
     ).fetchone()
     available, blocked, nonce = (0, 0, 0) if row is None else tuple(row)
     return {"address": address, "available": available, "blocked": blocked,
-            "last_nonce": nonce, **account_payments(ex, address)}
+            "last_nonce": nonce, **account_payments(ex, address),
+            **reputation.account_fields(ex.db, address, ex.clock())}
 
 
 def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[str, Any]:
@@ -75,9 +77,29 @@ def bids_of(ex: Exchange, address: str, state: str | None, limit: int) -> list[d
     return [dict(r) for r in rows]
 
 
+MARKET_TTL = 0.25  # seconds a cached market view may lag behind bids expiring on their own
+MARKET_CACHE = 256  # cached (article, interval, limit) views at most
+
+
 def market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, Any]:
+    """The market view, recomputed only when the article's book changed (every trade and
+    bid changes it) or ``MARKET_TTL`` passed: unauthenticated GETs cost a dict lookup
+    however big the book (issue 11)."""
     if interval not in INTERVALS:
         raise InvalidRequest(f"interval must be one of {list(INTERVALS)}")
+    key, now = (article, interval, limit), ex.clock()
+    version = ex.books.get(article).version
+    hit = ex.market_cache.get(key)
+    if hit is not None and hit[0] == version and now - hit[1] < MARKET_TTL:
+        return hit[2]
+    view = _market(ex, article, interval, limit)
+    if len(ex.market_cache) >= MARKET_CACHE:
+        ex.market_cache.clear()
+    ex.market_cache[key] = (version, now, view)
+    return view
+
+
+def _market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, Any]:
     now = ex.clock()
     book = ex.books.get(article)
     rows = ex.db.execute(
@@ -112,13 +134,34 @@ def ohlc(trades: list[dict[str, Any]], interval: int) -> list[dict[str, Any]]:
 
 
 def articles(ex: Exchange) -> list[str]:
-    traded = {r[0] for r in ex.db.execute("SELECT DISTINCT article FROM transactions")}
-    return sorted(traded | set(ex.books.articles()))
+    return sorted(ex.traded | set(ex.books.articles()))
 
 
 def totals(ex: Exchange) -> dict[str, int]:
-    """The ledger invariant's terms: Σ balances + fees + pending withdrawals = Σ deposits −
-    Σ paid withdrawals (deposits: play money and credited Bitcoin outputs)."""
+    """The ledger invariant's terms from the running per-kind totals (constant time):
+    Σ balances + fees + pending withdrawals = Σ deposits − Σ paid withdrawals."""
+    sums = {r["kind"]: r for r in ex.db.execute("SELECT * FROM ledger_totals")}
+    deposit = sums.get("deposit")
+    return {"available": sum(r["available"] for r in sums.values()),
+            "blocked": sum(r["blocked"] for r in sums.values()),
+            "fees": sum(r["fee"] for r in sums.values()),
+            "deposits": 0 if deposit is None else -deposit["world"],
+            "world": sum(r["world"] for r in sums.values()),
+            **_withdrawal_totals(ex)}
+
+
+def _withdrawal_totals(ex: Exchange) -> dict[str, int]:
+    # Few rows (withdrawals are rare, batched payouts); indexed by state.
+    pending, paid = ex.db.execute(
+        "SELECT COALESCE(SUM(amount) FILTER (WHERE state IN ('pending', 'exported')), 0),"
+        " COALESCE(SUM(amount) FILTER (WHERE state = 'paid'), 0) FROM withdrawals"
+    ).fetchone()
+    return {"pending_withdrawals": pending, "paid_withdrawals": paid}
+
+
+def audit_totals(ex: Exchange) -> dict[str, int]:
+    """The same terms recomputed from the balances and every movement (a full scan: for
+    tests and the operator's audits, never per request)."""
     available, blocked = ex.db.execute(
         "SELECT COALESCE(SUM(available), 0), COALESCE(SUM(blocked), 0) FROM accounts"
     ).fetchone()
@@ -126,13 +169,8 @@ def totals(ex: Exchange) -> dict[str, int]:
         "SELECT COALESCE(SUM(fee_delta), 0), COALESCE(SUM(world_delta), 0) FROM movements"
     ).fetchone()
     deposits = ex.db.execute("SELECT COALESCE(SUM(amount), 0) FROM deposits").fetchone()[0]
-    # With withdrawals: available + blocked + fees + pending = deposits − paid = −world − paid.
-    pending, paid = ex.db.execute(
-        "SELECT COALESCE(SUM(amount) FILTER (WHERE state IN ('pending', 'exported')), 0),"
-        " COALESCE(SUM(amount) FILTER (WHERE state = 'paid'), 0) FROM withdrawals"
-    ).fetchone()
     return {"available": available, "blocked": blocked, "fees": fees, "deposits": deposits,
-            "world": world, "pending_withdrawals": pending, "paid_withdrawals": paid}
+            "world": world, **_withdrawal_totals(ex)}
 
 
 def relations_of(ex: Exchange, source: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bitwrk.errors import InvalidRequest
-from service.api import _address, _commit, _ex, _int_arg, _json, _path_id, read_signed
+from service.api import _address, _commit, _ex, _json, _path_id, limit_arg, read_signed
 
 from . import deposits, withdrawals
 from .deposits import require_enabled
@@ -23,7 +23,7 @@ async def request_deposit_address(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/accounts/{address}/deposits")
 async def get_chain_deposits(request: web.Request) -> web.Response:
-    limit = _int_arg(request.query.get("limit"), "limit", 50) or 50
+    limit = limit_arg(request, 50)
     return _json(deposits.deposits_of(_ex(request), _address(request), limit))
 
 
@@ -51,5 +51,5 @@ async def cancel_withdrawal(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/accounts/{address}/withdrawals")
 async def get_withdrawals(request: web.Request) -> web.Response:
-    limit = _int_arg(request.query.get("limit"), "limit", 50) or 50
+    limit = limit_arg(request, 50)
     return _json(withdrawals.withdrawals_of(_ex(request), _address(request), limit))

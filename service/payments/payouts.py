@@ -123,7 +123,7 @@ def _psbt(ex: Exchange, account: AccountKey, inputs: list[Any], pending: list[An
 def confirm(ex: Exchange, txid: str) -> tuple[dict[str, Any], list[Event]]:
     """Mark the batch whose transaction is ``txid`` paid (idempotent)."""
     txid = txid.strip().lower()
-    if not _TXID.match(txid):
+    if not _TXID.fullmatch(txid):
         raise InvalidRequest("a transaction id is 64 hex digits", field="txid")
     now = ex.clock()
     with ex.write():

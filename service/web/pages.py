@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bitwrk.errors import NotFound
 from bitwrk.keys import check_address
 
+from ..api import parse_path_id
 from ..appkeys import EXCHANGE
 
 STATIC = Path(__file__).with_name("static")
@@ -33,10 +33,8 @@ async def market_page(request: web.Request) -> web.FileResponse:
 
 @routes.get("/tx/{id}")
 async def transaction_page(request: web.Request) -> web.FileResponse:
-    text = request.match_info["id"]
-    if not text.isdigit() or not 0 < int(text) < 2**63:
-        raise NotFound(f"no such transaction: {text[:40]!r}")
-    request.app[EXCHANGE].transaction(int(text))  # NotFound for unknown ids
+    txid = parse_path_id(request.match_info["id"], "transaction")
+    request.app[EXCHANGE].transaction(txid)  # NotFound for unknown ids
     return _page("tx.html")
 
 

@@ -14,6 +14,7 @@ from service.appkeys import BUS, EXCHANGE
 from service.config import Timeouts
 from service.exchange import Exchange
 from service.trades import retire_due
+from service.views import audit_totals
 from tests.conftest import ARTICLE, Clock, Party, receipt, sealed_key, work_secret
 
 
@@ -102,6 +103,16 @@ class Api:
     async def check_invariant(self) -> None:
         t = await self.totals()
         assert t["available"] + t["blocked"] + t["fees"] == t["deposits"] == -t["world"]
+        assert t == audit_totals(self.ex)  # the running totals equal a full recount
+
+    async def stream(self, party: Party | None = None) -> Any:
+        """An open event stream: the public one, or ``party``'s private one (with a token)."""
+        if party is None:
+            return await self.client.get("/api/v1/events")
+        token = await self.post("/api/v1/events/token",
+                                self.signed(party, action="events_token"))
+        params = {"address": party.address, "token": token["token"]}
+        return await self.client.get("/api/v1/events", params=params)
 
 
 def make_config(tmp_path: Path, operator: Party, **overrides: Any) -> Config:

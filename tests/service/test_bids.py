@@ -40,14 +40,18 @@ async def test_incoming_buy_trades_at_resting_sell_price(
     await api.check_invariant()
 
 
-async def test_incoming_sell_trades_at_resting_buy_price(
+async def test_resting_buy_trades_at_the_incoming_sellers_ask(
     api: Api, buyer: Party, seller: Party
 ) -> None:
+    """Issue 10 item 6: the seller's ask, whichever bid rested; the surplus comes back."""
     await api.bid(buyer, "buy", 1000)
+    assert await api.balances(buyer) == (1_000_000 - 1030, 1030)
     bid = await api.bid(seller, "sell", 700)
     tx = await api.get(f"/api/v1/transactions/{bid['txid']}")
-    assert (tx["price"], tx["fee"]) == (1000, 30)
+    assert (tx["price"], tx["fee"]) == (700, 21)
     assert (tx["buyer"], tx["seller"]) == (buyer.address, seller.address)
+    assert await api.balances(buyer) == (1_000_000 - 721, 721)
+    await api.check_invariant()
 
 
 async def test_price_then_time_priority(api: Api, buyer: Party) -> None:
@@ -132,7 +136,7 @@ async def test_books_are_rebuilt_after_restart(
     sold = await second.bid(seller, "sell", 900)
     assert sold["state"] == "matched"
     tx = await second.get(f"/api/v1/transactions/{sold['txid']}")
-    assert (tx["buy_bid"], tx["price"]) == (resting["id"], 1000)
+    assert (tx["buy_bid"], tx["price"]) == (resting["id"], 900)  # the ask
 
 
 async def test_account_bids_and_ledger_pages(api: Api, buyer: Party) -> None:

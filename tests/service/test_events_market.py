@@ -30,8 +30,8 @@ async def read_events(resp: Any, count: int, timeout: float = 2.0) -> list[tuple
 
 
 async def test_both_parties_hear_the_match(api: Api, buyer: Party, seller: Party) -> None:
-    b = await api.client.get("/api/v1/events", params={"address": buyer.address})
-    s = await api.client.get("/api/v1/events", params={"address": seller.address})
+    b = await api.stream(buyer)
+    s = await api.stream(seller)
     assert b.headers["Content-Type"].startswith("text/event-stream")
     assert (await read_events(b, 1))[0][0] == "hello"
     assert (await read_events(s, 1))[0][0] == "hello"
@@ -58,7 +58,10 @@ async def test_market_stream_and_snapshot(api: Api, buyer: Party, seller: Party)
     await api.bid(seller, "sell", 950)
     await api.bid(buyer, "buy", 1000)
     await api.bid(buyer, "buy", 10)
-    events = await read_events(stream, 5)
+    heard = await read_events(stream, 7)
+    notices = [data for kind, data in heard if kind == "account"]
+    assert notices == [{"address": buyer.address}] * 2  # who changed, never balances
+    events = [(k, d) for k, d in heard if k != "account"]
     assert [k for k, _ in events] == ["book", "book", "trade", "book", "book"]
     assert events[2][1]["price"] == 900
     market = await api.get(f"/api/v1/market/{ARTICLE}", interval=60)
@@ -103,3 +106,18 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         if route.method != "HEAD" and path.startswith("/api/"):  # not the HTML pages
             registered.add((path, route.method))
     assert registered == described
+
+
+async def test_market_view_is_cached_until_the_book_changes(api: Api, buyer: Party,
+                                                            seller: Party) -> None:
+    first = await api.get(f"/api/v1/market/{ARTICLE}")
+    assert first == await api.get(f"/api/v1/market/{ARTICLE}")
+    await api.bid(seller, "sell", 900)  # the book changed: never a stale view
+    assert (await api.get(f"/api/v1/market/{ARTICLE}"))["asks"] == [{"price": 900, "count": 1}]
+    await api.bid(buyer, "buy", 950)
+    after = await api.get(f"/api/v1/market/{ARTICLE}")
+    assert (after["asks"], [t["price"] for t in after["trades"]]) == ([], [900])
+    api.clock.advance(api.ex.cfg.timeouts.bid_lifetime + 1)
+    await api.bid(seller, "sell", 990)
+    api.clock.advance(api.ex.cfg.timeouts.bid_lifetime + 1)  # it expires on its own
+    assert (await api.get(f"/api/v1/market/{ARTICLE}"))["asks"] == []

@@ -10,6 +10,7 @@ import pytest
 
 from bitwrk.errors import InsufficientFunds
 from service.appkeys import COMMITTER
+from service.errors import Busy
 from tests.conftest import ARTICLE, Party
 from tests.service.conftest import Api
 
@@ -56,7 +57,7 @@ async def test_a_failed_commit_refuses_the_whole_group_and_restores_memory(
 
     monkeypatch.setattr(api.ex, "db", FailingCommit())
     body = api.signed(buyer, action="bid", type="buy", article=ARTICLE, price=900)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(Busy):
         await committer.submit(lambda: api.ex.place_bid((body, "", "")))
     monkeypatch.setattr(api.ex, "db", real)
     # nothing of the refused group is stored, and the book still has the resting sell

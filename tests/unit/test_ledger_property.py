@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from service import db
 from service.config import Config, Timeouts
 from service.exchange import Exchange
 from service.trades import retire_due, send_message
+from service.views import audit_totals, totals
 from tests.conftest import Clock
 
 KEYS = [PrivateKey.from_wif(PrivateKey.generate().to_wif()) for _ in range(4)]
@@ -153,6 +155,15 @@ class ExchangeMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: int) -> None:
         self.clock.advance(seconds)
         retire_due(self.ex, self.clock())
+
+    @rule(fee_bps=st.sampled_from([0, 100, 300, 1000, 5000]))
+    def operator_changes_fee_and_restarts(self, fee_bps: int) -> None:
+        """Issue 11: older resting bids keep the fee fixed at their entry and still match."""
+        self.ex = Exchange(self.ex.db, replace(self.ex.cfg, fee_bps=fee_bps), self.clock)
+
+    @invariant()
+    def running_totals_equal_a_recount(self) -> None:
+        assert totals(self.ex) == audit_totals(self.ex)
 
     @invariant()
     def money_is_conserved(self) -> None:

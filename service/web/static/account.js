@@ -25,6 +25,21 @@ function bidsTable(bids) {
       bw.el("td", {}, b.txid ? bw.txLink(b.txid) : "")))));
 }
 
+// The exchange's public record of this address as a seller (issue 10: reputation).
+function reputationCard(account) {
+  const r = account.reputation || {};
+  const barred = account.barred_until
+    ? stat("barred from selling until", bw.time(account.barred_until), "barred") : null;
+  return bw.el("div", { class: "card" }, bw.el("h2", { text: "Seller record" }),
+    bw.el("div", { class: "stats" },
+      stat("trades finished", String(r.finished ?? 0), "rep-finished"),
+      stat("disputed", String(r.disputed ?? 0), "rep-disputed"),
+      stat("disputes lost", String(r.disputes_lost ?? 0), "rep-disputes-lost"),
+      stat("missed endpoint (establish timeouts)", String(r.establish_timeouts ?? 0),
+           "rep-establish-timeouts"),
+      barred));
+}
+
 function renderLedger(first) {
   const rows = [...first.movements, ...older];
   const more = older.length ? nextBefore : first.next_before;
@@ -56,13 +71,21 @@ async function load() {
       stat("blocked in bids and trades", bw.sat(account.blocked), "blocked"),
       stat("total", bw.sat(account.available + account.blocked)),
       stat("last nonce", String(account.last_nonce)))),
+    reputationCard(account),
     bw.el("div", { class: "card" }, bw.el("h2", { text: "Recent bids" }), bidsTable(bids)),
     bw.el("div", { class: "card" }, bw.el("h2", { text: "Ledger" }), bw.el("div", { id: "ledger" })));
   renderLedger(ledger);
 }
 
-const refresh = bw.debounce(load);
+const refresh = bw.debounce(load, 150);
+// The public stream (an address's own stream needs its key's token): refresh when this
+// account changed, one of its transactions moved, or the book changed (its bids).
+function concerns(kind, data) {
+  if (kind === "account") return data.address === ADDRESS;
+  if (kind === "transaction") return data.buyer === ADDRESS || data.seller === ADDRESS;
+  return kind === "book";
+}
 document.title = "BitWrk · account " + bw.short(ADDRESS);
 bw.header();
-bw.live("/api/v1/events?address=" + encodeURIComponent(ADDRESS), ["account", "bid", "transaction"],
-        refresh, refresh);
+bw.live("/api/v1/events", ["account", "transaction", "book"],
+        (kind, data) => { if (concerns(kind, data)) refresh(); }, refresh);
