@@ -167,15 +167,14 @@ class WorkerPool:
                 argv += [flag, str(value)]
         return argv
 
-    def _command(self, cpus: list[int], home: Path) -> tuple[list[str], dict[str, str]]:
-        """The full command (sandbox around the worker) and its environment."""
+    def command(self, inner: list[str], home: Path) -> tuple[list[str], dict[str, str]]:
+        """``inner`` as this pool runs a worker: in its sandbox, with its environment."""
         env = worker_env(home, private=not self.sandbox.active)
         if not self.sandbox.active:
-            return self.argv(cpus), env
+            return inner, env
         runtime = sb.runtime_paths(self.python, self.blender)
         # env holds PATH, LANG ... only: the sandbox sets its own private dirs
-        argv = self.sandbox.wrap(self.argv(cpus), home, env, runtime,
-                                 sb.code_bind(PACKAGE_ROOT))
+        argv = self.sandbox.wrap(inner, home, env, runtime, sb.code_bind(PACKAGE_ROOT))
         return argv, env
 
     def pids(self) -> list[int]:
@@ -269,7 +268,7 @@ class WorkerPool:
         if slot.worker is not None:  # died while idle: reap it, drop its private dir
             await slot.worker.kill()
         home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-"))
-        argv, env = self._command(slot.cpus, home)
+        argv, env = self.command(self.argv(slot.cpus), home)
         try:
             slot.worker = await WorkerProcess.start(argv, self.start_timeout, home, env)
         except BaseException:

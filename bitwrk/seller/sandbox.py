@@ -39,6 +39,7 @@ JOB_MOUNT = "/job"
 OUT_MOUNT = "/out"
 CODE_MOUNT = "/opt/bitwrk"
 HOSTNAME = "bitwrk"
+INNER_ID = 65534  # "nobody": the worker is not root even inside its namespace
 SCRATCH_BYTES = 1 << 30  # the tmpfs at /tmp: Blender's temp files, never the seller's disk
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 SYSTEM_FILES = ("/etc/ld.so.cache",)  # the loader's cache: faster start, nothing private
@@ -80,7 +81,8 @@ class Sandbox:
         (home / "job").mkdir(exist_ok=True)
         (home / "out").mkdir(exist_ok=True)
         argv = [self.binary, "--unshare-all", "--unshare-user", "--disable-userns",
-                "--cap-drop", "ALL", "--die-with-parent", "--new-session",
+                "--uid", str(INNER_ID), "--gid", str(INNER_ID), "--cap-drop", "ALL",
+                "--die-with-parent", "--new-session",
                 "--hostname", HOSTNAME, "--clearenv", "--proc", "/proc", "--dev", "/dev"]
         for src, dest in readonly_binds(ro_paths) + ([code] if code else []):
             argv += ["--ro-bind", src, dest]
