@@ -2,7 +2,8 @@
 
 - ``memory/scene.blend``: a geometry-nodes grid of 20000 x 20000 vertices (about 5 GB of
   positions alone), far beyond what a 512M-class worker may allocate;
-- ``subdiv/scene.blend``: a cube with 11 levels of render subdivision (25 M faces).
+- ``subdiv/scene.blend``: a cube with 11 levels of render subdivision (25 M faces);
+- ``plain/scene.blend``: a harmless lit cube, for units that must succeed.
 Both are cheap in ray budget (tiny image, one sample), so only a memory limit stops them.
 """
 
@@ -50,8 +51,15 @@ def subdiv_bomb(scene: object) -> None:
     mod.render_levels = 11
 
 
+def plain(scene: object) -> None:
+    """A harmless scene: a lit cube, for units that must succeed."""
+    bpy.ops.mesh.primitive_cube_add()
+    light = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    bpy.context.scene.collection.objects.link(light)
+
+
 def main(out: Path) -> None:
-    for name, build in (("memory", grid_bomb), ("subdiv", subdiv_bomb)):
+    for name, build in (("memory", grid_bomb), ("subdiv", subdiv_bomb), ("plain", plain)):
         scene = base_scene()
         build(scene)
         (out / name).mkdir(parents=True, exist_ok=True)
