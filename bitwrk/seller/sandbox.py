@@ -84,10 +84,12 @@ class Sandbox:
                 "--uid", str(INNER_ID), "--gid", str(INNER_ID), "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session",
                 "--hostname", HOSTNAME, "--clearenv", "--proc", "/proc", "--dev", "/dev"]
+        # /tmp first: an install that lives under /tmp is then bound on top of it.
+        argv += ["--size", str(self.scratch_bytes), "--tmpfs", "/tmp"]
         for src, dest in readonly_binds(ro_paths) + ([code] if code else []):
             argv += ["--ro-bind", src, dest]
         argv += ["--ro-bind", str(home / "job"), JOB_MOUNT, "--bind", str(home / "out"),
-                 OUT_MOUNT, "--size", str(self.scratch_bytes), "--tmpfs", "/tmp"]
+                 OUT_MOUNT]
         for name, path in {**passed_env, **INNER_DIRS}.items():
             if name in INNER_DIRS:
                 argv += ["--dir", path]
