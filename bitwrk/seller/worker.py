@@ -17,8 +17,9 @@ use_scripts=False`` and the auto-exec preference off, so no text block, driver o
 of the file runs; OSL is off; every external file the .blend refers to must lie inside
 the job's directory, and so must every path the scene reads while evaluated
 (:mod:`bitwrk.seller.pathscan`). CPU affinity and the resource limits (address space, data
-segment, file size, no core dumps) are applied by the process itself before ``import bpy``
-(thread-safe, unlike a ``preexec_fn`` in a threaded parent). The pool normally runs this
+segment, file size, no core dumps) and a seccomp filter (:mod:`bitwrk.seller.seccomp`) are
+applied by the process itself before ``import bpy`` (thread-safe, unlike a ``preexec_fn``
+in a threaded parent). The pool normally runs this
 process inside the OS sandbox of :mod:`bitwrk.seller.sandbox`.
 """
 
@@ -38,7 +39,7 @@ from ..render.bpyprocess import isolate_user_dirs, private_stdout
 from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
 from ..render.scene import open_safely
-from . import pathscan, tile
+from . import pathscan, seccomp, tile
 
 
 @dataclass
@@ -173,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cpus = {int(c) for c in args.cpus.split(",")} if args.cpus else None
     apply_limits(cpus, args.memory, args.data, args.output)
+    try:
+        filtered = seccomp.install()
+    except OSError as exc:  # defence in depth: the OS sandbox still holds
+        print(f"bitwrk worker: no seccomp filter: {exc}", file=sys.stderr, flush=True)
+        filtered = False
     isolate_user_dirs()
     replies = private_stdout()
     import bpy
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(bpy, args.max_budget)
     replies.write(json.dumps({"ready": True, "pid": os.getpid(),
                               "blender": bpy.app.version_string,
-                              "threads": worker.threads}) + "\n")
+                              "threads": worker.threads, "seccomp": filtered}) + "\n")
     replies.flush()
     serve(worker, sys.stdin, replies)
     return 0

@@ -163,6 +163,7 @@ async def test_affinity_memory_limit_and_clean_environment(
         host_home = pool._slots[0].worker.home  # type: ignore[union-attr]
     assert inner != outcome.pid and pool.sandbox.active
     assert info["Cpus_allowed_list"].strip() == str(cpu)
+    assert info["Seccomp"].strip() == "2" and info["NoNewPrivs"].strip() == "1"  # filtered
     assert not any(b"L1secret" in item for item in env)
     assert b"HOME=/tmp/home" in env and b"BLENDER_USER_RESOURCES=/tmp/blender" in env
     limit = {line[:26].strip(): line[26:].split() for line in limits.splitlines()[1:]}

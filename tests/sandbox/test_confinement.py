@@ -151,3 +151,37 @@ def test_staging_links_the_job_and_skips_symlinks(tmp_path: Path) -> None:
     (other / "scene.blend").write_bytes(b"other")
     assert sb.stage_job(other, stage) != key
     assert [p.name for p in stage.iterdir()] == [sb.stage_job(other, stage)]  # one job
+
+
+SECCOMP_PROBE = r"""
+import ctypes, json, os, platform, sys
+sys.path.insert(0, sys.argv[1])
+from bitwrk.seller import seccomp
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    result = getattr(libc, name)(*args)
+    return result, ctypes.get_errno()
+installed = seccomp.install()
+print(json.dumps({"installed": installed,
+                  "unshare": call("unshare", 0x10000000), "ptrace": call("ptrace", 0, 0, 0, 0),
+                  "mount": call("mount", b"none", b"/tmp", b"tmpfs", 0, 0),
+                  "keyctl": call("syscall", seccomp.ARCHES[platform.machine()][1]["keyctl"],
+                                 0, 0, 0, 0) if installed else None,
+                  "bpf": call("syscall", seccomp.ARCHES[platform.machine()][1]["bpf"],
+                              0, 0, 0) if installed else None,
+                  "files_ok": len(os.listdir("/")) > 0, "pid_ok": os.getpid() > 0}))
+"""
+
+
+def test_the_workers_seccomp_filter_denies_exploit_syscalls() -> None:
+    from bitwrk.seller.pool import PACKAGE_ROOT
+
+    done = subprocess.run([sys.executable, "-I", "-c", SECCOMP_PROBE, str(PACKAGE_ROOT)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    if not seen["installed"]:
+        pytest.skip("no seccomp filter for this CPU")
+    for name in ("unshare", "ptrace", "mount", "keyctl", "bpf"):
+        assert seen[name] == [-1, 1], (name, seen[name])  # EPERM
+    assert seen["files_ok"] and seen["pid_ok"]
