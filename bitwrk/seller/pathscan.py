@@ -66,7 +66,8 @@ def node_problems(bpy: Any, root: str) -> list[str]:
         for node in tree.nodes:
             reads = node.bl_idname.startswith(IMPORT_PREFIX)
             for socket in node.inputs:
-                if socket.bl_idname != PATH_SOCKET and not (reads and socket.type == "STRING"):
+                # An importer's "Path" counts even where a version types it as a plain string.
+                if socket.bl_idname != PATH_SOCKET and not (reads and socket.name == "Path"):
                     continue
                 where = f"{tree.name}/{node.name}.{socket.name}"
                 if socket.is_linked:

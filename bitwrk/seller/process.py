@@ -18,6 +18,7 @@ from typing import Any
 
 from ..render.errors import RenderError, RenderTimeout, WorkerCrashed
 
+_SIGNALS = {int(sig) for sig in signal.Signals}
 START_NOISE_LINES = 200  # lines before the ready line tolerated (a binary's banner)
 PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 
@@ -141,6 +142,9 @@ class WorkerProcess:
         code = self.proc.returncode
         if code is not None and code < 0:
             return f"killed by {signal.Signals(-code).name}"
+        if self.sandboxed and code is not None and code - 128 in _SIGNALS:
+            # bwrap, the sandbox's init, reports a child's death by signal N as 128 + N
+            return f"killed by {signal.Signals(code - 128).name} in its sandbox"
         return f"exit status {code}"
 
     async def kill(self) -> None:

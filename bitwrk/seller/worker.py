@@ -75,7 +75,11 @@ def apply_limits(cpus: set[int] | None, memory: int | None, data: int | None = N
     if not hasattr(os, "fork"):  # Windows: no resource module
         return
     import resource
+    import signal
 
+    # Python ignores SIGXFSZ, so a write past the limit would just fail and leave a
+    # truncated tile that looks rendered; the default action ends the process instead.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_DATA, data),
                          (resource.RLIMIT_FSIZE, output)):
