@@ -220,7 +220,8 @@ class WorkerPool:
                 self._spawn(worker.kill())
                 raise
             outcome = self._outcome(slot, worker, key, answer, began, cold)
-            if worker.sandboxed:
+            if worker.sandboxed:  # the tile lies in the sandbox's output folder
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(worker.home / "out" / Path(request["out"]).name, out)
                 outcome = dataclasses.replace(outcome, out=Path(out))
             return outcome
