@@ -4,6 +4,10 @@ Renders with the ``bpy`` module in warm worker processes, prints one line per un
 Ctrl-C (or SIGTERM) stops cleanly: open sell bids are cancelled, the current unit is
 finished or rejected (the buyer is refunded), the workers exit. A status page (slots, recent
 units, balance, errors, a pause button) is served on http://127.0.0.1:8571/ (``--status-port``).
+
+Every render worker runs in the OS sandbox (Linux: bubblewrap; see
+:mod:`bitwrk.seller.sandbox`). Where there is none the seller refuses to start unless
+``--unsandboxed`` is given, and then warns that buyers' scenes run as the seller's user.
 """
 
 from __future__ import annotations
