@@ -43,6 +43,7 @@ INNER_ID = 65534  # "nobody": the worker is not root even inside its namespace
 SCRATCH_BYTES = 1 << 30  # the tmpfs at /tmp: Blender's temp files, never the seller's disk
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 SYSTEM_FILES = ("/etc/ld.so.cache",)  # the loader's cache: faster start, nothing private
+INNER_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Inside the sandbox: everything a worker writes lives on the tmpfs.
 INNER_DIRS = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "BLENDER_USER_RESOURCES": "/tmp/blender",
               "XDG_CACHE_HOME": "/tmp/cache", "XDG_CONFIG_HOME": "/tmp/config",
@@ -90,7 +91,8 @@ class Sandbox:
             argv += ["--ro-bind", src, dest]
         argv += ["--ro-bind", str(home / "job"), JOB_MOUNT, "--bind", str(home / "out"),
                  OUT_MOUNT]
-        for name, path in {**passed_env, **INNER_DIRS}.items():
+        # PATH too is the sandbox's own: the seller's may name their home (~/.local/bin).
+        for name, path in {**passed_env, "PATH": INNER_PATH, **INNER_DIRS}.items():
             if name in INNER_DIRS:
                 argv += ["--dir", path]
             argv += ["--setenv", name, path]

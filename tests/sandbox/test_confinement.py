@@ -93,6 +93,7 @@ def test_a_worker_sees_nothing_of_the_seller(tmp_path: Path,
     secret.write_text("L1SECRETKEYWIF")
     monkeypatch.setenv("BITWRK_SELLER_KEY", "L1secret")
     home = pwd.getpwuid(os.getuid()).pw_dir
+    monkeypatch.setenv("PATH", f"{home}/.local/bin:{os.environ['PATH']}")  # names the home
     listener = Listener()
     pool = WorkerPool({0}, 1, cost_class="512M")
     assert pool.sandbox.active  # the default
@@ -113,8 +114,8 @@ def test_a_worker_sees_nothing_of_the_seller(tmp_path: Path,
     assert seen["uid_name"].startswith("refused")  # no user database inside
     assert seen["uid"] == sb.INNER_ID
     assert "BITWRK_SELLER_KEY" not in seen["env"] and seen["env"]["HOME"] == "/tmp/home"
-    assert not any(str(tmp_path) in v or home + "/" == v[:len(home) + 1]
-                   for k, v in seen["env"].items() if k != "PATH"), seen["env"]
+    assert not any(str(tmp_path) in v or home in v for v in seen["env"].values()), seen["env"]
+    assert seen["env"]["PATH"] == sb.INNER_PATH
     assert seen["cwd"] == "/tmp" and len(seen["pids"]) <= 3  # own PID namespace
     assert seen["write_job"].startswith("refused") and seen["write_usr"].startswith("refused")
     assert "tmp" in seen["root"] and "home" not in seen["root"]
