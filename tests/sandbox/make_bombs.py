@@ -21,6 +21,7 @@ def base_scene() -> object:
     scene.name = "Shot"
     scene.render.engine = "CYCLES"
     scene.render.resolution_x, scene.render.resolution_y = 32, 24
+    scene.cycles.use_adaptive_sampling = False  # every sample is rendered: a long unit is long
     cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     cam.location = (0.0, 0.0, 8.0)
     scene.collection.objects.link(cam)

@@ -1,9 +1,10 @@
 """Hostile units bought through a real exchange from a sandboxed seller (real bpy).
 
 One seller daemon renders with the default (sandboxed) worker pool. Buyers send a scene
-that reads seller files through computed paths, a disk bomb, and a memory bomb; each is
-refused with its reason on the exchange, the buyer gets its money back, no job folder of a
-refused unit is left, and the seller goes on to sell a good unit afterwards.
+that reads seller files through computed paths, a disk bomb, a memory bomb and an endless
+render; each is refused with its reason on the exchange (the endless one at the seller's
+wall-time limit), the buyer gets its money back, no job folder of a refused unit is left,
+and the seller goes on to sell a good unit afterwards.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ pytestmark = [needs_bpy, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
 ARTICLE = "net.bitwrk/blender/5.0/512M"
 FUNDS = 1_000_000
+UNIT_SECONDS = 15.0  # the seller's wall-time limit per unit
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def seller(tmp_path: Path, exchange: ServerProcess) -> Iterator[Daemon]:
     daemon = Daemon(DaemonConfig(exchange.url, data_dir=tmp_path / "seller" / "data",
                                  cache_dir=tmp_path / "seller" / "cache"))
     daemon.start()
-    pool = WorkerPool(slots=1, cost_class="512M", timeout=120)
+    pool = WorkerPool(slots=1, cost_class="512M", timeout=UNIT_SECONDS)
     assert pool.sandbox.active
     offer = Offer((ARTICLE,), 100, error_backoff=0.5)
     daemon.call(daemon.start_selling(StartSelling(offer, RenderExecutor(pool))), 30)
@@ -68,8 +70,8 @@ def seller(tmp_path: Path, exchange: ServerProcess) -> Iterator[Daemon]:
     assert daemon.stop(20)
 
 
-def unit(buyer: Daemon, blend: Path, tile: int) -> tuple[str, bytes]:
-    spec = SPEC.to_json() | {"seed": tile}
+def unit(buyer: Daemon, blend: Path, tile: int, samples: int = 4) -> tuple[str, bytes]:
+    spec = SPEC.to_json() | {"seed": tile, "samples": samples}
     return f"u{tile}", JobManifest.from_files(spec, {"scene.blend": blend}, buyer.store).to_json()
 
 
@@ -117,15 +119,18 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
         disk_bomb = bomb(buyer.store, 5000)
         hostile = {"leak": unit(buyer, scenes["leak"], 2),
                    "disk": ("u3", disk_bomb.to_json()),
-                   "memory": unit(buyer, scenes["memory"], 4)}
+                   "memory": unit(buyer, scenes["memory"], 4),
+                   # within the class's ray budget, but minutes of rendering on one core
+                   "endless": unit(buyer, scenes["plain"], 6, samples=50_000)}
         for name, bad in hostile.items():
             events = buy(buyer, tmp_path, (bad,), refused=True)
             failed = [e for e in events if isinstance(e, UnitFailed)]
-            assert failed and not any(isinstance(e, UnitDone) for e in events)
+            assert failed and not any(isinstance(e, UnitDone) for e in events), (name, events)
             reasons[name] = failed[0].reason
         assert "computed or outside the job" in reasons["leak"]
         assert "expand to" in reasons["disk"]
         assert "died while rendering" in reasons["memory"]
+        assert "wall-time limit" in reasons["endless"]
         again = buy(buyer, tmp_path, (unit(buyer, scenes["plain"], 5),), refused=False)
         assert any(isinstance(e, UnitDone) for e in again)  # the seller sells on
 
@@ -137,7 +142,7 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
             time.sleep(0.5)
         paid = [t for t in txs if t["phase"] == "FINISHED"]
         refused = [t for t in txs if t["phase"] == "WORK_DISPUTED"]
-        assert len(paid) == 2 and len(refused) == 3, [t["phase"] for t in txs]
+        assert len(paid) == 2 and len(refused) == 4, [t["phase"] for t in txs]
         spent = sum(t["price"] + t["fee"] for t in paid)
         assert account == account | {"available": FUNDS - spent, "blocked": 0}
         jobs = tmp_path / "seller" / "cache" / "work" / "jobs"
