@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from ..articles import COST_CLASSES
 from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
@@ -121,8 +123,12 @@ class WorkerPool:
                  output_limit: int = sb.OUTPUT_BYTES, timeout: float = 3600.0,
                  idle_seconds: float = 120.0, start_timeout: float = 60.0,
                  python: str = sys.executable, blender: str | None = None,
-                 unsandboxed: bool = False, sandbox: sb.Sandbox | None = None) -> None:
+                 unsandboxed: bool = False, sandbox: sb.Sandbox | None = None,
+                 scratch_root: Path | None = None) -> None:
         self.sandbox = sandbox if sandbox is not None else sb.choose(unsandboxed)
+        # Worker folders beside the daemon's job folders (its cache dir), so staging a
+        # job is hard links, not a copy into a /tmp that may be RAM.
+        self.scratch_root = scratch_root
         offered = sorted(cpus if cpus is not None else allowed_cpus())
         if slots < 1 or len(offered) < slots:
             raise ValueError(f"{slots} slots need at least as many CPUs, got {offered}")
@@ -268,7 +274,7 @@ class WorkerPool:
             return slot.worker, False
         if slot.worker is not None:  # died while idle: reap it, drop its private dir
             await slot.worker.kill()
-        home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-"))
+        home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-", dir=self._scratch()))
         argv, env = self.command(self.argv(slot.cpus), home)
         try:
             slot.worker = await WorkerProcess.start(argv, self.start_timeout, home, env)
@@ -277,6 +283,16 @@ class WorkerPool:
             raise
         slot.worker.sandboxed = self.sandbox.active
         return slot.worker, True
+
+    def _scratch(self) -> Path | None:
+        """Where worker folders go: ``scratch_root``, else the daemon's cache work dir."""
+        cache = Path(platformdirs.user_cache_dir("bitwrk", appauthor=False))  # daemon.paths
+        root = self.scratch_root or cache / "work" / "workers"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # the system temp dir
+        return root
 
     def _detach(self, slot: _Slot) -> None:
         """Take the slot's worker out of service at once; it exits in the background."""

@@ -34,6 +34,7 @@ pytestmark = [needs_bpy, pytest.mark.slow]
 HERE = Path(__file__).resolve().parent
 ARTICLE = "net.bitwrk/blender/5.0/512M"
 FUNDS = 1_000_000
+RACE = "manifest does not match the transaction's workhash"
 UNIT_SECONDS = 15.0  # the seller's wall-time limit per unit
 
 
@@ -123,10 +124,16 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
                    # within the class's ray budget, but minutes of rendering on one core
                    "endless": unit(buyer, scenes["plain"], 6, samples=50_000)}
         for name, bad in hostile.items():
-            events = buy(buyer, tmp_path, (bad,), refused=True)
-            failed = [e for e in events if isinstance(e, UnitFailed)]
-            assert failed and not any(isinstance(e, UnitDone) for e in events), (name, events)
-            reasons[name] = failed[0].reason
+            for _ in range(3):
+                events = buy(buyer, tmp_path, (bad,), refused=True)
+                failed = [e for e in events if isinstance(e, UnitFailed)]
+                assert failed and not any(isinstance(e, UnitDone) for e in events), events
+                reasons[name] = " | ".join(e.reason for e in failed)
+                # A trade can also fail on a rare race outside this test's subject (the
+                # seller reading the transaction before the buyer's workhash shows); the
+                # buyer then avoids the seller for that job, so buy again in a new job.
+                if RACE not in reasons[name]:
+                    break
         assert "computed or outside the job" in reasons["leak"]
         assert "expand to" in reasons["disk"]
         assert "died while rendering" in reasons["memory"]
@@ -142,7 +149,9 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
             time.sleep(0.5)
         paid = [t for t in txs if t["phase"] == "FINISHED"]
         refused = [t for t in txs if t["phase"] == "WORK_DISPUTED"]
-        assert len(paid) == 2 and len(refused) == 4, [t["phase"] for t in txs]
+        phases = [t["phase"] for t in txs]
+        assert len(paid) == 2 and len(refused) >= 4, phases  # one more per race retried
+        assert set(phases) <= {"FINISHED", "WORK_DISPUTED", "CANCELLED"}, phases
         spent = sum(t["price"] + t["fee"] for t in paid)
         assert account == account | {"available": FUNDS - spent, "blocked": 0}
         jobs = tmp_path / "seller" / "cache" / "work" / "jobs"
