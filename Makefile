@@ -16,6 +16,10 @@ $(STAMP): $(BIN)/python requirements-test.txt pyproject.toml
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
+	@# Sellers run every render worker inside bubblewrap (tests prove the sandbox holds).
+	@if ! command -v bwrap >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
+	fi
 	touch $(STAMP)
 
 venv: $(STAMP)

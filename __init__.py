@@ -28,7 +28,7 @@ def unregister() -> None:
 
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
-         duration: float | None = None) -> int:
+         duration: float | None = None, unsandboxed: bool = False) -> int:
     """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
     (or ``duration`` seconds); returns 0 after a clean stop.
 
@@ -37,6 +37,9 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
     ``sys.executable``). Timers never fire headless, so this loop pumps the daemon's events
     itself. On a stop signal no new bids are placed, trades in flight get a short grace,
     the workers are stopped and the daemon thread is joined (bounded).
+
+    Render workers run in the OS sandbox (Linux: bubblewrap). Where there is none, selling
+    is refused unless ``unsandboxed=True`` — then buyers' scenes run as your user.
     """
     import signal
     import threading
@@ -56,7 +59,10 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
     try:
         b.connect(exchange)
         url = b.start_selling(cores, min_price, (cost_class,),
-                              "{}.{}".format(*bpy.app.version[:2]))
+                              "{}.{}".format(*bpy.app.version[:2]), unsandboxed=unsandboxed)
+        if unsandboxed:
+            print("WARNING: selling without a sandbox: buyers' scenes run as your user",
+                  flush=True)
         print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s)",
               flush=True)
         end = None if duration is None else time.monotonic() + duration

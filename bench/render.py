@@ -9,7 +9,10 @@ per-unit overhead dominates — the worst case for a marketplace of small tiles.
   wall - bare render (JSON over a pipe, the asyncio hop, parsing and checking the spec,
   the file identity check, applying the spec to the scene);
 - cold unit: a fresh worker process per unit (start, ``import bpy``, open, render, exit),
-  the one-process-per-tile design (``blender-facts`` §Q3: ~0.55 s per process).
+  the one-process-per-tile design (``blender-facts`` §Q3: ~0.55 s per process);
+- sandbox: every figure above is for sandboxed workers (the default); the same warm units
+  and worker starts without the sandbox give its overhead per warm unit and per new
+  worker, and ``bwrap ... /bin/true`` alone what building the sandbox costs.
 
 ``python -m bench.render [--quick] [--strict]``; progress on stderr, the table on stdout.
 Needs the ``bpy`` module.
@@ -35,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "render"
 TARGET_WARM_OVERHEAD_MS = 50.0
+TARGET_SANDBOX_WARM_MS = 20.0  # issue 9: sandbox overhead per warm unit
+TARGET_SANDBOX_START_MS = 150.0  # issue 9: per new sandboxed worker
 SPEC = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                width=96, height=64, x0=0, x1=48, y0=0, y1=32, samples=16, seed=0,
                max_bounces=6)
@@ -61,9 +66,10 @@ def import_seconds(work: Path) -> float:
     return time.perf_counter() - started
 
 
-async def warm_units(blend: Path, out: Path, count: int) -> list[tuple[float, float]]:
+async def warm_units(blend: Path, out: Path, count: int,
+                     unsandboxed: bool = False) -> list[tuple[float, float]]:
     """(wall, render) per unit on one warm worker (first, cold unit not counted)."""
-    async with WorkerPool(slots=1, idle_seconds=600) as pool:
+    async with WorkerPool(slots=1, idle_seconds=600, unsandboxed=unsandboxed) as pool:
         await pool.render(blend, SPEC, out / "first.exr")
         runs = []
         for i in range(count):
@@ -85,6 +91,62 @@ async def cold_units(blend: Path, out: Path, count: int) -> list[tuple[float, fl
     return runs
 
 
+async def worker_starts(count: int) -> tuple[list[float], list[float]]:
+    """Seconds to start a worker (bpy imported), sandboxed and not, interleaved."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(count):
+        for unsandboxed in (False, True):
+            pool = WorkerPool(slots=1, unsandboxed=unsandboxed)
+            started = time.perf_counter()
+            await pool.start()
+            times[unsandboxed].append(time.perf_counter() - started)
+            await pool.close()
+    return times[False], times[True]
+
+
+def interpreter_starts(count: int) -> tuple[float, float, float]:
+    """Median seconds of ``python -I -c pass`` in the worker's sandbox and outside it,
+    interleaved, and of ``bwrap <the same sandbox> /bin/true``.
+
+    The worker's own start (``import bpy``, ~1.5 s) is the same work in and out of the
+    sandbox and varies by hundreds of ms on a loaded machine; an interpreter start shows
+    what the sandbox adds (namespaces, mounts, a loader reading through bind mounts).
+    """
+    pool = WorkerPool(slots=1)
+    runs: dict[str, list[float]] = {"boxed": [], "open": [], "bare": []}
+    with tempfile.TemporaryDirectory(prefix="bitwrk-bench-sandbox-") as home:
+        inner = [sys.executable, "-I", "-c", "pass"]
+        boxed, env = pool.command(inner, Path(home))
+        bare, _env = pool.command(["/bin/true"], Path(home))
+        for _ in range(count):
+            for name, argv in (("boxed", boxed), ("open", inner), ("bare", bare)):
+                started = time.perf_counter()
+                subprocess.run(argv, env=env, check=True, timeout=30)
+                runs[name].append(time.perf_counter() - started)
+    return (statistics.median(runs["boxed"]), statistics.median(runs["open"]),
+            statistics.median(runs["bare"]))
+
+
+def sandbox_rows(warm: list[tuple[float, float]], open_warm: list[tuple[float, float]],
+                 starts: tuple[list[float], list[float]],
+                 interpreters: tuple[float, float, float]) -> list[Row]:
+    warm_cost = (statistics.median(w - r for w, r in warm)
+                 - statistics.median(w - r for w, r in open_warm)) * 1000
+    start_cost = (interpreters[0] - interpreters[1]) * 1000
+    return [
+        Row(NAME, "sandbox overhead per warm unit (sandboxed - not)", warm_cost, "ms",
+            f"<= {TARGET_SANDBOX_WARM_MS:.0f} ms", warm_cost <= TARGET_SANDBOX_WARM_MS),
+        Row(NAME, "sandbox overhead per new worker (python start, sandboxed - not)",
+            start_cost, "ms", f"<= {TARGET_SANDBOX_START_MS:.0f} ms",
+            start_cost <= TARGET_SANDBOX_START_MS),
+        Row(NAME, "bwrap sandbox around /bin/true alone", interpreters[2] * 1000, "ms"),
+        Row(NAME, "new worker ready (bpy imported), sandboxed",
+            statistics.median(starts[0]) * 1000, "ms"),
+        Row(NAME, "new worker ready (bpy imported), not sandboxed",
+            statistics.median(starts[1]) * 1000, "ms"),
+    ]
+
+
 def collect(quick: bool = False) -> list[Row]:
     warm_n, cold_n = (8, 3) if quick else (40, 8)
     with tempfile.TemporaryDirectory(prefix="bitwrk-bench-render-") as tmp:
@@ -98,6 +160,10 @@ def collect(quick: bool = False) -> list[Row]:
         warm = asyncio.run(warm_units(blend, work, warm_n))
         log(f"{cold_n} cold units")
         cold = asyncio.run(cold_units(blend, work, cold_n))
+        log(f"{warm_n} warm units without the sandbox, {cold_n} worker starts each way")
+        open_warm = asyncio.run(warm_units(blend, work, warm_n, unsandboxed=True))
+        starts = asyncio.run(worker_starts(cold_n))
+        interpreters = interpreter_starts(5 if quick else 15)
     render_ms = statistics.median(r for _w, r in warm) * 1000
     warm_ms = statistics.median(w - r for w, r in warm) * 1000
     warm_p90 = sorted(w - r for w, r in warm)[int(0.9 * (len(warm) - 1))] * 1000
@@ -113,6 +179,7 @@ def collect(quick: bool = False) -> list[Row]:
         Row(NAME, "cold process per unit: overhead beyond its render", cold_ms, "ms"),
         Row(NAME, "python -c 'import bpy' alone", bare_import * 1000, "ms"),
         Row(NAME, "unit wall time, cold / warm", cold_wall / warm_wall, "x"),
+        *sandbox_rows(warm, open_warm, starts, interpreters),
     ]
 
 

@@ -321,8 +321,12 @@ class Bridge:
     # -- selling --------------------------------------------------------------------------
 
     def start_selling(self, cores: int, min_price: int, classes: tuple[str, ...],
-                      blender: str, python: str | None = None) -> str:
-        """Sell this computer's CPU cores; returns the worker endpoint URL."""
+                      blender: str, python: str | None = None,
+                      unsandboxed: bool = False) -> str:
+        """Sell this computer's CPU cores; returns the worker endpoint URL.
+
+        Workers run in the OS sandbox; where there is none this raises
+        ``SandboxUnavailable`` unless the user opted out (``unsandboxed``)."""
         from ..bitwrk.daemon import Offer, StartSelling
         from ..bitwrk.seller.executor import RenderExecutor
         from ..bitwrk.seller.pool import WorkerPool, allowed_cpus, blender_binary
@@ -335,7 +339,8 @@ class Bridge:
         kwargs = {"python": python} if python else {}
         # Inside a Blender binary sys.executable is Blender's bundled Python, which has no
         # bpy: workers then run as `blender -b` (bpy module mode: sys.executable as before).
-        pool = WorkerPool(cpus, 1, cost_class=largest, blender=blender_binary(), **kwargs)
+        pool = WorkerPool(cpus, 1, cost_class=largest, blender=blender_binary(),
+                          unsandboxed=unsandboxed, **kwargs)
         self.selling_pool = pool
         articles = tuple(f"net.bitwrk/blender/{blender}/{c}" for c in classes)
         url: str = daemon.call(daemon.start_selling(

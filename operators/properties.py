@@ -54,6 +54,10 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Cores", default=1, min=1, max=1024)
     sell_min_price: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Min price (sat)", default=10, min=0)
+    sell_unsandboxed: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Sell without a sandbox (unsafe)", default=False,
+        description="Only where no sandbox exists (macOS, Windows, Linux without bubblewrap):"
+                    " buyers' scenes then run as your user and may read your files")
     withdraw_to: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="To", description="The bitcoin address to pay out to")
     withdraw_amount: bpy.props.FloatProperty(  # type: ignore[valid-type]

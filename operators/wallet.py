@@ -142,7 +142,8 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
         try:
             url = bridge.get().start_selling(settings.sell_cores, settings.sell_min_price,
                                              (settings.cost_class,),
-                                             "{}.{}".format(*bpy.app.version[:2]))
+                                             "{}.{}".format(*bpy.app.version[:2]),
+                                             unsandboxed=settings.sell_unsandboxed)
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: cannot sell: {exc}")
             return {"CANCELLED"}

@@ -82,6 +82,10 @@ class BITWRK_PT_sell(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "sell_device")
         layout.prop(settings, "sell_cores")
         layout.prop(settings, "sell_min_price")
+        layout.prop(settings, "sell_unsandboxed")
+        if settings.sell_unsandboxed:
+            layout.label(text="No sandbox: buyers' scenes could read your files",
+                         icon="ERROR")
         if status.selling:
             layout.label(text=f"selling · earned {format_amount(status.earned)}",
                          icon="CHECKMARK")

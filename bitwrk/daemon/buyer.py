@@ -343,7 +343,8 @@ class BuyerAgent:
                     await self._verify(run, unit_id, tx)
                     return
                 else:
-                    raise Retry(f"trade {txid} ended {phase}", blame=True)
+                    why = f": {tx['reason']}" if tx.get("reason") else ""  # seller's reason
+                    raise Retry(f"trade {txid} ended {phase}{why}", blame=True)
         except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # the seller's endpoint failing, timing out or rejecting: try someone else
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)

@@ -247,10 +247,12 @@ class SellerAgent:
             await trade.work_ready.wait()
         assert trade.manifest is not None and trade.secretproof is not None
         assert trade.channel is not None
+        limit = getattr(self.executor, "job_bytes_limit", lambda m: None)(trade.manifest)
+        self.jobdirs.check(trade.manifest, limit)  # before anything is written
         tx = await self.client.send_message(trade.txid, "received",
                                             secretproof=trade.secretproof)
         trade.stage = "rendering"
-        with self.jobdirs.use(trade.manifest, self.store) as workdir:
+        async with self.jobdirs.use(trade.manifest, self.store, limit) as workdir:
             async with asyncio.timeout(_until(float(tx["timeout"]))):
                 result = await self.executor.execute(trade.manifest, workdir, slot)
         key, trade.ciphertext = seal(result)

@@ -1,6 +1,9 @@
 """The headless seller's status page: slots, recent units, balance, errors, pause/resume.
 
-Served on loopback (``127.0.0.1``) by default. Reading is open to the machine; the one
+Served on loopback (``127.0.0.1``) by default. Every request must name this server in its
+``Host`` header (``localhost:PORT`` or an IP address with this port): a page on another
+site that rebinds its own DNS name to 127.0.0.1 sends its own name, and is refused before it
+can read the token, the addresses or the balance. Reading is open to the machine; the one
 change, pause/resume, is refused unless it comes from a loopback address, names a loopback
 ``Host`` (no DNS rebinding) and carries the page's token in ``X-BitWrk-Token`` — a header a
 foreign page cannot set without a CORS preflight this server never grants, and a token it
@@ -33,6 +36,7 @@ STAGES = ("establishing", "receiving work", "rendering", "awaiting receipt",
 CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self';"
        " img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 Pause = Callable[[bool], Awaitable[None]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class StatusPage:
@@ -113,6 +117,37 @@ def _host_is_loopback(host_header: str) -> bool:
     return name == "localhost" or _is_loopback(name)
 
 
+def host_is_ours(host_header: str, port: int | None) -> bool:
+    """``Host`` names this server: ``localhost`` or an IP literal, and our port.
+
+    DNS rebinding needs a host *name* the attacker controls; an IP literal cannot be one.
+    """
+    if host_header.startswith("["):  # [::1]:8571
+        name, _, rest = host_header[1:].partition("]")
+        given = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, given = host_header.partition(":")
+    if port is None or given != str(port):
+        return False
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@web.middleware
+async def own_host_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+    if not host_is_ours(request.headers.get("Host", ""), port):
+        raise web.HTTPForbidden(text="this status page answers only to its own address "
+                                     "(e.g. http://127.0.0.1:PORT/)")
+    return await handler(request)
+
+
 def check_change_allowed(request: web.Request, token: str) -> None:
     """Raise 403 unless the request is one the status page itself sent from this machine."""
     host = request.headers.get("Host", "")
@@ -160,7 +195,7 @@ async def pause(request: web.Request) -> web.Response:
 
 
 def status_app(seller: SellerAgent, pause_selling: Pause, exchange_url: str) -> web.Application:
-    app = web.Application(client_max_size=4096)
+    app = web.Application(client_max_size=4096, middlewares=[own_host_only])
     app[PAGE] = StatusPage(seller, pause_selling, exchange_url)
     app.router.add_get("/", page)
     app.router.add_get("/api/status", status)

@@ -4,6 +4,10 @@ Renders with the ``bpy`` module in warm worker processes, prints one line per un
 Ctrl-C (or SIGTERM) stops cleanly: open sell bids are cancelled, the current unit is
 finished or rejected (the buyer is refunded), the workers exit. A status page (slots, recent
 units, balance, errors, a pause button) is served on http://127.0.0.1:8571/ (``--status-port``).
+
+Every render worker runs in the OS sandbox (Linux: bubblewrap; see
+:mod:`bitwrk.seller.sandbox`). Where there is none the seller refuses to start unless
+``--unsandboxed`` is given, and then warns that buyers' scenes run as the seller's user.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..daemon.events import Crashed, SellerUnit
 from ..money import format_amount
 from .executor import RenderExecutor
 from .pool import WorkerPool, allowed_cpus
+from .sandbox import SandboxUnavailable
 
 STATUS_PORT = 8571
 
@@ -43,7 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="worker endpoint address")
     p.add_argument("--port", type=int, default=0, help="worker endpoint port (0: any)")
     p.add_argument("--public-url", help="URL buyers reach the endpoint at")
-    p.add_argument("--memory", type=int, help="address-space limit per worker, bytes")
+    p.add_argument("--memory", type=int,
+                   help="memory (data segment) limit per worker, bytes (default: by cost class,"
+                        " 1 GiB for 512M)")
+    p.add_argument("--max-job-bytes", type=int,
+                   help="largest job a buyer may send, expanded, bytes (default: by class)")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="run render workers WITHOUT the OS sandbox (only where none exists;"
+                        " buyers' scenes could then read your files)")
     p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
     p.add_argument("--status-host", default="127.0.0.1", help="status page address")
     p.add_argument("--status-port", type=int, default=STATUS_PORT,
@@ -69,16 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     version = blender_version()
     articles = tuple(f"net.bitwrk/blender/{version}/{c}" for c in classes)
     largest = max(classes, key=COST_CLASSES.__getitem__)
-    pool = WorkerPool(_cpus(args), args.slots, cost_class=largest, memory_limit=args.memory,
-                      timeout=args.unit_timeout)
+    try:
+        pool = WorkerPool(_cpus(args), args.slots, cost_class=largest, data_limit=args.memory,
+                          timeout=args.unit_timeout, unsandboxed=args.unsandboxed)
+    except SandboxUnavailable as exc:
+        sys.exit(f"not selling: {exc.message}; pass --unsandboxed to sell anyway, at your risk")
+    if args.unsandboxed:
+        print("WARNING: selling without a sandbox: buyers' scenes run as your user and may"
+              " read your files", file=sys.stderr, flush=True)
     daemon = Daemon(DaemonConfig(args.exchange))
     daemon.start()
     daemon.call(pool.start(), 120)  # warm: bpy imported before the first unit arrives
     offer = Offer(articles, args.min_price, args.slots)
-    url = daemon.call(daemon.start_selling(StartSelling(offer, RenderExecutor(pool), args.host,
+    executor = RenderExecutor(pool, args.max_job_bytes)
+    url = daemon.call(daemon.start_selling(StartSelling(offer, executor, args.host,
                                                         args.port, args.public_url)), 60)
     print(f"seller {daemon.address} on {url}: Blender {version}, classes {','.join(classes)},"
-          f" min {args.min_price} sat, cpus {sorted(_cpus(args))}", flush=True)
+          f" min {args.min_price} sat, cpus {sorted(_cpus(args))},"
+          f" sandbox {pool.sandbox.kind}", flush=True)
     page = _status_page(daemon, args.status_host, args.status_port)
     if page is not None:
         print(f"status page: {page}", flush=True)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..articles import COST_CLASSES
 from ..render.errors import JobSpecError
 from ..render.jobspec import JobSpec
 from .pool import RenderOutcome, WorkerPool
@@ -20,13 +21,26 @@ from .pool import RenderOutcome, WorkerPool
 if TYPE_CHECKING:
     from ..cas import JobManifest
 
+# The most a job's files may expand to, by the cost class its ray budget falls in: a scene
+# with textures fits easily; a disk bomb (one chunk listed thousands of times) does not.
+FILES_BY_CLASS = {"512M": 2 * 1024**3, "2G": 4 * 1024**3, "8G": 8 * 1024**3,
+                  "32G": 16 * 1024**3}
+
 
 class RenderExecutor:
     """Render each job's spec in ``pool``; the result is a float32 multilayer EXR."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, max_job_bytes: int | None = None) -> None:
         self.pool = pool
+        self.max_job_bytes = max_job_bytes  # the seller's own cap, below the class limits
         self.last: RenderOutcome | None = None  # for status pages and progress lines
+
+    def job_bytes_limit(self, manifest: JobManifest) -> int | None:
+        """How large the job's files may be once assembled (the daemon checks it first)."""
+        budget = JobSpec.from_json(manifest.spec).ray_budget()
+        fitting = [FILES_BY_CLASS[c] for c, rays in COST_CLASSES.items() if budget <= rays]
+        limits = [x for x in (min(fitting, default=None), self.max_job_bytes) if x is not None]
+        return min(limits, default=None)
 
     async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
         """Render the manifest's spec from the files in ``workdir``; returns the EXR file.

@@ -1,12 +1,13 @@
 """A pool of render worker processes for a seller (asyncio; never imports bpy).
 
 Each slot owns a share of the offered CPUs and at most one worker process
-(``bitwrk.seller.worker``). A worker starts with a whitelisted environment (nothing of
-the seller's keys or secrets), its own temp dir as HOME/TMPDIR with Blender's user and
-cache dirs inside, pinned to its CPUs and under an address-space limit. It keeps the last
-.blend open, so the next tile of the same file costs only its render (``warm``); a job
-for another .blend gets a fresh process, as does a worker that failed, crashed, ran past
-the wall-time limit, or sat idle for ``idle_seconds``.
+(``bitwrk.seller.worker``), confined by default in the OS sandbox of
+:mod:`bitwrk.seller.sandbox` (no home, no network, only the current job's files). A worker
+starts with a whitelisted environment (nothing of the seller's keys or secrets), pinned to
+its CPUs and under memory and file-size limits derived from the cost class. It keeps the
+last .blend open, so the next tile of the same file costs only its render (``warm``); a
+job for another .blend gets a fresh process, as does a worker that failed, crashed, ran
+past the wall-time limit, or sat idle for ``idle_seconds``.
 
     async with WorkerPool(cpus={0, 1}, slots=1, cost_class="2G") as pool:
         outcome = await pool.render(Path("job/scene.blend"), spec, Path("job/tile-3.exr"))
@@ -15,11 +16,9 @@ the wall-time limit, or sat idle for ``idle_seconds``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import dataclasses
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -27,15 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from ..articles import COST_CLASSES
-from ..render.errors import (
-    CostClassExceeded,
-    JobSpecError,
-    RenderError,
-    RenderTimeout,
-    WorkerCrashed,
-)
+from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
+from . import sandbox as sb
+from .process import WorkerProcess, worker_env
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding bitwrk/
 # -I: ignore PYTHON* variables and the user site; the package root goes on sys.path.
@@ -47,8 +44,6 @@ BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 BLENDER_BOOT = ("import sys; a = sys.argv[sys.argv.index('--') + 1:]; sys.path.insert(0, a[0]); "
                 "from bitwrk.seller.worker import main; sys.exit(main(a[1:]))")
 BLENDER_FLAGS = ("-b", "--factory-startup", "--python-exit-code", "1")
-START_NOISE_LINES = 200  # lines before the ready line tolerated (a binary's banner)
-PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 _ERRORS: dict[str, type[RenderError] | type[JobSpecError] | type[CostClassExceeded]] = {
     CostClassExceeded.code: CostClassExceeded, JobSpecError.code: JobSpecError,
     "invalid_request": JobSpecError,
@@ -85,133 +80,17 @@ def allowed_cpus() -> set[int]:
     return set(range(os.cpu_count() or 1))
 
 
-def worker_env(home: Path) -> dict[str, str]:
-    """A clean environment: a few harmless variables, everything else private to ``home``."""
-    env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
-    dirs = {"HOME": "", "TMPDIR": "tmp", "BLENDER_USER_RESOURCES": "blender",
-            "XDG_CACHE_HOME": "cache", "XDG_CONFIG_HOME": "config", "XDG_DATA_HOME": "data"}
-    for name, sub in dirs.items():
-        path = home / sub
-        path.mkdir(parents=True, exist_ok=True)
-        env[name] = str(path)
-    return env
+def _job_root(blend: Path, spec: JobSpec) -> Path:
+    """``blend`` minus the spec's relative name: the folder the job may read from."""
+    parts = tuple(spec.blend.split("/"))
+    if blend.parts[-len(parts):] != parts:
+        raise JobSpecError(f"{blend} does not end in the spec's blend {spec.blend!r}")
+    return blend.parents[len(parts) - 1]
 
 
 def _blend_key(blend: Path) -> tuple[str, int, int]:
     st = blend.stat()
     return str(blend), st.st_mtime_ns, st.st_size
-
-
-class WorkerProcess:
-    """One ``bitwrk.seller.worker`` child speaking JSON lines."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, home: Path, ready: dict[str, Any]):
-        self.proc = proc
-        self.home = home
-        self.ready = ready
-        self.blend: tuple[str, int, int] | None = None
-        self._tail = ""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @classmethod
-    async def start(cls, argv: list[str], timeout: float) -> WorkerProcess:
-        home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-"))
-        with open(home / "stderr.log", "wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=log, env=worker_env(home), cwd=home, start_new_session=True)
-        worker = cls(proc, home, {})
-        try:
-            line = await asyncio.wait_for(worker._ready_line(), timeout)
-        except TimeoutError:
-            await worker.kill()
-            raise RenderError(f"worker did not start within {timeout:.0f} s") from None
-        except asyncio.CancelledError:
-            await worker.kill()
-            raise
-        if not line:
-            await worker.kill()
-            raise WorkerCrashed(f"worker exited during start-up ({worker._exit_text()}; "
-                                "an address-space limit under ~2 GiB crashes bpy): "
-                                f"{worker.stderr_tail()}", returncode=proc.returncode)
-        worker.ready = json.loads(line)
-        return worker
-
-    async def _ready_line(self) -> bytes:
-        """The first JSON line; a Blender binary prints its banner on stdout before it."""
-        for _ in range(START_NOISE_LINES):
-            line = await self._readline()
-            if not line or line.lstrip().startswith(b"{"):
-                return line
-        return b""
-
-    async def _readline(self) -> bytes:
-        assert self.proc.stdout is not None
-        return await self.proc.stdout.readline()
-
-    def stderr_tail(self, size: int = 1500) -> str:
-        """The end of the worker's stderr (Blender's and Python's messages)."""
-        try:
-            data = (self.home / "stderr.log").read_bytes()[-size:]
-        except OSError:
-            return self._tail[-size:]
-        return data.decode(errors="replace").strip()
-
-    async def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one request, wait for its answer; kill the worker on timeout or death."""
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-            await self.proc.stdin.drain()
-            line = await asyncio.wait_for(self._readline(), timeout)
-        except TimeoutError:
-            await self.kill()
-            raise RenderTimeout(f"render ran past its wall-time limit of {timeout:g} s; "
-                                "worker killed", limit=timeout) from None
-        except (BrokenPipeError, ConnectionResetError):
-            line = b""
-        if not line:
-            await self.kill()
-            raise WorkerCrashed(f"worker {self.pid} died while rendering "
-                                f"({self._exit_text()}): {self.stderr_tail(600)}",
-                                returncode=self.proc.returncode)
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            await self.kill()
-            raise RenderError(f"worker answered nonsense: {line[:200]!r}")
-        return answer
-
-    def _exit_text(self) -> str:
-        code = self.proc.returncode
-        if code is not None and code < 0:
-            return f"killed by {signal.Signals(-code).name}"
-        return f"exit status {code}"
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                if hasattr(os, "killpg"):  # the worker leads its own process group
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                else:
-                    self.proc.kill()
-        await self.proc.wait()
-        tail = self.stderr_tail()  # read before the private dir goes
-        shutil.rmtree(self.home, ignore_errors=True)
-        self._tail = tail
-
-    async def close(self, grace: float = 3.0) -> None:
-        """Let the worker exit on end of input; kill it if it does not."""
-        if self.proc.stdin is not None and self.proc.returncode is None:
-            self.proc.stdin.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), grace)
-        await self.kill()
 
 
 class _Slot:
@@ -230,16 +109,26 @@ class WorkerPool:
 
     ``cpus``: the CPU ids offered (default: all this process may use), split evenly over
     ``slots`` concurrent workers. ``cost_class`` (or ``max_budget``) is the largest ray
-    budget a worker accepts; ``memory_limit`` caps each worker's address space (bytes);
-    ``timeout`` is the wall-time limit of one render (seconds); ``idle_seconds`` how long
-    a worker may wait for its next tile before it is stopped.
+    budget a worker accepts; ``data_limit`` caps each worker's heap (RLIMIT_DATA, bytes;
+    default by cost class), ``memory_limit`` its address space, ``output_limit`` any file it
+    writes; ``timeout`` is the wall-time limit of one render (seconds); ``idle_seconds`` how
+    long a worker may wait for its next tile before it is stopped. ``unsandboxed=True`` is
+    the user's explicit opt-out of the OS sandbox; without it a platform that has none
+    raises :class:`~bitwrk.seller.sandbox.SandboxUnavailable` here.
     """
 
     def __init__(self, cpus: set[int] | None = None, slots: int = 1, *,
                  cost_class: str | None = None, max_budget: int | None = None,
-                 memory_limit: int | None = None, timeout: float = 3600.0,
+                 memory_limit: int | None = None, data_limit: int | None = None,
+                 output_limit: int = sb.OUTPUT_BYTES, timeout: float = 3600.0,
                  idle_seconds: float = 120.0, start_timeout: float = 60.0,
-                 python: str = sys.executable, blender: str | None = None) -> None:
+                 python: str = sys.executable, blender: str | None = None,
+                 unsandboxed: bool = False, sandbox: sb.Sandbox | None = None,
+                 scratch_root: Path | None = None) -> None:
+        self.sandbox = sandbox if sandbox is not None else sb.choose(unsandboxed)
+        # Worker folders beside the daemon's job folders (its cache dir), so staging a
+        # job is hard links, not a copy into a /tmp that may be RAM.
+        self.scratch_root = scratch_root
         offered = sorted(cpus if cpus is not None else allowed_cpus())
         if slots < 1 or len(offered) < slots:
             raise ValueError(f"{slots} slots need at least as many CPUs, got {offered}")
@@ -249,6 +138,8 @@ class WorkerPool:
             max_budget = COST_CLASSES[cost_class]
         self.max_budget = max_budget
         self.memory_limit = memory_limit
+        self.data_limit = data_limit if data_limit is not None else sb.memory_for(cost_class)
+        self.output_limit = output_limit
         self.timeout = timeout
         self.idle_seconds = idle_seconds
         self.start_timeout = start_timeout
@@ -268,21 +159,37 @@ class WorkerPool:
         await self.close()
 
     def argv(self, cpus: list[int]) -> list[str]:
+        """The worker's command line as it runs (inside the sandbox when there is one)."""
+        code = sb.CODE_MOUNT if self.sandbox.active else str(PACKAGE_ROOT)
         if self.blender:
             argv = [self.blender, *BLENDER_FLAGS, "-t", str(len(cpus)), "--python-expr",
-                    BLENDER_BOOT, "--", str(PACKAGE_ROOT), "--cpus", ",".join(map(str, cpus))]
+                    BLENDER_BOOT, "--", code, "--cpus", ",".join(map(str, cpus))]
         else:
-            argv = [self.python, "-I", "-c", BOOT, str(PACKAGE_ROOT),
-                    "--cpus", ",".join(map(str, cpus))]
-        if self.max_budget is not None:
-            argv += ["--max-budget", str(self.max_budget)]
-        if self.memory_limit is not None:
-            argv += ["--memory", str(self.memory_limit)]
+            argv = [self.python, "-I", "-c", BOOT, code, "--cpus", ",".join(map(str, cpus))]
+        limits = {"--max-budget": self.max_budget, "--memory": self.memory_limit,
+                  "--data": self.data_limit, "--output": self.output_limit}
+        for flag, value in limits.items():
+            if value is not None:
+                argv += [flag, str(value)]
         return argv
+
+    def command(self, inner: list[str], home: Path) -> tuple[list[str], dict[str, str]]:
+        """``inner`` as this pool runs a worker: in its sandbox, with its environment."""
+        env = worker_env(home, private=not self.sandbox.active)
+        if not self.sandbox.active:
+            return inner, env
+        runtime = sb.runtime_paths(self.python, self.blender)
+        # env holds PATH, LANG ... only: the sandbox sets its own private dirs
+        argv = self.sandbox.wrap(inner, home, env, runtime, sb.code_bind(PACKAGE_ROOT))
+        return argv, env
 
     def pids(self) -> list[int]:
         """Process ids of the workers now running (for status pages and tests)."""
         return [s.worker.pid for s in self._slots if s.worker is not None]
+
+    def inner_pids(self) -> list[int]:
+        """The workers' own process ids (inside their sandboxes), for tests."""
+        return [s.worker.inner_pid() for s in self._slots if s.worker is not None]
 
     async def start(self) -> None:
         """Start a worker in every empty slot now (bpy imported, no file open yet)."""
@@ -308,11 +215,7 @@ class WorkerPool:
             if slot.worker is not None and slot.worker.blend not in (None, key):
                 self._detach(slot)  # another job's file: this job gets a fresh process
             worker, cold = await self._ensure(slot)
-            # Absolute paths: the worker's working directory is its private temp dir.
-            request = {"blend": str(blend), "spec": spec.to_json(),
-                       "out": str(Path(out).resolve())}
-            if root is not None:
-                request["root"] = str(Path(root).resolve())
+            request = await self._request(worker, blend, spec, Path(out), root)
             try:
                 answer = await worker.request(request, self.timeout)
             except RenderError:
@@ -322,9 +225,35 @@ class WorkerPool:
                 slot.worker = None
                 self._spawn(worker.kill())
                 raise
-            return self._outcome(slot, worker, key, answer, began, cold)
+            outcome = self._outcome(slot, worker, key, answer, began, cold)
+            if worker.sandboxed:  # the tile lies in the sandbox's output folder
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(worker.home / "out" / Path(request["out"]).name, out)
+                outcome = dataclasses.replace(outcome, out=Path(out))
+            return outcome
         finally:
             await self._release(slot)
+
+    async def _request(self, worker: WorkerProcess, blend: Path, spec: JobSpec, out: Path,
+                       root: Path | None) -> dict[str, Any]:
+        """The request in the worker's own terms: sandbox paths, the job staged for it."""
+        if root is None:
+            root = _job_root(blend, spec)
+        root = Path(root).resolve()
+        # Absolute paths: the worker's working directory is its private temp dir.
+        if not worker.sandboxed:
+            return {"blend": str(blend), "spec": spec.to_json(), "root": str(root),
+                    "out": str(out.resolve())}
+        try:
+            relative = blend.relative_to(root)
+        except ValueError:
+            raise JobSpecError(f"{blend} is not inside the job folder {root}") from None
+        for old in (worker.home / "out").iterdir():  # what an earlier unit left behind
+            old.unlink(missing_ok=True)
+        key = await asyncio.to_thread(sb.stage_job, root, worker.home / "job")
+        inner = f"{sb.JOB_MOUNT}/{key}"
+        return {"blend": f"{inner}/{relative.as_posix()}", "spec": spec.to_json(),
+                "root": inner, "out": f"{sb.OUT_MOUNT}/tile.exr"}
 
     def _outcome(self, slot: _Slot, worker: WorkerProcess, key: tuple[str, int, int],
                  answer: dict[str, Any], began: float, cold: bool) -> RenderOutcome:
@@ -345,8 +274,25 @@ class WorkerPool:
             return slot.worker, False
         if slot.worker is not None:  # died while idle: reap it, drop its private dir
             await slot.worker.kill()
-        slot.worker = await WorkerProcess.start(self.argv(slot.cpus), self.start_timeout)
+        home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-", dir=self._scratch()))
+        argv, env = self.command(self.argv(slot.cpus), home)
+        try:
+            slot.worker = await WorkerProcess.start(argv, self.start_timeout, home, env)
+        except BaseException:
+            shutil.rmtree(home, ignore_errors=True)
+            raise
+        slot.worker.sandboxed = self.sandbox.active
         return slot.worker, True
+
+    def _scratch(self) -> Path | None:
+        """Where worker folders go: ``scratch_root``, else the daemon's cache work dir."""
+        cache = Path(platformdirs.user_cache_dir("bitwrk", appauthor=False))  # daemon.paths
+        root = self.scratch_root or cache / "work" / "workers"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # the system temp dir
+        return root
 
     def _detach(self, slot: _Slot) -> None:
         """Take the slot's worker out of service at once; it exits in the background."""

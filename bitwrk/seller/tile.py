@@ -22,6 +22,14 @@ from ..render.jobspec import JobSpec
 from ..render.scene import find_scene
 from ..render.tiling import Rect, border
 
+# Render-result metadata Blender writes into the EXR header; the file path and the host
+# name would tell the buyer about the seller's machine, the rest is of no use on a tile.
+STAMP_METADATA = ("use_stamp_filename", "use_stamp_hostname", "use_stamp_date",
+                  "use_stamp_time", "use_stamp_render_time", "use_stamp_memory",
+                  "use_stamp_frame", "use_stamp_frame_range", "use_stamp_camera",
+                  "use_stamp_lens", "use_stamp_scene", "use_stamp_marker",
+                  "use_stamp_sequencer_strip", "use_stamp_note")
+
 
 def check_external_files(bpy: Any, root: Path) -> None:
     """Refuse a file that reads anything outside the job (e.g. a texture at ~/.ssh/...)."""
@@ -71,6 +79,9 @@ def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     r.use_compositing = False  # tiles carry raw passes; the buyer composites the frame
     r.use_sequencer = False
     r.use_stamp = False  # no burnt-in text on a tile
+    for flag in STAMP_METADATA:  # nor metadata that names the seller (file path, host)
+        if hasattr(r, flag):
+            setattr(r, flag, False)
     r.use_persistent_data = True
     r.threads_mode = "FIXED" if threads else "AUTO"
     if threads:

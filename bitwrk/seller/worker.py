@@ -1,6 +1,7 @@
 """The render worker: a long-lived process under ``bpy`` that renders job specs.
 
-``python -m bitwrk.seller.worker [--max-budget N] [--cpus 0,1] [--memory BYTES]`` reads
+``python -m bitwrk.seller.worker [--max-budget N] [--cpus 0,1] [--memory BYTES]
+[--data BYTES] [--output BYTES]`` reads
 one JSON request per line on stdin::
 
     {"blend": "/jobs/abc/scene.blend", "spec": {...JobSpec...}, "out": "/jobs/abc/t3.exr"}
@@ -14,8 +15,12 @@ so the next tile of the same .blend costs only its render.
 Safety (``blender-facts-2`` §Q4, DESIGN §7): files open with ``load_ui=False,
 use_scripts=False`` and the auto-exec preference off, so no text block, driver or handler
 of the file runs; OSL is off; every external file the .blend refers to must lie inside
-the job's directory. CPU affinity and the address-space limit are applied by the process
-itself before ``import bpy`` (thread-safe, unlike a ``preexec_fn`` in a threaded parent).
+the job's directory, and so must every path the scene reads while evaluated
+(:mod:`bitwrk.seller.pathscan`). CPU affinity and the resource limits (address space, data
+segment, file size, no core dumps) and a seccomp filter (:mod:`bitwrk.seller.seccomp`) are
+applied by the process itself before ``import bpy`` (thread-safe, unlike a ``preexec_fn``
+in a threaded parent). The pool normally runs this
+process inside the OS sandbox of :mod:`bitwrk.seller.sandbox`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ..render.bpyprocess import isolate_user_dirs, private_stdout
 from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
 from ..render.scene import open_safely
-from . import tile
+from . import pathscan, seccomp, tile
 
 
 @dataclass
@@ -42,12 +47,12 @@ class Loaded:
     """The .blend a worker holds open: path plus the file identity it was read from."""
 
     path: str
-    identity: tuple[int, int]
+    identity: tuple[int, int, int]
 
 
-def file_identity(path: Path) -> tuple[int, int]:
+def file_identity(path: Path) -> tuple[int, int, int]:
     st = path.stat()
-    return st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def job_root(blend: Path, spec: JobSpec, root: str | None) -> Path:
@@ -60,14 +65,26 @@ def job_root(blend: Path, spec: JobSpec, root: str | None) -> Path:
     return blend.parents[depth - 1].resolve()
 
 
-def apply_limits(cpus: set[int] | None, memory: int | None) -> None:
-    """Pin to ``cpus`` and cap the address space; must run before ``import bpy``."""
+def apply_limits(cpus: set[int] | None, memory: int | None, data: int | None = None,
+                 output: int | None = None) -> None:
+    """Pin to ``cpus``; cap address space, data segment (heap) and file size; no core
+    dumps. Must run before ``import bpy``. A render that needs more memory fails its
+    allocation (the unit is refused); a larger file ends the process with SIGXFSZ."""
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
-    if memory:
-        import resource  # POSIX only
+    if not hasattr(os, "fork"):  # Windows: no resource module
+        return
+    import resource
+    import signal
 
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # Python ignores SIGXFSZ, so a write past the limit would just fail and leave a
+    # truncated tile that looks rendered; the default action ends the process instead.
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_DATA, data),
+                         (resource.RLIMIT_FSIZE, output)):
+        if value:
+            resource.setrlimit(limit, (value, value))
 
 
 class Worker:
@@ -108,13 +125,14 @@ class Worker:
     def load(self, blend: Path, spec: JobSpec, root: str | None) -> bool:
         """Open ``blend`` unless it is already open; True when it was (warm)."""
         blend = blend.resolve()
-        identity = file_identity(blend) if blend.is_file() else (0, 0)
+        identity = file_identity(blend) if blend.is_file() else (0, 0, 0)
         if self.loaded == Loaded(str(blend), identity):
             return True
         self.loaded = None
         root_dir = job_root(blend, spec, root)
         open_safely(blend)
         tile.check_external_files(self.bpy, root_dir)
+        pathscan.check_evaluated_paths(self.bpy, root_dir)
         self.loaded = Loaded(str(blend), identity)
         return False
 
@@ -151,13 +169,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-budget", type=int, help="largest ray budget accepted")
     parser.add_argument("--cpus", help="comma-separated CPU ids to run on")
     parser.add_argument("--memory", type=int, help="address-space limit in bytes")
+    parser.add_argument("--data", type=int, help="data-segment (heap) limit in bytes")
+    parser.add_argument("--output", type=int, help="largest file the worker may write")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cpus = {int(c) for c in args.cpus.split(",")} if args.cpus else None
-    apply_limits(cpus, args.memory)
+    apply_limits(cpus, args.memory, args.data, args.output)
+    try:
+        filtered = seccomp.install()
+    except OSError as exc:  # defence in depth: the OS sandbox still holds
+        print(f"bitwrk worker: no seccomp filter: {exc}", file=sys.stderr, flush=True)
+        filtered = False
     isolate_user_dirs()
     replies = private_stdout()
     import bpy
@@ -166,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(bpy, args.max_budget)
     replies.write(json.dumps({"ready": True, "pid": os.getpid(),
                               "blender": bpy.app.version_string,
-                              "threads": worker.threads}) + "\n")
+                              "threads": worker.threads, "seccomp": filtered}) + "\n")
     replies.flush()
     serve(worker, sys.stdin, replies)
     return 0

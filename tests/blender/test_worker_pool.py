@@ -152,19 +152,25 @@ async def test_affinity_memory_limit_and_clean_environment(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITWRK_SELLER_KEY", "L1secret")
     cpu = max(os.sched_getaffinity(0))
-    async with WorkerPool(cpus={cpu}, slots=1, memory_limit=16 << 30) as pool:
+    async with WorkerPool(cpus={cpu}, slots=1, memory_limit=16 << 30,
+                          cost_class="512M") as pool:
         outcome = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
                                     tmp_path / "a.exr")
-        info = status(outcome.pid)
-        env = Path(f"/proc/{outcome.pid}/environ").read_bytes().split(b"\0")
-        limits = Path(f"/proc/{outcome.pid}/limits").read_text()
+        (inner,) = pool.inner_pids()  # the worker itself, inside its sandbox
+        info = status(inner)
+        env = Path(f"/proc/{inner}/environ").read_bytes().split(b"\0")
+        limits = Path(f"/proc/{inner}/limits").read_text()
+        host_home = pool._slots[0].worker.home  # type: ignore[union-attr]
+    assert inner != outcome.pid and pool.sandbox.active
     assert info["Cpus_allowed_list"].strip() == str(cpu)
+    assert info["Seccomp"].strip() == "2" and info["NoNewPrivs"].strip() == "1"  # filtered
     assert not any(b"L1secret" in item for item in env)
-    home = next(item for item in env if item.startswith(b"HOME="))[5:].decode()
-    assert any(item == f"BLENDER_USER_RESOURCES={home}/blender".encode() for item in env)
-    assert str(16 << 30) in next(line for line in limits.splitlines()
-                                 if line.startswith("Max address space"))
-    assert not Path(home).exists()  # the private dir went with the worker
+    assert b"HOME=/tmp/home" in env and b"BLENDER_USER_RESOURCES=/tmp/blender" in env
+    limit = {line[:26].strip(): line[26:].split() for line in limits.splitlines()[1:]}
+    assert limit["Max address space"][0] == str(16 << 30)
+    assert limit["Max data size"][0] == str(1 << 30)  # the 512M class's default
+    assert limit["Max core file size"][0] == "0"
+    assert not host_home.exists()  # the private dir went with the worker
 
 
 async def test_wall_time_limit_kills_a_long_render(scene_dir: Path, tmp_path: Path,

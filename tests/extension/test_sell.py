@@ -20,6 +20,7 @@ import pytest
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.seller import pool as pool_module
 from bitwrk.seller.pool import BLENDER_BOOT, PACKAGE_ROOT, WorkerPool, blender_binary
+from bitwrk.seller.sandbox import CODE_MOUNT
 from tests.e2e.conftest import ServerProcess
 from tests.extension.conftest import HAVE_BPY, HERE, ROOT, bpy_run, fund_buyer, scratch_env
 
@@ -64,12 +65,14 @@ def test_blender_binary_is_read_from_an_imported_bpy_only(monkeypatch: Any) -> N
 def test_worker_argv_in_a_blender_binary_and_in_module_mode() -> None:
     module = WorkerPool({0}, 1, cost_class="512M").argv([0])
     assert module[:4] == [sys.executable, "-I", "-c", pool_module.BOOT]  # unchanged
-    assert module[4:7] == [str(PACKAGE_ROOT), "--cpus", "0"]
+    assert module[4:7] == [CODE_MOUNT, "--cpus", "0"]  # the package as the sandbox shows it
+    unsandboxed = WorkerPool({0}, 1, cost_class="512M", unsandboxed=True).argv([0])
+    assert unsandboxed[4:7] == [str(PACKAGE_ROOT), "--cpus", "0"]
     binary = WorkerPool({0}, 1, cost_class="512M", blender="/b/blender").argv([0])
     assert binary[:2] == ["/b/blender", "-b"] and "--factory-startup" in binary
     i = binary.index("--python-expr")
     assert binary[i + 1] == BLENDER_BOOT and binary[i + 2] == "--"
-    assert binary[i + 3:i + 6] == [str(PACKAGE_ROOT), "--cpus", "0"]
+    assert binary[i + 3:i + 6] == [CODE_MOUNT, "--cpus", "0"]
     assert "--max-budget" in binary[i + 3:]
 
 
@@ -78,7 +81,10 @@ async def test_pool_renders_through_a_blender_binary(scene: Path, tmp_path: Path
     spec = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                    width=96, height=64, x0=0, x1=48, y0=0, y1=32, samples=16, seed=0,
                    max_bounces=6)
-    async with WorkerPool({0}, 1, cost_class="512M", blender=str(exe)) as pool:
+    # The stand-in is a script that runs this repo's Python on a file outside its folder;
+    # a real Blender is one self-contained folder, which is all its sandbox shows.
+    async with WorkerPool({0}, 1, cost_class="512M", blender=str(exe),
+                          unsandboxed=True) as pool:
         first = await pool.render(scene, spec, tmp_path / "a.exr")
         second = await pool.render(scene, spec.with_rect(spec.rect), tmp_path / "b.exr")
     assert first.cold_start and second.warm and second.pid == first.pid
@@ -170,6 +176,13 @@ def processes_using(path: Path) -> list[int]:
     return found
 
 
+def worker_commands(path: Path) -> list[list[str]]:
+    """Command lines of the processes that show ``path`` to a worker (its sandbox)."""
+    return [Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            for pid in processes_using(path)
+            if b"bitwrk.seller.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
 def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         extension_zip: Path, scene: Path, tmp_path: Path) -> None:
     exchange = ServerProcess(tmp_path / "exchange", timeout_scale=0.5).start()
@@ -200,6 +213,8 @@ def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         earned = wait_for_text(log, r"earned ([1-9]\d*) sat", proc)
         assert int(earned.group(1)) >= 10
         assert processes_using(installed), "the seller's worker runs from the extension"
+        assert all(Path(cmd[0]).name == "bwrap" for cmd in worker_commands(installed)), \
+            "sell() runs its workers in the sandbox by default"
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         assert "seller stopped" in log.read_text()
