@@ -109,7 +109,8 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
         tmp_path: Path, exchange: ServerProcess, seller: Daemon,
         scenes: dict[str, Path]) -> None:
     buyer = Daemon(DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
-                                cache_dir=tmp_path / "buyer" / "cache"))
+                                cache_dir=tmp_path / "buyer" / "cache",
+                                allow_local_sellers=True))  # the seller is on loopback
     buyer.start()
     try:
         fund(exchange, buyer.address, FUNDS)
