@@ -17,14 +17,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
 from ..cas import ChunkStore, JobManifest, ciphertext_hash, decode_wanted, unseal
 from ..cas.transfer import stream_chunks
 from ..client import ExchangeClient, raise_for_error
-from ..errors import BitwrkError
+from ..errors import BitwrkError, InvalidRequest
 from ..money import fee_for
 from ..protocol import NonceSource
 from .events import Event, UnitDone, UnitFailed, UnitProgress
@@ -32,6 +32,9 @@ from .journal import Journal
 from .lan import LanHub
 from .peer import sign_peer
 from .watch import Watcher
+
+if TYPE_CHECKING:
+    from .spotcheck import SpotChecker
 
 log = logging.getLogger("bitwrk.buyer")
 SLACK = 5.0
@@ -72,6 +75,9 @@ class Mandate:
     max_price: int  # per unit, satoshi
     budget: int  # price + fee over the whole job
     valid_until: float  # epoch seconds
+    # Share of a known seller's units the buyer re-renders patches of (a seller's units are
+    # all checked until one passes); see bitwrk.daemon.spotcheck.
+    check_rate: float = 0.2
 
 
 class Retry(BitwrkError):
@@ -93,6 +99,7 @@ class JobRun:
     avoid: set[str] = field(default_factory=set)
     spent: int = 0
     sent: dict[int, int] = field(default_factory=dict)  # bytes pushed per transaction
+    check: SpotChecker | None = None  # render jobs: results are checked before accept
 
 
 class BuyerAgent:
@@ -419,10 +426,9 @@ class BuyerAgent:
         path = self.spool / f"tx{txid}.sealed"
         try:
             result = unseal(bytes.fromhex(tx["resultkey"]), path.read_bytes())
-            stored = run.sink.accept(run.job_id, unit_id, result)
+            stored = await self._checked(run, unit_id, tx, result)
         except (BitwrkError, ValueError, OSError) as exc:
-            with contextlib.suppress(BitwrkError):
-                await self.client.send_message(txid, "dispute", reason=str(exc)[:400])
+            await self._dispute(tx, exc)
             raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
         # Mark done before accepting: a crash in between leaves the trade to time out into
         # payment (once); never a second purchase of a unit we already have.
@@ -433,6 +439,30 @@ class BuyerAgent:
                                tx["seller"], txid, run.sent.get(txid, 0)))
         self.journal.save_trade(txid, "buyer", "closed")
         path.unlink(missing_ok=True)
+
+    # -- checking a result before accept (bitwrk.daemon.spotcheck) ------------------------------
+
+    async def _checked(self, run: JobRun, unit_id: str, tx: dict[str, Any],
+                       result: bytes) -> Path:
+        """Store ``result`` once it passed the job's checks; raise to dispute it."""
+        if run.check is not None:
+            await run.check.check(unit_id, tx["seller"], tx["id"], tx["encresulthash"], result)
+        return run.sink.accept(run.job_id, unit_id, result)
+
+    async def _dispute(self, tx: dict[str, Any], exc: BaseException) -> None:
+        """Dispute with the evidence; an exchange that does not take the evidence field
+        still gets the reason, so a refused result is never paid by the review timeout."""
+        from .spotcheck import dispute_fields
+
+        fields = dispute_fields(exc, str(tx.get("encresulthash")))
+        try:
+            await self.client.send_message(tx["id"], "dispute", reason=fields["reason"],
+                                           evidence=fields["evidence"])
+        except InvalidRequest:
+            with contextlib.suppress(BitwrkError):
+                await self.client.send_message(tx["id"], "dispute", reason=fields["reason"])
+        except BitwrkError as err:
+            log.warning("dispute of trade %s failed: %s", tx["id"], err)
 
     async def _cancel(self, txid: int) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
