@@ -18,7 +18,6 @@ from bitwrk.daemon.jobdirs import JobDirs
 from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker, dispute_fields
 from bitwrk.render import exr, verify
 from bitwrk.render.errors import ResultRejected, SpotCheckFailed
-from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.tiling import Rect, tiles
 from bitwrk.seller.pool import WorkerPool
 from tests.blender.cheats import lazy_result
@@ -36,7 +35,6 @@ OTHER_KERNEL = """
 import sys
 from pathlib import Path
 import bpy
-from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.scene import open_safely, find_scene
 from bitwrk.seller import tile
 open_safely(Path(sys.argv[1]))
