@@ -9,8 +9,8 @@ time of that worker (start-up and scene load included) plus the checking process
 
 Rows: per checked unit, and the share of the job's CPU time under the default policy (two
 sellers new to the buyer: their first units are all checked, later ones at 20 %) and
-with every unit checked. Target: <= 5 % under the default policy. Also the sealing
-throughput of results (AES-256-GCM records, ``bitwrk.cas.sealing``).
+with every unit checked. Target: <= 5 % under the default policy. (Sealing throughput is
+bench/transfer.py's.)
 
 ``python bench/verify.py [--quick]``; the table on stdout. Needs the ``bpy`` module.
 """
@@ -34,7 +34,6 @@ if str(ROOT) not in sys.path:  # run as a script: make bench importable
 from bench.swarm import DEFAULT, QUICK, Settings, build_scene  # noqa: E402
 from bench.table import Row, print_table  # noqa: E402
 from bitwrk.cas import ChunkStore, JobManifest  # noqa: E402
-from bitwrk.cas.sealing import seal, unseal  # noqa: E402
 from bitwrk.daemon.jobdirs import JobDirs  # noqa: E402
 from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker  # noqa: E402
 from bitwrk.render.jobspec import JobSpec  # noqa: E402
@@ -67,9 +66,11 @@ async def render_job(job: Path, specs: list[JobSpec], out: Path) -> tuple[list[b
     """The seller's side: every unit in one warm worker on CPU 0; (results, CPU seconds)."""
     results, cpu = [], 0.0
     async with WorkerPool(cpus={0}, slots=1) as pool:
+        await pool.start()
         for i, spec in enumerate(specs):
+            before = cpu_of(pool.pids()[0])
             done = await pool.render(job / spec.blend, spec, out / f"unit{i}.exr", root=job)
-            cpu += done.seconds  # the render call on one pinned core
+            cpu += cpu_of(done.pid) - before  # CPU, not wall: other load cannot stretch it
             results.append(done.out.read_bytes())
     return results, cpu
 
@@ -101,17 +102,6 @@ async def check_job(job: Path, specs: list[JobSpec], results: list[bytes], work:
     return time.process_time() - own + worker_cpu, checked
 
 
-def sealing_rate(megabytes: int) -> tuple[float, float]:
-    """MB/s sealing and unsealing ``megabytes`` of incompressible data."""
-    data = os.urandom(megabytes << 20)
-    started = time.perf_counter()
-    key, sealed = seal(data)
-    sealed_at = time.perf_counter()
-    assert unseal(key, sealed) == data
-    opened_at = time.perf_counter()
-    return megabytes / (sealed_at - started), megabytes / (opened_at - sealed_at)
-
-
 def collect(quick: bool = False) -> list[Row]:
     s = QUICK if quick else DEFAULT
     with tempfile.TemporaryDirectory(prefix="bitwrk-bench-verify-") as tmp:
@@ -127,7 +117,6 @@ def collect(quick: bool = False) -> list[Row]:
         policy_cpu, policy_n = asyncio.run(check_job(job, specs, results, work / "a",
                                                      DEFAULT_RATE))
         all_cpu, all_n = asyncio.run(check_job(job, specs, results, work / "b", 1.0))
-    seal_mb, unseal_mb = sealing_rate(16 if quick else 64)
     share = 100 * policy_cpu / job_cpu
     return [
         Row(NAME, f"job CPU time ({len(specs)} units of {s.width}x{s.height} px)", job_cpu,
@@ -137,8 +126,6 @@ def collect(quick: bool = False) -> list[Row]:
         Row(NAME, f"check cost, default policy ({policy_n} of {len(specs)} units checked)",
             share, "% of job CPU", f"<= {TARGET_SHARE:g}", share <= TARGET_SHARE),
         Row(NAME, "check cost, every unit checked", 100 * all_cpu / job_cpu, "% of job CPU"),
-        Row(NAME, "sealing a result (AES-256-GCM records)", seal_mb, "MB/s"),
-        Row(NAME, "unsealing a result", unseal_mb, "MB/s"),
     ]
 
 
