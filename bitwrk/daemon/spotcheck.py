@@ -156,7 +156,7 @@ class SpotChecker:
                                                   out, root=folder)
                     rendered += done.seconds
                     ours.append(await asyncio.to_thread(exr.read, out))
-        except (RenderError, OSError) as exc:  # our own Blender failed: not the seller's fault
+        except (BitwrkError, OSError) as exc:  # our own Blender failed: not the seller's fault
             log.warning("spot check skipped, the buyer's own render failed: %s", exc)
             return CheckOutcome(False, note=f"buyer's render failed: {exc}")
         self.layout = verify.layout(ours[0])

@@ -4,6 +4,7 @@ kernel is not, and the checker disputes with evidence and blocks the seller."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ OTHER_KERNEL = """
 import sys
 from pathlib import Path
 import bpy
+from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.scene import open_safely, find_scene
 from bitwrk.seller import tile
 open_safely(Path(sys.argv[1]))
@@ -180,5 +182,16 @@ async def test_the_checker_disputes_with_evidence_and_blocks_the_seller(
         evidence = json.loads(dispute_fields(refused.value, "e4" * 32)["evidence"])
         assert evidence["resulthash"] == verify.result_hash(bad)
         assert f"eve-{mode}" in records.blocked()
+
+    # The buyer's own Blender cannot render the patches (here: the spec names another
+    # version): not the seller's fault, so the result passes on the caps alone.
+    other = dataclasses.replace(units["u0"], blender="4.9")
+    odd = {"u0": JobManifest.from_files(other.to_json(), files, store)}
+    lenient = SpotChecker(store, odd, records, 1.0, pool, JobDirs(tmp_path / "dirs2"),
+                          tmp_path / "evidence")
+    honest = await lazy_result("honest", pool, blend, units["u0"])
+    outcome = await lenient.check("u0", "bob", 5, "e5" * 32, honest)
+    assert not outcome.content_checked and "buyer's render failed" in outcome.note
+    assert "bob" not in records.blocked()
     records.close()
     store.close()
