@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,10 +31,8 @@ from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
 from .lan import LanHub
 from .peer import sign_peer
+from .spotcheck import SpotChecker, dispute_fields
 from .watch import Watcher
-
-if TYPE_CHECKING:
-    from .spotcheck import SpotChecker
 
 log = logging.getLogger("bitwrk.buyer")
 SLACK = 5.0
@@ -452,8 +450,6 @@ class BuyerAgent:
     async def _dispute(self, tx: dict[str, Any], exc: BaseException) -> None:
         """Dispute with the evidence; an exchange that does not take the evidence field
         still gets the reason, so a refused result is never paid by the review timeout."""
-        from .spotcheck import dispute_fields
-
         fields = dispute_fields(exc, str(tx.get("encresulthash")))
         try:
             await self.client.send_message(tx["id"], "dispute", reason=fields["reason"],
