@@ -111,6 +111,21 @@ class SpotChecker:
         self.rng = rng or secrets.SystemRandom()
         self.layout: list[tuple[str, list[str]]] | None = None  # learnt from our own render
 
+    async def warm(self) -> None:
+        """Load the job's scene in the worker now (one pixel of the first unit, not a check),
+        so the first result does not wait for Blender to start."""
+        manifest = next(iter(self.manifests.values()))
+        spec = JobSpec.from_json(manifest.spec)
+        r = spec.rect
+        try:
+            with (self.dirs.use(manifest, self.store) as folder,
+                  tempfile.TemporaryDirectory(prefix="bitwrk-check-") as tmp):
+                await self.pool.render(folder / spec.blend,
+                                       spec.with_rect(Rect(r.x0, r.x0 + 1, r.y0, r.y0 + 1)),
+                                       Path(tmp) / "warm.exr", root=folder)
+        except (BitwrkError, OSError) as exc:
+            log.info("warming the check worker failed: %s", exc)
+
     def wanted(self, seller: str) -> bool:
         """Every unit of a seller not yet checked successfully; later ones at the rate."""
         return self.records.passed(seller) == 0 or self.rng.random() < self.rate
@@ -215,6 +230,7 @@ class CheckResources:
         self.evidence_dir = data_dir / "evidence"
         self.dirs = JobDirs(cache_dir / "check", keep=2)
         self.pool: WorkerPool | None = None
+        self._warming: set[asyncio.Task[None]] = set()
 
     def checker(self, units: list[Any], store: ChunkStore, rate: float) -> SpotChecker | None:
         """A checker for a job's units (journal rows), or None when they are not renders."""
@@ -226,12 +242,20 @@ class CheckResources:
                 manifests[unit.unit_id] = manifest
         except (BitwrkError, KeyError):
             return None
+        if not manifests:
+            return None
         if self.pool is None:
             self.pool = make_pool()
-        return SpotChecker(store, manifests, self.records, rate, self.pool, self.dirs,
-                           self.evidence_dir)
+        checker = SpotChecker(store, manifests, self.records, rate, self.pool, self.dirs,
+                              self.evidence_dir)
+        task = asyncio.get_running_loop().create_task(checker.warm())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+        return checker
 
     async def close(self) -> None:
+        for task in list(self._warming):
+            task.cancel()
         if self.pool is not None:
             await self.pool.close()
         self.records.close()
