@@ -12,7 +12,8 @@ of the whole tile (``blender-facts`` §Q2, and ``tests/blender/test_spotcheck.py
 Tolerance. On one CPU kernel the pixels are bit-identical. Across kernels they are not:
 Cycles' SSE4.2 kernel (a CPU without AVX2) against its AVX2 kernel, and the BVH2 against
 the Embree BVH, changed 59-73 % of the test scene's pixels, by at most 3.0e-4 relative
-(mean 2e-6 absolute) — rounding, not different samples. A value passes within
+(mean 2e-6 absolute; 4.1e-4 with adaptive sampling and the denoising passes) — rounding,
+not different samples. A value passes within
 ``ATOL + RTOL * |value|`` (RTOL is ~7x that measured noise); a pixel with any value
 outside is an outlier, and up to ``MAX_OUTLIERS`` of the checked pixels may be outliers
 (a ray that grazes an edge can take another path on another kernel). Lazy results are

@@ -115,18 +115,26 @@ async def test_lazy_results_are_caught_in_99_percent_of_checks_honest_ones_never
     assert not missed, missed
 
 
+@pytest.mark.parametrize("variant", ["plain", "adaptive_denoised"])
 async def test_honest_noise_of_another_cpu_kernel_passes(
-        scene_dir: Path, tmp_path: Path, frame_spec: Any, pool: WorkerPool) -> None:
-    full = frame_spec()
-    await pool.render(scene_dir / "scene.blend", full, tmp_path / "frame.exr")
+        scene_dir: Path, tmp_path: Path, frame_spec: Any, pool: WorkerPool,
+        variant: str) -> None:
+    blend, full = scene_dir / "scene.blend", frame_spec()
+    if variant == "adaptive_denoised":  # convergence decisions and the denoising passes too
+        blend = tmp_path / "job" / "scene.blend"
+        blend.parent.mkdir()
+        shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+        run_bpy(["-c", ADAPTIVE_COPY, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+        full = frame_spec(samples=256, overscan=8, denoise=True)
+    await pool.render(blend, full, tmp_path / "frame.exr")
     reference = exr.read(tmp_path / "frame.exr")
     other = tmp_path / "other-kernel.exr"
-    run_bpy(["-c", OTHER_KERNEL, str(scene_dir / "scene.blend"), str(other), full.dumps()],
-            tmp_path)
+    run_bpy(["-c", OTHER_KERNEL, str(blend), str(other), full.dumps()], tmp_path)
     image = exr.read(other)
     ours, theirs = (i.part("ViewLayer.Combined").pixels for i in (reference, image))
     assert not np.array_equal(ours, theirs)  # the kernels really differ ...
     assert np.abs(theirs - ours).max() <= verify.RTOL * np.abs(ours).max()  # ... by rounding
+    assert verify.compare(image, reference, full.rect).outliers == 0
     for unit in tiles(96, 64, 4):
         assert detection(image.crop(unit), unit, reference) == 0.0
 
