@@ -168,7 +168,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
+    p.add_argument("--check-rate", type=_rate, default=Mandate.check_rate,
+                   help="share of a known seller's units whose secret patches this machine "
+                        "re-renders before paying (0-1; a seller's units are always checked "
+                        "until one passes; default %(default)s)")
     return p
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
-                                                   time.time() + args.timeout),
+                                                   time.time() + args.timeout,
+                                                   args.check_rate),
                          tuple(units), Path(tmp) / "results",
                          concurrency=args.concurrency)
             print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"

@@ -44,6 +44,7 @@ class Settlement(StrEnum):
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _WRAPPED_KEY = re.compile(f"^[0-9a-f]{{{2 * WRAPPED_KEY_SIZE}}}$")
 MAX_REASON = 500
+MAX_EVIDENCE = 12_000  # a buyer's spot-check evidence (bitwrk.render.verify); kept in the trail
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ MESSAGES: dict[str, tuple[str, tuple[str, ...], frozenset[Phase]]] = {
     "resolve": ("operator", ("outcome",), frozenset({Phase.RESULT_DISPUTED})),
 }
 ENVELOPE = frozenset({"action", "exchange", "address", "nonce", "txid", "revision", "signature"})
+# Fields an action may carry besides its required ones (checked by its handler).
+OPTIONAL: dict[str, frozenset[str]] = {"dispute": frozenset({"evidence"})}
 
 
 def required_fields(action: str) -> tuple[str, ...]:
@@ -114,7 +117,7 @@ def step(
 ) -> Step:
     """Validate ``action`` by ``role`` against ``tx``; return the resulting change."""
     want_role, names, phases = MESSAGES[action]
-    extra = set(fields) - set(names) - ENVELOPE
+    extra = set(fields) - set(names) - OPTIONAL.get(action, frozenset()) - ENVELOPE
     if extra:
         raise InvalidRequest(f"unexpected fields for {action}: {sorted(extra)}")
     missing = [n for n in names if n not in fields]
@@ -188,7 +191,10 @@ def _accept(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
 
 
 def _dispute(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
-    # Funds stay blocked until the operator resolves it: no deadline.
+    # Funds stay blocked until the operator resolves it: no deadline. The evidence lives
+    # in the signed message trail, where the operator reads it.
+    if "evidence" in f:
+        _text(f, "evidence", MAX_EVIDENCE)
     return Step(Phase.RESULT_DISPUTED, {"reason": _text(f, "reason", MAX_REASON)}, None, None)
 
 

@@ -29,6 +29,7 @@ from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
 from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
+from .spotcheck import CheckResources
 from .status import status_app
 from .watch import Watcher
 
@@ -105,6 +106,7 @@ class Daemon:
         self.seller: SellerAgent | None = None
         self.endpoint_url: str | None = None
         self._runners: list[web.AppRunner] = []
+        self._checks: CheckResources | None = None
 
     @property
     def address(self) -> str:
@@ -159,6 +161,8 @@ class Daemon:
         await self.watcher.close()
         if self.client is not None:
             await self.client.close()
+        if self._checks is not None:
+            await self._checks.close()
         await asyncio.to_thread(self.store.close)
         self.journal.close()
 
@@ -183,7 +187,7 @@ class Daemon:
         m = job.mandate
         self.journal.add_job(job.job_id, job.article, m.max_price, m.budget, m.valid_until,
                              {"concurrency": job.concurrency, "out_dir": str(job.out_dir),
-                              "suffix": job.suffix},
+                              "suffix": job.suffix, "check_rate": m.check_rate},
                              [(uid, {"manifest": raw.decode()}) for uid, raw in job.units])
         await self._run(job.job_id)
 
@@ -194,10 +198,17 @@ class Daemon:
         assert self.buyer is not None
         row = self.journal.job(job_id)
         assert row is not None
-        mandate = Mandate(row["max_price"], row["budget"], row["valid_until"])
         spec = row["spec"]
+        mandate = Mandate(row["max_price"], row["budget"], row["valid_until"],
+                          float(spec.get("check_rate", Mandate.check_rate)))
         sink = DirectorySink(Path(spec["out_dir"]), spec["suffix"])
         run = JobRun(job_id, row["article"], mandate, sink)
+        if spec["suffix"] == ".exr":
+            if self._checks is None:
+                self._checks = CheckResources(self.config.data_dir, self.config.cache_dir)
+            run.avoid |= self._checks.records.blocked()
+            run.check = self._checks.checker(self.journal.units(job_id), self.store,
+                                             mandate.check_rate)
         done, failed = await self.buyer.run_job(run, int(spec["concurrency"]))
         current = self.journal.job(job_id)
         if current is not None and current["state"] == "active":  # not cancelled meanwhile

@@ -25,13 +25,14 @@ from ..cas import ChunkStore, JobManifest, ciphertext_hash, decode_wanted, unsea
 from ..cas.transfer import stream_chunks
 from ..client import ExchangeClient, raise_for_error
 from ..endpoints import check_endpoint_url, check_public_host
-from ..errors import BitwrkError
+from ..errors import BitwrkError, InvalidRequest
 from ..money import fee_for
 from ..protocol import NonceSource, receipt_document
 from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
 from .lan import LanHub
 from .peer import Channel, endpoint_signer_key, sign_peer
+from .spotcheck import SpotChecker, dispute_fields
 from .watch import Watcher
 
 log = logging.getLogger("bitwrk.buyer")
@@ -73,6 +74,9 @@ class Mandate:
     max_price: int  # per unit, satoshi
     budget: int  # price + fee over the whole job
     valid_until: float  # epoch seconds
+    # Share of a known seller's units the buyer re-renders patches of (a seller's units are
+    # all checked until one passes); see bitwrk.daemon.spotcheck.
+    check_rate: float = 0.2
 
 
 class Retry(BitwrkError):
@@ -94,6 +98,7 @@ class JobRun:
     avoid: set[str] = field(default_factory=set)
     spent: int = 0
     sent: dict[int, int] = field(default_factory=dict)  # bytes pushed per transaction
+    check: SpotChecker | None = None  # render jobs: results are checked before accept
 
 
 class BuyerAgent:
@@ -451,10 +456,9 @@ class BuyerAgent:
         try:
             resultkey = (await self._channel(tx)).unwrap_result_key(tx["resultkey"])
             result = unseal(resultkey, path.read_bytes())
-            stored = run.sink.accept(run.job_id, unit_id, result)
+            stored = await self._checked(run, unit_id, tx, result)
         except (BitwrkError, ValueError, OSError) as exc:
-            with contextlib.suppress(BitwrkError):
-                await self.client.send_message(txid, "dispute", reason=str(exc)[:400])
+            await self._dispute(tx, exc)
             raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
         # Mark done before accepting: a crash in between leaves the trade to time out into
         # payment (once); never a second purchase of a unit we already have.
@@ -489,6 +493,28 @@ class BuyerAgent:
                                          lambda t: t["phase"] != "WORKING", _until(tx))
             if tx["phase"] == "UNVERIFIED":
                 await self.client.send_message(tx["id"], "dispute", reason=reason[:400])
+
+    # -- checking a result before accept (bitwrk.daemon.spotcheck) ------------------------------
+
+    async def _checked(self, run: JobRun, unit_id: str, tx: dict[str, Any],
+                       result: bytes) -> Path:
+        """Store ``result`` once it passed the job's checks; raise to dispute it."""
+        if run.check is not None:
+            await run.check.check(unit_id, tx["seller"], tx["id"], tx["encresulthash"], result)
+        return run.sink.accept(run.job_id, unit_id, result)
+
+    async def _dispute(self, tx: dict[str, Any], exc: BaseException) -> None:
+        """Dispute with the evidence; an exchange that does not take the evidence field
+        still gets the reason, so a refused result is never paid by the review timeout."""
+        fields = dispute_fields(exc, str(tx.get("encresulthash")))
+        try:
+            await self.client.send_message(tx["id"], "dispute", reason=fields["reason"],
+                                           evidence=fields["evidence"])
+        except InvalidRequest:
+            with contextlib.suppress(BitwrkError):
+                await self.client.send_message(tx["id"], "dispute", reason=fields["reason"])
+        except BitwrkError as err:
+            log.warning("dispute of trade %s failed: %s", tx["id"], err)
 
     async def _cancel(self, txid: int) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):

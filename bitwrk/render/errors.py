@@ -39,3 +39,17 @@ class ComposeError(RenderError):
     """Stitching or denoising the tiles of a frame failed."""
 
     code = "compose_failed"
+
+
+class ResultRejected(RenderError):
+    """A seller's result fails the buyer's checks before payment: malformed, outside the
+    caps (size, channels, passes), or unlike the buyer's own render of its patches."""
+
+    code = "result_rejected"
+
+
+class SpotCheckFailed(ResultRejected):
+    """The buyer's own render of secret patches differs from the seller's pixels; the
+    ``evidence`` (hashes, patch coordinates, both pixel blocks) goes with the dispute."""
+
+    code = "spot_check_failed"

@@ -1,0 +1,269 @@
+"""The buyer's check of a render result between decrypting it and sending ``accept``.
+
+Every result is decoded under hard caps (the unit's exact size, an honest render's
+passes; :mod:`bitwrk.render.exrheader` refuses bombs before anything is allocated). Then,
+for every unit of a seller this buyer has not yet checked successfully, and for later
+units at the mandate's ``check_rate``, the buyer renders a few secret patches itself in
+a sandboxed worker (the seller's own :class:`WorkerPool`, on this machine's CPUs) and
+compares them with the seller's pixels (:mod:`bitwrk.render.verify`). A result that fails
+either step is disputed with its evidence, the seller is blocked by this buyer for good
+(:class:`SellerRecords`) and the unit is bought again elsewhere.
+
+When the buyer cannot render its patches (its own Blender fails), the result is accepted
+on the caps alone and the event is logged: a buyer's broken install is not the seller's
+fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cas import ChunkStore, JobManifest
+from ..errors import BitwrkError
+from ..render import exr, verify
+from ..render.errors import RenderError, ResultRejected, SpotCheckFailed
+from ..render.jobspec import JobSpec
+from ..render.tiling import Rect
+from ..seller.pool import WorkerPool, blender_binary
+from ..seller.sandbox import SandboxUnavailable
+from .jobdirs import JobDirs
+
+log = logging.getLogger("bitwrk.spotcheck")
+
+
+class SellerRecords:
+    """What this buyer knows of sellers: checks passed and failed, who is blocked."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("CREATE TABLE IF NOT EXISTS sellers(address TEXT PRIMARY KEY,"
+                        " passed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,"
+                        " blocked_tx INTEGER, reason TEXT)")
+
+    def passed(self, seller: str) -> int:
+        row = self.db.execute("SELECT passed FROM sellers WHERE address = ?",
+                              (seller,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def blocked(self) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT address FROM sellers WHERE blocked_tx IS NOT NULL")}
+
+    def record(self, seller: str, ok: bool, txid: int | None = None, reason: str = "") -> None:
+        self.db.execute("INSERT OR IGNORE INTO sellers(address) VALUES (?)", (seller,))
+        if ok:
+            self.db.execute("UPDATE sellers SET passed = passed + 1 WHERE address = ?",
+                            (seller,))
+        else:
+            self.db.execute("UPDATE sellers SET failed = failed + 1, blocked_tx = ?,"
+                            " reason = ? WHERE address = ?", (txid, reason[:500], seller))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class CheckOutcome:
+    """How one result was checked, and what that cost the buyer."""
+
+    content_checked: bool
+    seconds: float = 0.0  # wall time of the whole check
+    render_seconds: float = 0.0  # the buyer's patch renders inside its worker
+    diffs: list[verify.PatchDiff] = field(default_factory=list)
+    note: str = ""
+
+
+def dispute_fields(exc: BaseException, encresulthash: str) -> dict[str, str]:
+    """``reason`` and ``evidence`` for the dispute message about a refused result."""
+    evidence = exc.data.get("evidence") if isinstance(exc, BitwrkError) else None
+    if not isinstance(evidence, str):  # not opened at all (decryption failed)
+        code = exc.code if isinstance(exc, BitwrkError) else "unreadable"
+        evidence = _compact({"v": 1, "encresulthash": encresulthash, "error": code})
+    return {"reason": str(exc)[:400], "evidence": evidence}
+
+
+def _compact(data: dict[str, object]) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+class SpotChecker:
+    """Checks the results of one job's units (see the module text)."""
+
+    def __init__(self, store: ChunkStore, manifests: dict[str, JobManifest],
+                 records: SellerRecords, rate: float, pool: WorkerPool, dirs: JobDirs,
+                 evidence_dir: Path, rng: secrets.SystemRandom | None = None) -> None:
+        self.store = store
+        self.manifests = manifests
+        self.records = records
+        self.rate = rate
+        self.pool = pool
+        self.dirs = dirs
+        self.evidence_dir = evidence_dir
+        self.rng = rng or secrets.SystemRandom()
+        self.layout: list[tuple[str, list[str]]] | None = None  # learnt from our own render
+
+    async def warm(self) -> None:
+        """Load the job's scene in the worker now (one pixel of the first unit, not a check),
+        so the first result does not wait for Blender to start."""
+        manifest = next(iter(self.manifests.values()))
+        spec = JobSpec.from_json(manifest.spec)
+        r = spec.rect
+        try:
+            async with self.dirs.use(manifest, self.store) as folder:
+                with tempfile.TemporaryDirectory(prefix="bitwrk-check-") as tmp:
+                    await self.pool.render(
+                        folder / spec.blend,
+                        spec.with_rect(Rect(r.x0, r.x0 + 1, r.y0, r.y0 + 1)),
+                        Path(tmp) / "warm.exr", root=folder)
+        except (BitwrkError, OSError) as exc:
+            log.info("warming the check worker failed: %s", exc)
+
+    def wanted(self, seller: str) -> bool:
+        """Every unit of a seller not yet checked successfully; later ones at the rate."""
+        return self.records.passed(seller) == 0 or self.rng.random() < self.rate
+
+    async def check(self, unit_id: str, seller: str, txid: int, encresulthash: str,
+                    result: bytes) -> CheckOutcome:
+        """Raise :class:`ResultRejected` (or :class:`SpotCheckFailed`) to refuse ``result``;
+        the seller is then blocked."""
+        started = time.perf_counter()
+        manifest = self.manifests[unit_id]
+        spec = JobSpec.from_json(manifest.spec)
+        resulthash = verify.result_hash(result)
+        try:
+            image = await asyncio.to_thread(_decode, result, spec)
+            if self.layout is not None and verify.layout(image) != self.layout:
+                raise ResultRejected("result's passes differ from the buyer's own render")
+            if not self.wanted(seller):
+                return CheckOutcome(False, time.perf_counter() - started)
+            outcome = await self._content(manifest, spec, image, resulthash, encresulthash)
+        except ResultRejected as exc:
+            self.records.record(seller, False, txid, str(exc))
+            exc.data.setdefault("evidence", _compact({
+                "v": 1, "resulthash": resulthash, "encresulthash": encresulthash,
+                "error": exc.code}))
+            self._keep_evidence(txid, exc, result)
+            raise
+        if outcome.content_checked:
+            self.records.record(seller, True)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    async def _content(self, manifest: JobManifest, spec: JobSpec, image: exr.MultiLayer,
+                       resulthash: str, encresulthash: str) -> CheckOutcome:
+        patches = verify.pick_patches(spec.rect, rng=self.rng)
+        ours: list[exr.MultiLayer] = []
+        rendered = 0.0
+        try:
+            async with self.dirs.use(manifest, self.store) as folder:
+                with tempfile.TemporaryDirectory(prefix="bitwrk-check-") as tmp:
+                    for i, patch in enumerate(patches):
+                        out = Path(tmp) / f"patch{i}.exr"
+                        done = await self.pool.render(folder / spec.blend,
+                                                      spec.with_rect(patch), out, root=folder)
+                        rendered += done.seconds
+                        ours.append(await asyncio.to_thread(exr.read, out))
+        except (BitwrkError, OSError) as exc:  # our own Blender failed: not the seller's fault
+            log.warning("spot check skipped, the buyer's own render failed: %s", exc)
+            return CheckOutcome(False, note=f"buyer's render failed: {exc}")
+        self.layout = verify.layout(ours[0])
+        theirs = [image.crop(_local(p, spec.rect)) for p in patches]
+        diffs = [verify.compare(t, o, p) for t, o, p in zip(theirs, ours, patches, strict=True)]
+        if verify.failed(diffs):
+            evidence = verify.Evidence(resulthash, encresulthash, diffs, theirs, ours)
+            raise SpotCheckFailed(verify.summary(diffs), evidence=evidence.field(),
+                                  full=evidence.full())
+        return CheckOutcome(True, render_seconds=rendered, diffs=diffs)
+
+    def _keep_evidence(self, txid: int, exc: ResultRejected, result: bytes) -> None:
+        """The refused result and the full evidence stay with the buyer for the operator."""
+        folder = self.evidence_dir / f"tx{txid}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "result.bin").write_bytes(result)
+            full = exc.data.get("full") or {"error": exc.code}
+            (folder / "evidence.json").write_text(json.dumps(
+                {"reason": str(exc), **full}, indent=1, default=str))
+        except OSError as err:
+            log.warning("could not keep the evidence of tx %d: %s", txid, err)
+
+
+def _decode(result: bytes, spec: JobSpec) -> exr.MultiLayer:
+    """The result under the caps; anything the decoder chokes on is the seller's fault."""
+    with tempfile.TemporaryDirectory(prefix="bitwrk-result-") as tmp:
+        path = Path(tmp) / "result.exr"
+        path.write_bytes(result)
+        try:
+            image = exr.read_capped(path, spec.rect.width, spec.rect.height)
+        except ResultRejected:
+            raise
+        except RenderError as exc:
+            raise ResultRejected(f"result does not decode: {exc}") from None
+    verify.check_passes(image, spec)
+    return image
+
+
+def _local(patch: Rect, unit: Rect) -> Rect:
+    """``patch`` in the unit's own pixel coordinates."""
+    return Rect(patch.x0 - unit.x0, patch.x1 - unit.x0, patch.y0 - unit.y0, patch.y1 - unit.y0)
+
+
+def make_pool() -> WorkerPool:
+    """One sandboxed worker on this machine's CPUs; under a Blender binary, ``blender -b``."""
+    try:
+        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, blender=blender_binary())
+    except SandboxUnavailable:
+        # The scene is the buyer's own file, rebuilt from its own manifest: checking it
+        # without an OS sandbox (scripts still off) exposes the buyer to nothing new.
+        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, blender=blender_binary(),
+                          unsandboxed=True)
+
+
+class CheckResources:
+    """What the checks of all of a daemon's jobs share: the seller records, one worker
+    (started on the first check), the job folders it renders from, the evidence kept."""
+
+    def __init__(self, data_dir: Path, cache_dir: Path) -> None:
+        self.records = SellerRecords(data_dir / "sellers.sqlite3")
+        self.evidence_dir = data_dir / "evidence"
+        self.dirs = JobDirs(cache_dir / "check", keep=2)
+        self.pool: WorkerPool | None = None
+        self._warming: set[asyncio.Task[None]] = set()
+
+    def checker(self, units: list[Any], store: ChunkStore, rate: float) -> SpotChecker | None:
+        """A checker for a job's units (journal rows), or None when they are not renders."""
+        manifests = {}
+        try:
+            for unit in units:
+                manifest = JobManifest.from_json(unit.payload["manifest"].encode())
+                JobSpec.from_json(manifest.spec)
+                manifests[unit.unit_id] = manifest
+        except (BitwrkError, KeyError):
+            return None
+        if not manifests:
+            return None
+        if self.pool is None:
+            self.pool = make_pool()
+        checker = SpotChecker(store, manifests, self.records, rate, self.pool, self.dirs,
+                              self.evidence_dir)
+        task = asyncio.get_running_loop().create_task(checker.warm())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+        return checker
+
+    async def close(self) -> None:
+        for task in list(self._warming):
+            task.cancel()
+        if self.pool is not None:
+            await self.pool.close()
+        self.records.close()
