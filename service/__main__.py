@@ -35,6 +35,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator-key", type=Path, help="operator WIF file (test networks)")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every bid lifetime and transaction timeout (tests)")
+    p.add_argument("--no-deadline-shift", action="store_true",
+                   help="after a restart, let deadlines that fell in the downtime expire at"
+                        " once (default: move open deadlines later by the downtime)")
     _payment_options(p)
     return p
 
@@ -92,7 +95,8 @@ def serve(argv: list[str]) -> int:
         operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
     config = Config(db_path=db_path, operator=operator, network=args.network,
                     fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
-                    payments=_payment_config(args))
+                    payments=_payment_config(args),
+                    shift_deadlines=not args.no_deadline_shift)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     print(f"BitWrk exchange on http://{args.host}:{args.port} network={args.network} "

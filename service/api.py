@@ -222,7 +222,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     })
     try:
         await response.prepare(request)
-        hello = json.dumps({"time": _ex(request).clock(), "address": address})
+        hello = json.dumps({"time": _ex(request).clock(), "address": address,
+                            "epoch": bus.epoch})
         await response.write(f"event: hello\ndata: {hello}\n\n".encode())
         while True:
             try:

@@ -86,6 +86,7 @@ class Config:
     max_price: int = 10**12  # 10,000 BTC: far above any render unit, far below int64
     keepalive_seconds: float = 15.0
     payments: PaymentConfig = field(default_factory=PaymentConfig)
+    shift_deadlines: bool = True  # on start, move open deadlines later by the downtime
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

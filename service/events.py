@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,9 @@ class EventBus:
     def __init__(self) -> None:
         self._by_address: dict[str | None, set[Subscription]] = {}
         self._ids = itertools.count(1)
+        # New on every start: a client seeing another epoch in ``hello`` knows the exchange
+        # restarted (event ids start again) and that it must re-read what it waits for.
+        self.epoch = secrets.token_hex(8)
 
     def subscribe(self, address: str | None) -> Subscription:
         sub = Subscription(address)
