@@ -9,7 +9,9 @@ Exit codes: 0 done; 1 failed (a unit could not be bought, a broken scene, compos
 2 bad arguments; 3 the exchange stayed unreachable (``--wait-exchange`` seconds at start,
 or longer than the daemon rides out an outage later); 4 not finished within ``--timeout``;
 130 interrupted. Whatever ends a run early, its open bids are cancelled and its trades
-not yet working are cancelled (refunded) first, and it says why in one line.
+not yet working are cancelled (refunded) first, and it says why in one line. A run that
+was killed leaves its job in the journal; the next run with the same identity settles the
+trades that were already working and withdraws the rest before it starts its own job.
 """
 
 from __future__ import annotations
@@ -234,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange))
         try:
             exchange = daemon.start()
+            # A run killed mid-job left its job in the journal, and the daemon took it up
+            # again: trades already working are fetched and paid, but nobody will compose
+            # that job, so its bids and unstarted trades are withdrawn.
+            _give_up(daemon, quietly=True)
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
@@ -248,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             except BaseException:
                 _give_up(daemon)
                 raise
-            _give_up(daemon, quietly=True)  # jobs resumed from an earlier, killed run
+            _give_up(daemon, quietly=True)  # nothing left open behind this run
         finally:
             daemon.stop(STOP_WAIT)
         if final.failed:
@@ -272,12 +278,13 @@ def _check_funds(daemon: Daemon, per_unit: int) -> None:
 
 
 def _give_up(daemon: Daemon, quietly: bool = False) -> None:
-    """Cancel what is still open (bids, trades not yet working), within STOP_WAIT."""
+    """Cancel what is still open (bids, trades not yet working), within STOP_WAIT. Giving
+    up for real (not ``quietly``) also stops riding out exchange outages."""
     if daemon.buyer is None or not daemon.runtime.running:
         return
     if not quietly:
         print("cancelling: open bids withdrawn, trades not yet working refunded", flush=True)
-    daemon.hurry()
+        daemon.hurry()
     try:
         daemon.call(daemon.cancel_jobs(), STOP_WAIT)
     except Exception as exc:  # leaving anyway: say what could not be cancelled

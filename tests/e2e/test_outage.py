@@ -6,7 +6,6 @@ exchange say one clear line with a documented exit code."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import secrets
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from aiohttp import web
 from bitwrk.client import ExchangeClient
 from bitwrk.errors import ExchangeUnreachable
 from bitwrk.keys import PrivateKey
+from tests.blender.conftest import needs_bpy, scene_dir  # noqa: F401 - a fixture
 from tests.e2e.conftest import REPO, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -136,16 +136,66 @@ async def test_a_restart_moves_open_deadlines_by_the_downtime(server: ServerProc
         await seller.close()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs the bpy module")
+def _env(base: Path) -> dict[str, str]:
+    return {"XDG_DATA_HOME": str(base / "data"), "XDG_CACHE_HOME": str(base / "cache"),
+            "BLENDER_USER_RESOURCES": str(base / "user"), "PYTHONPATH": str(REPO),
+            "PATH": "/usr/bin:/bin", "TMPDIR": str(base)}
+
+
+def _one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@needs_bpy
 def test_a_seller_facing_no_exchange_says_so_in_one_line(tmp_path: Path) -> None:
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "BLENDER_USER_RESOURCES": str(tmp_path / "user"), "PYTHONPATH": str(REPO),
-           "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "bitwrk.seller", "--exchange", f"http://127.0.0.1:{free_port()}",
          "--min-price", "10", "--wait-exchange", "2", "--status-port", "-1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "unreachable for 2 s" in lines[0], done.stderr
+    assert "unreachable for 2 s" in _one_error_line(done.stderr)
+
+
+@needs_bpy
+def test_a_buyer_facing_no_exchange_says_so_in_one_line(scene_dir: Path,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
+         f"http://127.0.0.1:{free_port()}", "--max-price", "100", "--out",
+         str(tmp_path / "out"), "--wait-exchange", "2"],
+        cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "unreachable for 2 s" in _one_error_line(done.stderr)
+    assert time.monotonic() - started < 60
+
+
+@needs_bpy
+async def test_a_buyer_that_times_out_leaves_nothing_open(
+    scene_dir: Path, server: ServerProcess, tmp_path: Path  # noqa: F811
+) -> None:
+    """No seller at all: the run gives up at its --timeout with exit code 4, and its bids
+    are withdrawn, so none of its money stays blocked."""
+    env = _env(tmp_path)
+    account = subprocess.run([sys.executable, "-m", "bitwrk", "account"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=60)
+    address = account.stdout.split("address", 1)[1].split()[0]
+    async with ExchangeClient(server.url, server.operator_key) as op:
+        await op.deposit(address, 100_000, kind="play", uid="t-" + secrets.token_hex(8))
+    started = time.monotonic()
+    done = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
+        server.url, "--max-price", "100", "--out", str(tmp_path / "out"), "--timeout", "15"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "not finished within --timeout" in _one_error_line(done.stderr)
+    assert "cancelling" in done.stdout
+    assert time.monotonic() - started < 15 + 35  # the timeout, then cancel and stop
+    async with ExchangeClient(server.url) as observer:
+        acct = await observer.account(address)
+        assert acct["blocked"] == 0 and acct["available"] == 100_000, acct
+        bids = await observer.bids(address)
+        assert bids and all(b["state"] in ("cancelled", "expired") for b in bids), bids
