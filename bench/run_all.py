@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
-from bench import exchange, render, swarm, transfer  # noqa: E402
+from bench import exchange, render, soak, swarm, transfer  # noqa: E402
 from bench.table import Row, print_table  # noqa: E402
 
 Collect = Callable[[bool], list[Row]]
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Collect] = {
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),
+    soak.NAME: lambda quick: soak.run(),  # one size: the faults need the full timeline
 }
 
 
