@@ -386,8 +386,11 @@ class BuyerAgent:
                                     buyersecret=secret, workhash=workhash)
             tx = await self.client.send_message(txid, "work", workhash=workhash,
                                                 worksecrethash=proof)
-        return await self.watcher.wait_for_party(txid, "ESTABLISHING", PATIENCE,
-                                                 f"seller {tx['seller']}")
+        try:
+            return await self.watcher.wait_for_party(txid, "ESTABLISHING", PATIENCE,
+                                                     f"seller {tx['seller']}")
+        except TimeoutError as exc:  # gone, or busy with another unit: no blame, buy again
+            raise Retry(str(exc)) from None
 
     async def _transmit(self, run: JobRun, manifest: JobManifest,
                         tx: dict[str, Any]) -> dict[str, Any]:
