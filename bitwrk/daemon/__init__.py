@@ -89,7 +89,7 @@ class DaemonConfig:
     cache_dir: Path = field(default_factory=paths.cache_dir)
     network: str = "testnet"  # for a new key; the address prefix is the same on all test nets
     store_cap: int = 8 * 1024**3
-    connect_for: float = 30.0  # seconds start() keeps trying an unreachable exchange
+    connect_for: float = 20.0  # seconds start() keeps trying an unreachable exchange
     retry_for: float = 180.0  # seconds any later exchange call rides out an outage
 
 

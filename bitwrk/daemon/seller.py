@@ -236,7 +236,7 @@ class SellerAgent:
             waiter.add_done_callback(self._waiters.discard)
             return True
         except Exception as exc:  # one failed trade never ends the seller
-            why = describe(exc)
+            why = f"{describe(exc)} (while {trade.stage})"
             (log.warning if isinstance(exc, BitwrkError | TimeoutError | OSError)
              else log.exception)("trade %d failed: %s", txid, why)
             trade.failure = why
