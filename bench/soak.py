@@ -6,9 +6,10 @@ Every participant is a real process (``python -m service``, ``python -m bitwrk.s
 
 1. warm-up: every buyer finishes at least one job (the "before" job times);
 2. a seller is SIGKILLed while it holds a unit, and restarted;
-3. the exchange is SIGKILLed, stays down ``DOWNTIME`` seconds, and restarts on its store;
-4. a buyer is SIGKILLed mid-job; its loop starts its next run at once;
-5. the load goes on until every buyer has finished a job started after the faults.
+3. the exchange is SIGKILLed with jobs in flight, and with it a buyer mid-job, whose loop
+   starts its next run at once, into the outage; the exchange stays down ``DOWNTIME``
+   seconds and restarts on its store;
+4. the load goes on until every buyer has finished a job started after the restart.
 
 ``run_soak`` returns what happened (each job's times and exit code, every log, the ledger,
 the recovery time from the exchange's restart to the first trade established after it);
@@ -46,7 +47,7 @@ from bench.table import Row, percentile, print_table  # noqa: E402
 NAME = "soak"
 BUYERS = SELLERS = 3
 TIMEOUT_SCALE = 0.25  # bids live 30 s, establishing 15 s, transmitting 30 s, review 225 s
-DOWNTIME = 5.0  # seconds the exchange stays dead
+DOWNTIME = 10.0  # seconds the exchange stays dead
 JOB_TIMEOUT = 150.0  # each bitwrk.buy's --timeout
 EXIT_GRACE = 15.0  # a bitwrk.buy may take this much beyond its --timeout to exit
 CREDIT = 2_000_000
@@ -84,10 +85,10 @@ class Soak:
     t_faults: float = 0.0  # the seller's SIGKILL
     t_exchange_killed: float = 0.0
     t_exchange_ready: float = 0.0
-    t_faults_over: float = 0.0  # the buyer's SIGKILL
+    t_faults_over: float = 0.0  # the exchange is back
     recovery: float | None = None  # exchange ready -> first trade established after it
     in_flight: list[Job] = field(default_factory=list)  # running across the outage
-    killed_next: Job | None = None  # the killed buyer's next run
+    killed_next: Job | None = None  # the killed buyer's next run, started in the outage
     totals: dict[str, Any] = field(default_factory=dict)
     blocked: dict[str, int] = field(default_factory=dict)  # per buyer, after the last job
     seconds: float = 0.0  # the load, first job to last
@@ -208,19 +209,21 @@ class BuyerLoop(threading.Thread):
         with self.lock:
             self.current = None
 
-    def kill_current(self, when: str, timeout: float) -> Job:
-        """SIGKILL the running job once its output matches ``when``."""
+    def wait_trading(self, timeout: float) -> tuple[Job, Proc]:
+        """The running job once it is buying (its units are on the exchange)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 current = self.current
-            if current is not None and re.search(when, current[1].output()):
-                current[0].killed = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(current[1].pid, signal.SIGKILL)
-                return current[0]
+            if current is not None and re.search(r"buying \d+ units", current[1].output()):
+                return current
             time.sleep(0.05)
-        raise RuntimeError(f"buyer{self.index}: no running job showed {when!r}")
+        raise RuntimeError(f"buyer{self.index}: no job started buying")
+
+    def kill(self, current: tuple[Job, Proc]) -> None:
+        current[0].killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(current[1].pid, signal.SIGKILL)
 
 
 def wait_until(check: Any, timeout: float, what: str) -> None:
@@ -285,21 +288,20 @@ def run_soak(work: Path, blend: Path) -> Soak:
         victim.start()
         victim.ready()
 
-        # 2. the exchange dies and comes back on its store
+        # 2. the exchange dies; a buyer dies mid-job with it, and its loop starts the next
+        # run at once, into the outage; the exchange comes back on its store
+        busy = loops[0].wait_trading(120)
         soak.t_exchange_killed = time.time()
         ex.kill()
-        soak.in_flight = [c[0] for c in (lp.current for lp in loops) if c is not None]
-        log(f"exchange SIGKILLed with {len(soak.in_flight)} jobs in flight;"
-            f" down {DOWNTIME:.0f} s")
+        soak.in_flight = [c[0] for c in (lp.current for lp in loops[1:]) if c is not None]
+        loops[0].kill(busy)
+        killed = busy[0]
+        log(f"exchange SIGKILLed with {len(soak.in_flight) + 1} jobs in flight, and buyer0"
+            f" mid-job; exchange down {DOWNTIME:.0f} s")
         time.sleep(DOWNTIME)
         soak.t_exchange_ready = ex.start()
+        soak.t_faults_over = soak.t_exchange_ready
         log("exchange back")
-
-        # 3. a buyer dies mid-job; its loop starts the next run at once
-        killed = loops[0].kill_current(r"buying \d+ units", 120)
-        soak.t_faults_over = time.time()
-        log("buyer0 SIGKILLed mid-job")
-        soak.in_flight = [j for j in soak.in_flight if j is not killed]
 
         wait_until(lambda: all(finished_after(soak, i, soak.t_faults_over)
                                for i in range(BUYERS)), 240, "a job after the faults")

@@ -296,6 +296,8 @@ def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
     done: list[UnitDone] = []
     while time.monotonic() < deadline:
         event = daemon.runtime.wait_event(0.5)
+        if getattr(event, "job_id", job_id) != job_id:
+            continue  # a job the daemon resumed from an earlier, killed run
         if isinstance(event, UnitDone):
             done.append(event)
             bar = "#" * (20 * len(done) // total)

@@ -40,6 +40,7 @@ RETIRED = ("FINISHED", "CANCELLED", "EXPIRED", "WORK_DISPUTED", "RESULT_DISPUTED
 PATIENCE = 8.0  # seconds a seller may stay silent on its turn before it is taken as gone
 PROBE_EVERY = 2.0  # seconds between looks at the endpoint of a seller we wait for
 PROBE_MISSES = 2  # endpoint lookups failing in a row that mean the seller is gone
+SHUN_SECONDS = 15.0  # a seller lost in transit is not traded with for this long
 
 
 class ResultSink(Protocol):
@@ -93,7 +94,8 @@ class JobRun:
     article: str
     mandate: Mandate
     sink: ResultSink
-    avoid: set[str] = field(default_factory=set)
+    avoid: set[str] = field(default_factory=set)  # sellers not to trade with again
+    shun: dict[str, float] = field(default_factory=dict)  # seller -> monotonic time: not before
     spent: int = 0
     sent: dict[int, int] = field(default_factory=dict)  # bytes pushed per transaction
 
@@ -335,7 +337,8 @@ class BuyerAgent:
         self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
         self.journal.update_unit(run.job_id, unit_id, state="trading", txid=txid,
                                  seller=tx["seller"], price=tx["price"])
-        if tx["seller"] in run.avoid:  # not the unit's failure: the attempt does not count
+        shunned = run.shun.get(tx["seller"], 0.0) > time.monotonic()
+        if tx["seller"] in run.avoid or shunned:  # not the unit's failure: no attempt counted
             await self._cancel(txid)
             self._refund_budget(run, tx)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)
@@ -364,8 +367,15 @@ class BuyerAgent:
         except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # the seller's endpoint failing, timing out or rejecting: try someone else
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
-            if seller_fault or (isinstance(exc, Retry) and exc.blame):
+            if isinstance(exc, Retry) and exc.blame:
                 run.avoid.add(tx["seller"])
+            elif seller_fault:
+                # Lost in transit: the seller may have died, and may be back in seconds
+                # (the cheapest sell bid would otherwise match again and again). Keep away
+                # from it a while; a second time, for good.
+                if tx["seller"] in run.shun:
+                    run.avoid.add(tx["seller"])
+                run.shun[tx["seller"]] = time.monotonic() + SHUN_SECONDS
             await self._cancel(txid)
             self._refund_budget(run, tx)
             raise
@@ -431,7 +441,7 @@ class BuyerAgent:
                 reason = await self._probe(status)
                 misses = misses + 1 if reason else 0
                 if misses >= PROBE_MISSES:
-                    raise Retry(f"seller {tx['seller']} unreachable: {reason}", blame=True)
+                    raise ConnectionError(f"seller {tx['seller']} unreachable: {reason}")
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import EXIT_GRACE, JOB_TIMEOUT, Soak, rows, run_soak
+from bench.soak import DOWNTIME, EXIT_GRACE, JOB_TIMEOUT, Soak, rows, run_soak
 from bench.table import print_table
 from tests.blender.conftest import needs_bpy, references, scene_dir  # noqa: F401 - fixtures
 from tests.blender.test_render_exact import assert_identical
@@ -34,9 +34,12 @@ def test_market_rides_through_kills_of_a_seller_the_exchange_and_a_buyer(
                for j in soak.jobs), story
     assert all(j.code == 0 for j in soak.jobs if not j.killed), story
     assert soak.in_flight and all(j.code == 0 for j in soak.in_flight), story
+    # the killed buyer's next run started while the exchange was down, and finished
     assert soak.killed_next is not None and soak.killed_next.code == 0, story
-    # what they bought is exactly a local render
+    assert soak.killed_next.started < soak.t_exchange_ready, story
+    # what they bought is exactly a local render, and only their own units
     for job in (j for j in soak.jobs if j.code == 0):
+        assert "done: 6 units" in job.output, job.output
         assert_identical(job.out / "Shot_0001", references, "plain")
         assert_identical(job.out / "Shot_0003", references, "frame3")
     # no seller left on its own; each stops cleanly when told to
@@ -51,6 +54,9 @@ def test_market_rides_through_kills_of_a_seller_the_exchange_and_a_buyer(
     before, after = soak.before(), soak.after()
     assert before and after, story
     assert max(after) <= 3 * statistics.median(before), story
+    # ... and a job caught by the outage lost little more than the outage
+    caught = max(j.seconds or 0.0 for j in soak.in_flight)
+    assert caught <= 3 * statistics.median(before) + DOWNTIME, story
 
 
 def _story(soak: Soak) -> str:
