@@ -40,7 +40,7 @@ log = logging.getLogger("bitwrk.client")
 _ERRORS = error_classes()
 T = TypeVar("T")
 RETRY_BASE = 0.25  # seconds before the first retry
-RETRY_CAP = 5.0  # no wait between retries is longer: an exchange back up is seen in <= 5 s
+RETRY_CAP = 2.0  # no wait between retries is longer: an exchange back up is seen in <= 2 s
 TRANSIENT_STATUS = frozenset({502, 503, 504})  # a proxy in front of a restarting exchange
 _random = secrets.SystemRandom()
 
