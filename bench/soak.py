@@ -4,7 +4,7 @@ sellers while a seller, the exchange and a buyer are SIGKILLed and restarted.
 Every participant is a real process (``python -m service``, ``python -m bitwrk.seller``,
 ``python -m bitwrk.buy``) on loopback. The timeline:
 
-1. warm-up: every buyer finishes at least one job (the "before" job times);
+1. warm-up: every buyer finishes two jobs (the "before" job times);
 2. a seller is SIGKILLed while it holds a unit, and restarted;
 3. the exchange is SIGKILLed with jobs in flight, and with it a buyer mid-job, whose loop
    starts its next run at once, into the outage; the exchange stays down ``DOWNTIME``
@@ -53,6 +53,7 @@ EXIT_GRACE = 15.0  # a bitwrk.buy may take this much beyond its --timeout to exi
 CREDIT = 2_000_000
 MAX_PRICE = 100
 TARGET_RECOVERY = 5.0  # seconds from the exchange's restart to the first trade
+WARM_UP_JOBS = 2  # per buyer before the faults: the "before" median has 6 jobs
 
 
 def log(message: str) -> None:
@@ -249,8 +250,9 @@ def recovery_seconds(db: Path, ready: float) -> float | None:
     return None if row[0] is None else float(row[0]) - ready
 
 
-def finished_after(soak: Soak, buyer: int, t: float) -> bool:
-    return any(j.buyer == buyer and j.code == 0 and j.started > t for j in soak.jobs)
+def finished_after(soak: Soak, buyer: int, t: float, count: int = 1) -> bool:
+    return sum(j.buyer == buyer and j.code == 0 and j.started > t
+               for j in soak.jobs) >= count
 
 
 def run_soak(work: Path, blend: Path) -> Soak:
@@ -274,8 +276,8 @@ def run_soak(work: Path, blend: Path) -> Soak:
         log("load: 3 buyers looping over a 3-frame animation (6 units), 3 sellers")
         for loop in loops:
             loop.start()
-        wait_until(lambda: all(finished_after(soak, i, 0) for i in range(BUYERS)), 180,
-                   "a first job from every buyer")
+        wait_until(lambda: all(finished_after(soak, i, 0, WARM_UP_JOBS)
+                               for i in range(BUYERS)), 240, "warm-up jobs from every buyer")
 
         # 1. a seller dies holding a unit, and comes back
         victim = sellers[0]
