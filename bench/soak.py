@@ -255,7 +255,7 @@ def finished_after(soak: Soak, buyer: int, t: float, count: int = 1) -> bool:
                for j in soak.jobs) >= count
 
 
-def run_soak(work: Path, blend: Path) -> Soak:
+def run_soak(work: Path, blend: Path, downtime: float = DOWNTIME) -> Soak:
     """The whole scenario; every process it started is gone when it returns."""
     soak = Soak()
     ex = Exchange(work)
@@ -299,8 +299,8 @@ def run_soak(work: Path, blend: Path) -> Soak:
         loops[0].kill(busy)
         killed = busy[0]
         log(f"exchange SIGKILLed with {len(soak.in_flight) + 1} jobs in flight, and buyer0"
-            f" mid-job; exchange down {DOWNTIME:.0f} s")
-        time.sleep(DOWNTIME)
+            f" mid-job; exchange down {downtime:.0f} s")
+        time.sleep(downtime)
         soak.t_exchange_ready = ex.start()
         soak.t_faults_over = soak.t_exchange_ready
         log("exchange back")
@@ -379,19 +379,23 @@ def build_scene(work: Path) -> Path:
     return work / "job" / "scene.blend"
 
 
-def run() -> list[Row]:
+def run(downtime: float = DOWNTIME) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bitwrk-soak-") as tmp:
         work = Path(tmp)
-        soak = run_soak(work, build_scene(work))
+        soak = run_soak(work, build_scene(work), downtime)
         for j in soak.jobs:
             log(f"buyer{j.buyer} run {j.run}: exit {j.code} in {j.seconds or 0:.1f} s"
-                + (" (killed)" if j.killed else ""))
+                + (" (killed)" if j.killed else "")
+                + (" (across the outage)" if j in soak.in_flight else ""))
         return rows(soak)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python bench/soak.py", description=__doc__).parse_args(argv)
-    print_table(run())
+    p = argparse.ArgumentParser(prog="python bench/soak.py", description=__doc__)
+    p.add_argument("--downtime", type=float, default=DOWNTIME,
+                   help=f"seconds the exchange stays dead (default {DOWNTIME:.0f})")
+    args = p.parse_args(argv)
+    print_table(run(args.downtime))
     return 0
 
 

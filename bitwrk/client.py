@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,47 +34,18 @@ from .errors import (
 )
 from .keys import PrivateKey
 from .protocol import NonceSource, Value, sign_request
+from .retry import backoff, describe, is_transient
 
 log = logging.getLogger("bitwrk.client")
 _ERRORS = error_classes()
 T = TypeVar("T")
-RETRY_BASE = 0.25  # seconds before the first retry
-RETRY_CAP = 2.0  # no wait between retries is longer: an exchange back up is seen in <= 2 s
-TRANSIENT_STATUS = frozenset({502, 503, 504})  # a proxy in front of a restarting exchange
-_random = secrets.SystemRandom()
-
-
+__all__ = ["ExchangeClient", "Landed", "ServerEvent", "backoff", "describe", "is_transient",
+           "raise_for_error"]
 class Landed(ReplayError):
     """A resent signed request was refused as a replay: its first copy reached the exchange
     (the answer was lost in transit). Read the result back instead of sending it again."""
 
     code = "landed"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failure in transit, worth the same request again later."""
-    if isinstance(exc, ApiError):
-        return exc.data.get("status") in TRANSIENT_STATUS
-    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
-                      | TimeoutError | ConnectionError)
-
-
-def backoff(attempt: int, base: float = RETRY_BASE, cap: float = RETRY_CAP) -> float:
-    """Seconds to wait before retry ``attempt`` (0, 1, ...): exponential, capped, and
-    jittered over its upper half so that many clients do not come back in step."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 30))
-    return ceiling / 2 + _random.uniform(0, ceiling / 2)
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line reason that is never empty (``TimeoutError()`` has no text of its own)."""
-    if isinstance(exc, BitwrkError) and exc.message:
-        return exc.message
-    text = str(exc).strip()
-    name = type(exc).__name__
-    if isinstance(exc, TimeoutError) and not text:
-        return "timed out"
-    return f"{name}: {text}" if text else name
 
 
 @dataclass(frozen=True)
