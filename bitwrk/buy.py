@@ -4,6 +4,14 @@ render a scene through the exchange, headless (scripts and CI).
 The scene is probed and packed (every dependency), each frame is cut into tiles (units),
 the units are bought under a mandate, and each frame is stitched — and denoised once,
 when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``.
+
+Exit codes: 0 done; 1 failed (a unit could not be bought, a broken scene, compositing);
+2 bad arguments; 3 the exchange stayed unreachable (``--wait-exchange`` seconds at start,
+or longer than the daemon rides out an outage later); 4 not finished within ``--timeout``;
+130 interrupted. Whatever ends a run early, its open bids are cancelled and its trades
+not yet working are cancelled (refunded) first, and it says why in one line. A run that
+was killed leaves its job in the journal; the next run with the same identity settles the
+trades that were already working and withdraws the rest before it starts its own job.
 """
 
 from __future__ import annotations
@@ -24,14 +32,23 @@ from typing import Any
 
 from .articles import COST_CLASSES
 from .cas import ChunkStore, JobManifest
+from .client import describe
 from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
 from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
-from .errors import BitwrkError
+from .errors import BitwrkError, ExchangeUnreachable
 from .money import fee_for
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (blender-facts-2)
+EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
+STOP_WAIT = 30.0  # seconds for cancelling and stopping the daemon on the way out
+
+
+class JobTimeout(BitwrkError):
+    """The job did not finish within ``--timeout``."""
+
+    code = "job_timeout"
 
 
 @dataclass(frozen=True)
@@ -120,7 +137,7 @@ def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
 
 
 def compose(plan_: Plan, results: dict[str, Path], blend: Path, out: Path, scene: str,
-            workdir: Path) -> list[Path]:
+            workdir: Path, timeout: float = 3600.0) -> list[Path]:
     """Stitch (and denoise) every frame in one bpy process; the files written."""
     requests, written = [], []
     for frame in plan_.frames:
@@ -132,8 +149,12 @@ def compose(plan_: Plan, results: dict[str, Path], blend: Path, out: Path, scene
         path.write_text(json.dumps(request))
         requests.append(str(path))
         written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
-    done = subprocess.run([sys.executable, "-m", "bitwrk.render.compose", *requests],
-                          capture_output=True, text=True, timeout=3600, env=_bpy_env())
+    try:
+        done = subprocess.run([sys.executable, "-m", "bitwrk.render.compose", *requests],
+                              capture_output=True, text=True, timeout=timeout, env=_bpy_env())
+    except subprocess.TimeoutExpired:
+        raise JobTimeout(f"compositing not finished within --timeout ({timeout:.0f} s left)"
+                         ) from None
     answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     bad = [a for a in answers if not a.get("ok")]
     if done.returncode != 0 or bad or len(answers) != len(requests):
@@ -164,7 +185,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--allow-missing", action="store_true",
                    help="buy even if dependencies are missing or drivers need Python")
-    p.add_argument("--timeout", type=float, default=3600.0, help="give up after (s)")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="give up after this many seconds, whatever is left (exit code 4)")
+    p.add_argument("--wait-exchange", type=float, default=60.0,
+                   help="seconds to keep trying an unreachable exchange at start (exit 3)")
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
@@ -187,13 +211,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
         return run(args)
+    except ExchangeUnreachable as exc:
+        print(f"error: {exc}; giving up", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except JobTimeout as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
     except BitwrkError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one clear line, never a traceback, for whatever went wrong
+        logging.getLogger("bitwrk.buy").debug("failed", exc_info=True)
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    deadline = started + args.timeout
     blend = args.scene.resolve()
     with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
           ThreadPoolExecutor(1) as background):
@@ -209,10 +247,14 @@ def run(args: argparse.Namespace) -> int:
         job_plan = plan(info, name, frames, args.tiles, args.cost_class)
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
         budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
-        daemon = Daemon(DaemonConfig(args.exchange,
+        daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
-        exchange = daemon.start()
         try:
+            exchange = daemon.start()
+            # A run killed mid-job left its job in the journal, and the daemon took it up
+            # again: trades already working are fetched and paid, but nobody will compose
+            # that job, so its bids and unstarted trades are withdrawn.
+            _give_up(daemon, quietly=True)
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
@@ -224,19 +266,19 @@ def run(args: argparse.Namespace) -> int:
                   f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
             daemon.submit(job)
             try:
-                done, final = _wait(daemon, job.job_id, len(units), args.timeout)
-            except KeyboardInterrupt:
-                print("cancelling: no new bids; unfinished trades are refunded", flush=True)
-                daemon.call(daemon.buyer.cancel_job(job.job_id), 30)  # type: ignore[union-attr]
-                return 130
+                done, final = _wait(daemon, job.job_id, len(units), deadline)
+            except BaseException:
+                _give_up(daemon)
+                raise
+            _give_up(daemon, quietly=True)  # nothing left open behind this run
         finally:
-            daemon.stop(30)
+            daemon.stop(STOP_WAIT)
         if final.failed:
             print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
             return 1
         results = {e.unit_id: Path(e.result) for e in done}
         written = compose(job_plan, results, Path(tmp) / "pack" / name, args.out,
-                          info["scene"], Path(tmp))
+                          info["scene"], Path(tmp), max(1.0, deadline - time.monotonic()))
     _summary(done, final, written, time.monotonic() - started)
     return 0
 
@@ -251,12 +293,27 @@ def _check_funds(daemon: Daemon, per_unit: int) -> None:
             f"up to {per_unit} sat (max price + fee); deposit to {daemon.address} first")
 
 
-def _wait(daemon: Daemon, job_id: str, total: int, timeout: float
+def _give_up(daemon: Daemon, quietly: bool = False) -> None:
+    """Cancel what is still open (bids, trades not yet working), within STOP_WAIT. Giving
+    up for real (not ``quietly``) also stops riding out exchange outages."""
+    if daemon.buyer is None or not daemon.runtime.running:
+        return
+    if not quietly:
+        print("cancelling: open bids withdrawn, trades not yet working refunded", flush=True)
+        daemon.hurry()
+    try:
+        daemon.call(daemon.cancel_jobs(), STOP_WAIT)
+    except Exception as exc:  # leaving anyway: say what could not be cancelled
+        print(f"warning: could not cancel everything: {describe(exc)}", file=sys.stderr)
+
+
+def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
           ) -> tuple[list[UnitDone], JobDone]:
     done: list[UnitDone] = []
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         event = daemon.runtime.wait_event(0.5)
+        if getattr(event, "job_id", job_id) != job_id:
+            continue  # a job the daemon resumed from an earlier, killed run
         if isinstance(event, UnitDone):
             done.append(event)
             bar = "#" * (20 * len(done) // total)
@@ -268,7 +325,9 @@ def _wait(daemon: Daemon, job_id: str, total: int, timeout: float
             raise BitwrkError(f"daemon error in {event.where}: {event.error}")
         elif isinstance(event, JobDone) and event.job_id == job_id:
             return done, event
-    raise BitwrkError(f"job not finished after {timeout:.0f} s")
+    outage = daemon.client.outage() if daemon.client is not None else None
+    raise JobTimeout(f"job not finished within --timeout ({len(done)}/{total} units done"
+                     + (f"; {outage})" if outage else ")"))
 
 
 def _summary(done: list[UnitDone], final: JobDone, written: list[Path], seconds: float) -> None:

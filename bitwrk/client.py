@@ -2,25 +2,50 @@
 
 Signed requests from one client are sent one at a time (an asyncio lock around sign and
 send), so nonces reach the exchange in increasing order even when callers run concurrently.
+
+Outages: with ``retry_for`` > 0 a call that fails in transit (connection refused or lost,
+502-504, a timeout) is repeated with capped, jittered exponential backoff for up to that
+many seconds, then :class:`ExchangeUnreachable` says since when. A signed request is resent
+as the same signed document: if the first copy did land, the exchange refuses the copy as
+a replay and the caller reads the result back instead of acting twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
-from .errors import ApiError, BitwrkError, ReplayError, StaleRevision, error_classes
+from .errors import (
+    ApiError,
+    BitwrkError,
+    ExchangeUnreachable,
+    ReplayError,
+    StaleRevision,
+    error_classes,
+)
 from .keys import PrivateKey
 from .protocol import NonceSource, Value, sign_request
+from .retry import backoff, describe, is_transient
 
+log = logging.getLogger("bitwrk.client")
 _ERRORS = error_classes()
+T = TypeVar("T")
+__all__ = ["ExchangeClient", "Landed", "ServerEvent", "backoff", "describe", "is_transient",
+           "raise_for_error"]
+class Landed(ReplayError):
+    """A resent signed request was refused as a replay: its first copy reached the exchange
+    (the answer was lost in transit). Read the result back instead of sending it again."""
+
+    code = "landed"
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,7 @@ class ExchangeClient:
         *,
         session: aiohttp.ClientSession | None = None,
         timeout: float = 30.0,
+        retry_for: float = 0.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
@@ -59,6 +85,9 @@ class ExchangeClient:
         self._nonces = NonceSource()
         self._sign_lock = asyncio.Lock()
         self._exchange_id: str | None = None
+        self.retry_for = retry_for  # seconds a failed call is retried; 0: errors pass through
+        self.unreachable_since: float | None = None  # epoch time of the first failure
+        self.last_failure = ""
 
     async def __aenter__(self) -> ExchangeClient:
         return self
@@ -87,12 +116,63 @@ class ExchangeClient:
 
     # -- transport --------------------------------------------------------------------------
 
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, repeated after failures in transit for up to ``retry_for`` seconds."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                result = await call()
+            except Exception as exc:
+                if not is_transient(exc):
+                    self._reachable()  # it answered, even if with a refusal
+                    raise
+                self._unreachable(exc)
+                waited = time.monotonic() - started
+                if waited >= self.retry_for:
+                    if self.retry_for <= 0:
+                        raise
+                    raise ExchangeUnreachable(
+                        f"exchange {self.base_url} unreachable for {waited:.0f} s"
+                        f" ({describe(exc)})", since=self.unreachable_since) from exc
+                await asyncio.sleep(min(backoff(attempt), self.retry_for - waited + 0.05))
+                attempt += 1
+                continue
+            self._reachable()
+            return result
+
+    def outage(self) -> str | None:
+        """"exchange unreachable since …, retrying (why)" while it is; None otherwise."""
+        if self.unreachable_since is None:
+            return None
+        since = time.strftime("%H:%M:%S", time.localtime(self.unreachable_since))
+        return f"exchange unreachable since {since}, retrying ({self.last_failure})"
+
+    def _unreachable(self, exc: BaseException) -> None:
+        self.last_failure = describe(exc)
+        if self.unreachable_since is None:
+            self.unreachable_since = time.time()
+            if self.retry_for > 0:
+                log.warning("exchange %s unreachable (%s); retrying", self.base_url,
+                            self.last_failure)
+
+    def _reachable(self) -> None:
+        if self.unreachable_since is not None:
+            if self.retry_for > 0:
+                log.warning("exchange %s reachable again after %.1f s", self.base_url,
+                            time.time() - self.unreachable_since)
+            self.unreachable_since = None
+
     async def get(self, path: str, **params: Any) -> Any:
         query = {k: str(v) for k, v in params.items() if v is not None}
-        async with self.session.get(self.base_url + path, params=query) as resp:
-            body = await _body(resp)
-            raise_for_error(resp.status, body)
-            return body
+
+        async def once() -> Any:
+            async with self.session.get(self.base_url + path, params=query) as resp:
+                body = await _body(resp)
+                raise_for_error(resp.status, body)
+                return body
+
+        return await self.retrying(once)
 
     async def post_signed(self, path: str, fields: dict[str, Value]) -> Any:
         """Sign ``fields`` (adding exchange, address, nonce) and POST them."""
@@ -104,7 +184,9 @@ class ExchangeClient:
                 doc = {**fields, "exchange": exchange, "address": self.key.address,
                        "nonce": self._nonces()}
                 try:
-                    return await self._post(path, sign_request(self.key, doc))
+                    return await self._post_resending(path, sign_request(self.key, doc))
+                except Landed:
+                    raise
                 except ReplayError as exc:
                     # Another process with this key got ahead: move past its nonce once.
                     last = exc.data.get("last")
@@ -112,6 +194,25 @@ class ExchangeClient:
                         raise
                     self._nonces = NonceSource(start=max(last, self._nonces.last))
         raise AssertionError("unreachable")
+
+    async def _post_resending(self, path: str, body: dict[str, Value]) -> Any:
+        """POST one signed document, resending that same document after failures in
+        transit; a replay refusal of a resent copy means the first one landed."""
+        sent = [0]
+
+        async def once() -> Any:
+            sent[0] += 1
+            try:
+                return await self._post(path, body)
+            except ReplayError as exc:
+                last, nonce = exc.data.get("last"), body["nonce"]
+                if sent[0] > 1 and isinstance(last, int) and isinstance(nonce, int) \
+                        and last >= nonce:
+                    raise Landed(f"{path}: an earlier copy of this request was applied",
+                                 nonce=body["nonce"]) from exc
+                raise
+
+        return await self.retrying(once)
 
     async def _post(self, path: str, body: dict[str, Value]) -> Any:
         async with self.session.post(self.base_url + path, json=body) as resp:
@@ -139,8 +240,22 @@ class ExchangeClient:
     async def place_bid(self, type: str, article: str, price: int) -> dict[str, Any]:
         fields: dict[str, Value] = {"action": "bid", "type": type, "article": article,
                                     "price": price}
-        result: dict[str, Any] = await self.post_signed("/api/v1/bids", fields)
+        sent = time.time()
+        try:
+            result: dict[str, Any] = await self.post_signed("/api/v1/bids", fields)
+        except Landed:
+            return await self._landed_bid(type, article, price, sent)
         return result
+
+    async def _landed_bid(self, type: str, article: str, price: int, sent: float
+                          ) -> dict[str, Any]:
+        """The bid whose acknowledgement was lost: this client's newest with these terms
+        (signed requests of one client go one at a time, so none came after it)."""
+        for bid in await self.bids(limit=20):
+            if ((bid["type"], bid["article"], bid["price"]) == (type, article, price)
+                    and bid["created"] >= sent - 60):
+                return bid
+        raise BitwrkError("a bid was acknowledged as placed but cannot be found")
 
     async def bid(self, bid_id: int) -> dict[str, Any]:
         result: dict[str, Any] = await self.get(f"/api/v1/bids/{bid_id}")
@@ -148,7 +263,11 @@ class ExchangeClient:
 
     async def cancel_bid(self, bid_id: int) -> dict[str, Any]:
         fields: dict[str, Value] = {"action": "cancel_bid", "bid": bid_id}
-        result: dict[str, Any] = await self.post_signed(f"/api/v1/bids/{bid_id}/cancel", fields)
+        try:
+            result: dict[str, Any] = await self.post_signed(f"/api/v1/bids/{bid_id}/cancel",
+                                                            fields)
+        except Landed:
+            return await self.bid(bid_id)
         return result
 
     async def transaction(self, txid: int) -> dict[str, Any]:
@@ -176,6 +295,8 @@ class ExchangeClient:
                     f"/api/v1/transactions/{txid}/messages", body
                 )
                 return result
+            except Landed:
+                return await self.transaction(txid)
             except StaleRevision:
                 if revision is not None or attempt == 3:
                     raise
@@ -227,9 +348,12 @@ class ExchangeClient:
         return result
 
     async def events(self, address: str | None = None) -> AsyncIterator[ServerEvent]:
-        """The server-sent event stream (the first event is ``hello``); ends when the server
-        closes it. A private stream (``address``: this client's own) opens with a fresh
-        token from a signed ``events_token`` request (service/streams.py)."""
+        """The server-sent event stream (the first event is ``hello``, carrying the
+        exchange's ``epoch``: a new one after every exchange start); ends when the server
+        closes it. Events sent while a client was away are not replayed: after every
+        (re)connect the client re-reads what it waits for (see ``daemon/watch.py``). A
+        private stream (``address``: this client's own) opens with a fresh token from a
+        signed ``events_token`` request (service/streams.py)."""
         params = {}
         if address is not None:
             token = await self.post_signed("/api/v1/events/token", {"action": "events_token"})

@@ -95,6 +95,13 @@ class TooLarge(BitwrkError):
     code = "too_large"
 
 
+class ExchangeUnreachable(BitwrkError):
+    """The exchange did not answer (connection refused or lost, 502-504, timeouts) for as
+    long as the caller was willing to retry; ``since`` is when it was last reachable."""
+
+    code = "unreachable"
+
+
 class ApiError(BitwrkError):
     """An error response whose code the client does not know; keeps the HTTP status."""
 

@@ -79,6 +79,7 @@ class Status:
     selling: bool = False
     earned: int = 0
     estimate: tuple[int, int] | None = None  # (units, most satoshi)
+    outage: str = ""  # "exchange unreachable since …, retrying (…)" while the daemon retries
 
 
 class Bridge:
@@ -152,6 +153,7 @@ class Bridge:
             events = daemon.pump(budget)
             for event in events:
                 self._route(event)
+        self.status.outage = (daemon.client.outage() if daemon.client is not None else None) or ""
         return len(events)
 
     def _route(self, event: Event) -> None:
@@ -196,6 +198,9 @@ class Bridge:
         if daemon is None or daemon.client is None:
             return
         client = daemon.client
+        if client.outage():  # the daemon is retrying: don't block Blender behind it
+            self.status.outage = client.outage() or ""
+            return
         try:
             account = daemon.call(client.account(), timeout)
             self.status.available = int(account.get("available", 0))

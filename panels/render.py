@@ -26,6 +26,8 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         state = "connected" if status.connected else "not connected"
         layout.label(text=f"{state} {status.error}".strip(),
                      icon="CHECKMARK" if status.connected else "ERROR")
+        if status.outage:
+            layout.label(text=status.outage, icon="ERROR")
         layout.prop(settings, "mode", expand=True)
         col = layout.column(align=True)
         row = col.row(align=True)

@@ -37,6 +37,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator-key", type=Path, help="operator WIF file (test networks)")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every bid lifetime and transaction timeout (tests)")
+    p.add_argument("--no-deadline-shift", action="store_true",
+                   help="after a restart, let deadlines that fell in the downtime expire at"
+                        " once (default: move open deadlines later by the downtime)")
     _payment_options(p)
     _limit_options(p)
     return p
@@ -121,7 +124,8 @@ def serve(argv: list[str]) -> int:
     try:
         config = Config(db_path=db_path, operator=operator, network=args.network,
                         fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
-                        payments=_payment_config(args), limits=_limits(args))
+                        payments=_payment_config(args), limits=_limits(args),
+                        shift_deadlines=not args.no_deadline_shift)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

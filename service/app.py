@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from bitwrk.errors import BitwrkError
 
-from . import db, streams, trades
+from . import db, downtime, streams, trades
 from .api import routes
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .committer import Committer
@@ -101,6 +102,16 @@ async def _retire_forever(ex: Exchange, bus: EventBus) -> None:
             await asyncio.wait_for(wake.wait(), delay)
 
 
+async def _heartbeat(conn: sqlite3.Connection, clock: Callable[[], float]) -> None:
+    """Note in the store that the exchange is alive (see :mod:`service.downtime`)."""
+    while True:
+        try:
+            downtime.note_alive(conn, clock())
+        except sqlite3.Error:
+            log.exception("heartbeat not stored; trying again")
+        await asyncio.sleep(downtime.HEARTBEAT)
+
+
 async def payments_watcher(app: web.Application) -> AsyncIterator[None]:
     """Pin the payment xpub to the store and, when a backend is configured, run the chain
     watcher (service/payments) for the app's lifetime."""
@@ -131,11 +142,13 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         conn.execute(f"PRAGMA busy_timeout={SERVING_BUSY_MS}")
         checkpoints = db.Checkpointer(config.db_path)
         checkpoints.start(conn)
+        downtime.resume(conn, clock(), config.shift_deadlines)  # before the books load
         app[EXCHANGE] = Exchange(conn, config, clock)
         app[COMMITTER] = Committer(app[EXCHANGE])
         streams.ensure_secret(app[EXCHANGE])
         tasks = [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
-                 asyncio.create_task(app[BUS].run())]
+                 asyncio.create_task(app[BUS].run()),
+                 asyncio.create_task(_heartbeat(conn, clock))]
         yield
         for task in tasks:
             task.cancel()

@@ -114,6 +114,7 @@ class Config:
     keepalive_seconds: float = 15.0
     payments: PaymentConfig = field(default_factory=PaymentConfig)
     limits: Limits = field(default_factory=Limits)
+    shift_deadlines: bool = True  # on start, move open deadlines later by the downtime
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,9 @@ class EventBus:
         self._pending: dict[str | None, list[bytes]] = {}  # None: the public stream
         self._wake = {True: asyncio.Event(), False: asyncio.Event()}  # by "is public"
         self._ids = itertools.count(1)
+        # New on every start: a client seeing another epoch in ``hello`` knows the exchange
+        # restarted (event ids start again) and that it must re-read what it waits for.
+        self.epoch = secrets.token_hex(8)
 
     def subscribe(self, sub: Subscription) -> None:
         """Register ``sub``; TooManyStreams at the total or the per-address cap."""

@@ -99,7 +99,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         response.enable_chunked_encoding()
     try:
         await response.prepare(request)
-        hello = json.dumps({"time": ex.clock(), "address": address})
+        hello = json.dumps({"time": ex.clock(), "address": address, "epoch": bus.epoch})
         await response.write(f"event: hello\ndata: {hello}\n\n".encode())
         sub.ready = True  # from now on the fan-out writes; the client re-reads state anyway
         await sub.done.wait()

@@ -34,6 +34,7 @@ from .status import status_app
 from .watch import Watcher
 
 log = logging.getLogger("bitwrk.daemon")
+SHUTDOWN_RETRY = 5.0  # seconds of exchange outage a stopping daemon still waits out
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class DaemonConfig:
     # Trade with sellers whose endpoint is on loopback, a private or link-local network
     # (tests, demos, a LAN); off, such endpoints are refused (bitwrk/endpoints.py)
     allow_local_sellers: bool = False
+    connect_for: float = 20.0  # seconds start() keeps trying an unreachable exchange
+    retry_for: float = 180.0  # seconds any later exchange call rides out an outage
 
 
 class Daemon:
@@ -114,14 +117,23 @@ class Daemon:
 
     # -- caller's thread ------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Start the thread and connect; returns the exchange's info."""
+    def start(self, timeout: float | None = None) -> dict[str, Any]:
+        """Start the thread and connect (trying for ``connect_for`` seconds); returns the
+        exchange's info, or raises ExchangeUnreachable."""
         self.runtime.start()
-        info: dict[str, Any] = self.runtime.call(self._connect(), timeout)
+        wait = self.config.connect_for + 30.0 if timeout is None else timeout
+        info: dict[str, Any] = self.runtime.call(self._connect(), wait)
         return info
 
     def stop(self, timeout: float = 30.0) -> bool:
+        self.hurry()
         return self.runtime.stop(timeout)
+
+    def hurry(self) -> None:
+        """Shutting down: exchange calls from now on give up after a few seconds of outage
+        (cancelling bids on the way out must not outlast the caller's timeout)."""
+        if self.client is not None:
+            self.client.retry_for = min(self.client.retry_for, SHUTDOWN_RETRY)
 
     def submit(self, command: Any) -> None:
         self.runtime.submit(command)
@@ -135,8 +147,15 @@ class Daemon:
     # -- loop thread ----------------------------------------------------------------------
 
     async def _connect(self) -> dict[str, Any]:
-        self.client = ExchangeClient(self.config.exchange_url, self.key)
-        info = await self.client.info()
+        self.client = ExchangeClient(self.config.exchange_url, self.key,
+                                     retry_for=self.config.connect_for)
+        try:
+            info = await self.client.info()
+        except BaseException:
+            await self.client.close()
+            self.client = None
+            raise
+        self.client.retry_for = self.config.retry_for
         self.journal = Journal(self.config.data_dir / "journal.sqlite3")
         self.store = ChunkStore(self.config.cache_dir / "chunks", self.config.store_cap)
         self.watcher = Watcher(self.client)
@@ -214,6 +233,13 @@ class Daemon:
         if current is not None and current["state"] == "active":  # not cancelled meanwhile
             self.journal.set_job_state(job_id, "finished")
         self.runtime.post(JobDone(job_id, done, failed, run.spent))
+
+    async def cancel_jobs(self) -> None:
+        """Give up every active job (a buyer that gives up: no bid left open, no trade
+        left establishing, so no funds stay blocked)."""
+        assert self.buyer is not None
+        for job_id in self.journal.jobs("active"):
+            await self.buyer.cancel_job(job_id)
 
     async def start_lan_hub(self, command: StartLanHub) -> str:
         """Serve LAN workers; returns the hub's URL for them."""

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,9 +23,9 @@ import aiohttp
 
 from ..cas import ChunkStore, JobManifest, ciphertext_hash, decode_wanted, unseal
 from ..cas.transfer import stream_chunks
-from ..client import ExchangeClient, raise_for_error
+from ..client import ExchangeClient, backoff, describe, raise_for_error
 from ..endpoints import check_endpoint_url, check_public_host
-from ..errors import BitwrkError, InvalidRequest
+from ..errors import BitwrkError, InvalidRequest, WrongPhase
 from ..money import fee_for
 from ..protocol import NonceSource, receipt_document
 from .events import Event, UnitDone, UnitFailed, UnitProgress
@@ -39,6 +39,10 @@ log = logging.getLogger("bitwrk.buyer")
 SLACK = 5.0
 MAX_ATTEMPTS = 6
 RETIRED = ("FINISHED", "CANCELLED", "EXPIRED", "WORK_DISPUTED", "RESULT_DISPUTED")
+PATIENCE = 8.0  # seconds a seller may stay silent on its turn before it is taken as gone
+PROBE_EVERY = 2.0  # seconds between looks at the endpoint of a seller we wait for
+PROBE_MISSES = 2  # endpoint lookups failing in a row that mean the seller is gone
+SHUN_SECONDS = 15.0  # a seller lost in transit is not traded with for this long
 
 
 class ResultSink(Protocol):
@@ -95,7 +99,8 @@ class JobRun:
     article: str
     mandate: Mandate
     sink: ResultSink
-    avoid: set[str] = field(default_factory=set)
+    avoid: set[str] = field(default_factory=set)  # sellers not to trade with again
+    shun: dict[str, float] = field(default_factory=dict)  # seller -> monotonic time: not before
     spent: int = 0
     sent: dict[int, int] = field(default_factory=dict)  # bytes pushed per transaction
     check: SpotChecker | None = None  # render jobs: results are checked before accept
@@ -157,11 +162,15 @@ class BuyerAgent:
                 continue  # a LAN worker took it (done, or failed and counted): look again
             try:
                 await self._attempt(run, unit_id, manifest, row.txid)
-            except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
-                log.info("unit %s/%s: %s", run.job_id, unit_id, exc)
+            except Exception as exc:  # any failure puts the unit back; the job goes on
+                why = describe(exc)
+                expected = isinstance(exc, BitwrkError | aiohttp.ClientError | TimeoutError
+                                      | OSError)
+                (log.info if expected else log.exception)("unit %s/%s: %s", run.job_id,
+                                                          unit_id, why)
                 self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
-                                         bid_id=None, error=str(exc)[:300])
-                self.post(UnitFailed(run.job_id, unit_id, str(exc)[:300], final=False))
+                                         bid_id=None, error=why[:300])
+                self.post(UnitFailed(run.job_id, unit_id, why[:300], final=False))
                 failures += 1
                 if not isinstance(exc, Retry):  # the exchange refused or was unreachable
                     self._count_attempt(run, unit_id, row.attempts)
@@ -170,7 +179,7 @@ class BuyerAgent:
             finally:
                 limit.release()
             if failures:
-                await asyncio.sleep(min(30.0, 0.25 * 2 ** failures))
+                await asyncio.sleep(backoff(failures - 1, base=0.5, cap=15.0))
 
     def _count_attempt(self, run: JobRun, unit_id: str, before: int) -> None:
         """An attempt that failed before its bid was placed (no funds, exchange down) still
@@ -231,10 +240,20 @@ class BuyerAgent:
         self.journal.set_job_state(job_id, "cancelled")
         for unit in self.journal.units(job_id):
             if unit.state == "bidding" and unit.bid_id is not None:
-                with contextlib.suppress(BitwrkError, aiohttp.ClientError):
-                    await self.client.cancel_bid(unit.bid_id)
+                await self._withdraw_bid(unit.bid_id)
             elif unit.state == "trading" and unit.txid is not None:
                 await self._cancel(unit.txid)
+
+    async def _withdraw_bid(self, bid_id: int) -> None:
+        """Cancel a buy bid; if it matched meanwhile, cancel the trade it made (not started
+        yet, so the buyer is refunded)."""
+        with contextlib.suppress(BitwrkError, aiohttp.ClientError, TimeoutError):
+            try:
+                await self.client.cancel_bid(bid_id)
+            except WrongPhase:
+                bid = await self.client.bid(bid_id)
+                if bid["state"] == "matched":
+                    await self._cancel(int(bid["txid"]))
 
     async def withdraw_orphans(self) -> None:
         """After a restart: buy bids the journal never learned of (the daemon stopped while
@@ -311,8 +330,12 @@ class BuyerAgent:
                                  attempts=row.attempts + 1)
         self.post(UnitProgress(run.job_id, unit_id, "bidding"))
         lifetime = float(bid["expires"]) - float(bid["created"])
-        bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != "placed",
-                                      lifetime + SLACK)
+        try:
+            bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != "placed",
+                                          lifetime + SLACK)
+        except BaseException:  # giving up (stop, Ctrl-C, an error): leave no bid behind
+            await self._withdraw_bid(bid["id"])
+            raise
         if bid["state"] != "matched":
             self.journal.commit_budget(run.job_id, -reserve)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)  # no fault
@@ -323,7 +346,8 @@ class BuyerAgent:
         self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
         self.journal.update_unit(run.job_id, unit_id, state="trading", txid=txid,
                                  seller=tx["seller"], price=tx["price"])
-        if tx["seller"] in run.avoid:  # not the unit's failure: the attempt does not count
+        shunned = run.shun.get(tx["seller"], 0.0) > time.monotonic()
+        if tx["seller"] in run.avoid or shunned:  # not the unit's failure: no attempt counted
             await self._cancel(txid)
             self._refund_budget(run, tx)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)
@@ -353,8 +377,15 @@ class BuyerAgent:
         except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # the seller's endpoint failing, timing out or rejecting: try someone else
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
-            if seller_fault or (isinstance(exc, Retry) and exc.blame):
+            if isinstance(exc, Retry) and exc.blame:
                 run.avoid.add(tx["seller"])
+            elif seller_fault:
+                # Lost in transit: the seller may have died, and may be back in seconds
+                # (the cheapest sell bid would otherwise match again and again). Keep away
+                # from it a while; a second time, for good.
+                if tx["seller"] in run.shun:
+                    run.avoid.add(tx["seller"])
+                run.shun[tx["seller"]] = time.monotonic() + SHUN_SECONDS
             # a unit already marked done with this trade was delivered: never dispute it
             done = any(u.unit_id == unit_id and u.state == "done" and u.txid == txid
                        for u in self.journal.units(run.job_id))
@@ -380,8 +411,11 @@ class BuyerAgent:
                                     buyersecret=secret, workhash=workhash)
             tx = await self.client.send_message(txid, "work", workhash=workhash,
                                                 worksecrethash=proof)
-        return await self.watcher.wait("transaction", txid,
-                                       lambda t: t["phase"] != "ESTABLISHING", _until(tx))
+        try:
+            return await self.watcher.wait_for_party(txid, "ESTABLISHING", PATIENCE,
+                                                     f"seller {tx['seller']}")
+        except TimeoutError as exc:  # gone, or busy with another unit: no blame, buy again
+            raise Retry(str(exc)) from None
 
     async def _transmit(self, run: JobRun, manifest: JobManifest,
                         tx: dict[str, Any]) -> dict[str, Any]:
@@ -407,8 +441,39 @@ class BuyerAgent:
                 pieces = channel.seal_stream("chunks", stream_chunks(self.store, wanted))
                 await self._peer("POST", f"{url}/chunks", headers, _aiter(pieces))
                 run.sent[txid] += sum(ref.size for ref in wanted)
-        return await self.watcher.wait("transaction", txid,
-                                       lambda t: t["phase"] != "TRANSMITTING", _until(tx))
+        return await self._while_seller_alive(tx, self.watcher.wait(
+            "transaction", txid, lambda t: t["phase"] != "TRANSMITTING", _until(tx)))
+
+    async def _while_seller_alive(self, tx: dict[str, Any],
+                                  waiting: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """``waiting``, unless the seller's endpoint stops answering first: a seller that
+        died (or lost its network) mid-unit is noticed in seconds, not at the deadline."""
+        status = str(tx["workerurl"]).rsplit("/tx/", 1)[0] + "/status"
+        task = asyncio.ensure_future(waiting)
+        misses = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=PROBE_EVERY)
+                if done:
+                    return task.result()
+                reason = await self._probe(status)
+                misses = misses + 1 if reason else 0
+                if misses >= PROBE_MISSES:
+                    raise ConnectionError(f"seller {tx['seller']} unreachable: {reason}")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _probe(self, url: str) -> str | None:
+        """Why the endpoint at ``url`` cannot be reached, or None if it answers."""
+        try:
+            async with self.client.session.get(
+                url, timeout=aiohttp.ClientTimeout(total=PROBE_EVERY * 2)) as resp:
+                await resp.read()
+            return None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return describe(exc)
 
     async def _check_endpoint(self, url: str) -> None:
         """Only ``http(s)://host[:port]/path``, and no local host unless allowed."""
@@ -447,8 +512,8 @@ class BuyerAgent:
             headers = sign_peer(key, self.nonces, exchange, "receipt", txid,
                                 encresulthash=enc, receipt=receipt)
             await self._peer("POST", f"{url}/receipt", headers, b"")
-        return await self.watcher.wait("transaction", txid,
-                                       lambda t: t["phase"] != "WORKING", _until(tx))
+        return await self._while_seller_alive(tx, self.watcher.wait(
+            "transaction", txid, lambda t: t["phase"] != "WORKING", _until(tx)))
 
     async def _verify(self, run: JobRun, unit_id: str, tx: dict[str, Any]) -> None:
         txid = tx["id"]

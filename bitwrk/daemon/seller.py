@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from ..cas import ChunkReceiver, ChunkRef, ChunkStore, JobManifest, encode_wanted, seal
 from ..cas.sealing import ciphertext_hash
-from ..client import ExchangeClient
+from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
 from ..keys import PrivateKey, verify_message
 from ..protocol import receipt_document
@@ -38,6 +38,8 @@ from .watch import Watcher
 log = logging.getLogger("bitwrk.seller")
 SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
 HISTORY = 50  # recent units and errors kept for the status page
+PATIENCE = 8.0  # seconds a buyer may stay silent on its turn (exchange reachable) before
+# it is taken as gone and the slot bids again: the issue's "a vanished buyer frees its seller"
 
 
 class Executor(Protocol):
@@ -104,6 +106,7 @@ class SellerAgent:
         self.earned = 0  # satoshi paid to this seller since it started
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: set[asyncio.Task[None]] = set()
+        self._lifetime: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -148,7 +151,10 @@ class SellerAgent:
     # -- bidding --------------------------------------------------------------------------
 
     async def _slot_loop(self, slot: int) -> None:
-        lifetime = float((await self.client.info())["bid_lifetime"])
+        """Bid, serve, repeat until told to stop. Nothing else ends it: a failed round is
+        logged, shown on the status page and retried after a capped, jittered backoff
+        (the client itself already rides out exchange outages)."""
+        failures = 0
         while not self.stopping:
             self.slot_state[slot] = "paused" if not self.paused.is_set() else "bidding"
             while not self.paused.is_set() and not self.stopping:
@@ -156,16 +162,28 @@ class SellerAgent:
             if self.stopping:
                 break
             try:
-                txids = await self._bid_round(lifetime)
-            except BitwrkError as exc:
-                log.warning("slot %d: bidding failed: %s", slot, exc)
-                self.errors.append((time.time(), f"slot {slot}: bidding failed: {exc}"))
-                await self._rest(2.0)
+                txids = await self._bid_round(await self._bid_lifetime())
+            except Exception as exc:  # a seller stops only when told to
+                self._slot_error(slot, f"bidding failed: {describe(exc)}", exc)
+                self.slot_state[slot] = self.client.outage() or "retrying after an error"
+                await self._rest(backoff(failures, base=1.0, cap=10.0))
+                failures += 1
                 continue
+            failures = 0
             for txid in txids:
                 if not await self._serve(slot, txid):
                     self.slot_state[slot] = "resting after an error"
                     await self._rest(self.offer.error_backoff)
+
+    def _slot_error(self, slot: int, text: str, exc: Exception) -> None:
+        expected = isinstance(exc, BitwrkError | OSError | TimeoutError)
+        (log.warning if expected else log.exception)("slot %d: %s", slot, text)
+        self.errors.append((time.time(), f"slot {slot}: {text}"))
+
+    async def _bid_lifetime(self) -> float:
+        if self._lifetime is None:
+            self._lifetime = float((await self.client.info())["bid_lifetime"])
+        return self._lifetime
 
     async def _rest(self, seconds: float) -> None:
         """Sleep, but wake at once when the seller stops."""
@@ -222,13 +240,17 @@ class SellerAgent:
             self._waiters.add(waiter)
             waiter.add_done_callback(self._waiters.discard)
             return True
-        except (BitwrkError, TimeoutError, OSError) as exc:
-            log.warning("trade %d failed: %s", txid, exc)
-            trade.failure = str(exc)
+        except Exception as exc:  # one failed trade never ends the seller
+            why = f"{describe(exc)} (while {trade.stage})"
+            (log.warning if isinstance(exc, BitwrkError | TimeoutError | OSError)
+             else log.exception)("trade %d failed: %s", txid, why)
+            trade.failure = why
             trade.result_ready.set()
-            await self._reject(trade, str(exc))
-            self.post(SellerUnit(txid, trade.buyer, "failed", trade.price, detail=str(exc)))
-            return False
+            await self._reject(trade, why)
+            self.post(SellerUnit(txid, trade.buyer, "failed", trade.price, detail=why))
+            # Only a failure of our own work makes the slot rest; a buyer that vanished or
+            # an exchange outage is no reason to stop offering.
+            return trade.stage not in ("rendering", "awaiting receipt")
         finally:
             trade.pins.close()
             self.slot_state[slot] = "idle"
@@ -237,14 +259,12 @@ class SellerAgent:
     async def _work(self, slot: int, trade: SellTrade) -> None:
         await self.client.send_message(trade.txid, "endpoint",
                                        workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
-        tx = await self.watcher.wait("transaction", trade.txid,
-                                     lambda t: t["phase"] != "ESTABLISHING",
-                                     _until(trade.deadline))
+        tx = await self.watcher.wait_for_party(trade.txid, "ESTABLISHING", PATIENCE,
+                                               f"buyer {trade.buyer}")
         if tx["phase"] != "TRANSMITTING":
             raise BitwrkError(f"transaction ended in {tx['phase']}")
         trade.stage = "receiving work"
-        async with asyncio.timeout(_until(float(tx["timeout"]))):
-            await trade.work_ready.wait()
+        await self._await_work(trade, float(tx["timeout"]))
         assert trade.manifest is not None and trade.secretproof is not None
         assert trade.channel is not None
         limit = getattr(self.executor, "job_bytes_limit", lambda m: None)(trade.manifest)
@@ -266,6 +286,21 @@ class SellerAgent:
         await self.client.send_message(trade.txid, "result", encresulthash=enc,
                                        receipt=receipt,
                                        resultkey=trade.channel.wrap_result_key(key))
+
+    async def _await_work(self, trade: SellTrade, deadline: float) -> None:
+        """The buyer's manifest within PATIENCE seconds of reachable exchange (it learns of
+        TRANSMITTING from there), then its chunks by the transaction's deadline."""
+        waited = 0.0
+        while trade.manifest is None:
+            if waited >= PATIENCE:
+                raise BitwrkError(f"the buyer sent no work within {PATIENCE:.0f} s: gone")
+            if time.time() > deadline + SLACK:
+                raise TimeoutError("the buyer sent no work before the deadline")
+            await asyncio.sleep(0.25)  # the endpoint sets the manifest; cheap to look at
+            if self.watcher.connected.is_set() and self.client.unreachable_since is None:
+                waited += 0.25
+        async with asyncio.timeout(_until(deadline)):
+            await trade.work_ready.wait()
 
     async def _await_payment(self, trade: SellTrade) -> None:
         """Report the payment once the buyer accepts (or review time passes)."""

@@ -25,12 +25,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..client import describe
 from ..errors import BitwrkError
 from .seller import SellerAgent
 
 STATIC = Path(__file__).with_name("status_static")
 TOKEN_HEADER = "X-BitWrk-Token"
 BALANCE_TTL = 1.0  # seconds a balance read from the exchange is reused
+BALANCE_WAIT = 3.0  # seconds the page waits for a balance (the daemon may be retrying)
 STAGES = ("establishing", "receiving work", "rendering", "awaiting receipt",
           "publishing result")
 CSP = ("default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self';"
@@ -51,13 +53,18 @@ class StatusPage:
         self._balance_at = -BALANCE_TTL
 
     async def balance(self) -> dict[str, Any]:
+        outage = self.seller.client.outage()
+        if outage is not None:  # the daemon is retrying: say so, don't queue behind it
+            return {**self._balance, "error": outage}
         if time.monotonic() - self._balance_at >= BALANCE_TTL:
             try:
-                account = await self.seller.client.account()
+                async with asyncio.timeout(BALANCE_WAIT):
+                    account = await self.seller.client.account()
                 self._balance = {"available": account["available"],
                                  "blocked": account["blocked"]}
             except (BitwrkError, aiohttp.ClientError, TimeoutError) as exc:
-                self._balance = {**self._balance, "error": f"exchange unreachable: {exc}"}
+                why = self.seller.client.outage() or f"exchange unreachable: {describe(exc)}"
+                self._balance = {**self._balance, "error": why}
             self._balance_at = time.monotonic()
         return self._balance
 

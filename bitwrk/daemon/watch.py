@@ -1,8 +1,16 @@
 """One events-stream subscription per participant, fanned out to whoever waits.
 
 Trades wait for "transaction 7 reached TRANSMITTING" or "bid 12 matched". A waiter first
-reads the current state over HTTP, then waits for stream events, so nothing is missed
-across a reconnect; there are no polling loops with growing sleeps (the original's flaw).
+reads the current state over HTTP, then waits for stream events; there are no polling
+loops with growing sleeps (the original's flaw).
+
+Reconnect and reconcile: the stream is reopened with capped, jittered backoff; every
+``hello`` (a first connect, a reconnect, or a new ``epoch`` after an exchange restart) makes
+every waiter re-read its object at once, so a match or a phase change made while the
+stream was down is acted on as soon as the exchange answers again, never found through a
+timeout. A wait whose local timeout passes re-reads the object and keeps waiting while the
+exchange's own deadline for it (``timeout`` / ``expires``) is still ahead — an exchange
+restart moves those deadlines by its downtime.
 """
 
 from __future__ import annotations
@@ -10,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from ..client import ExchangeClient
+from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
 
 log = logging.getLogger("bitwrk.daemon")
-RECONNECT_DELAY = 1.0
+DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives up
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -30,6 +39,9 @@ class Watcher:
         self._waiters: dict[tuple[str, int], set[asyncio.Queue[dict[str, Any]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.reconnects = 0  # hellos after the first: each one reconciled every waiter
+        self.epoch: str | None = None  # the exchange's, from its last hello
+        self.restarts = 0  # hellos with a new epoch: the exchange restarted meanwhile
 
     def start(self) -> None:
         if self._task is None:
@@ -43,18 +55,35 @@ class Watcher:
             self._task = None
 
     async def _listen(self) -> None:
+        failures = 0
         while True:
             try:
                 async for event in self.client.events(self.client.address):
                     if event.kind == "hello":
-                        self.connected.set()
-                        self._wake_all()
+                        failures = 0
+                        self._hello(event.data)
                     elif event.kind in ("bid", "transaction"):
                         self._dispatch(event.kind, event.data)
-            except (TimeoutError, aiohttp.ClientError, BitwrkError, ValueError) as exc:
-                log.info("events stream lost (%s); reconnecting", exc)
+                reason = "closed by the exchange"
+            except (TimeoutError, aiohttp.ClientError, BitwrkError, ValueError,
+                    OSError) as exc:
+                reason = describe(exc)
+            if self.connected.is_set():
+                log.info("events stream lost (%s); reconnecting", reason)
             self.connected.clear()
-            await asyncio.sleep(RECONNECT_DELAY)
+            await asyncio.sleep(backoff(failures))
+            failures += 1
+
+    def _hello(self, data: dict[str, Any]) -> None:
+        epoch = data.get("epoch")
+        if self.epoch is not None and epoch != self.epoch:
+            self.restarts += 1
+            log.warning("the exchange restarted; reconciling open bids and trades")
+        if self.epoch is not None:
+            self.reconnects += 1
+        self.epoch = epoch if isinstance(epoch, str) else ""
+        self.connected.set()
+        self._wake_all()
 
     def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
         for q in self._waiters.get((kind, int(data.get("id", 0))), ()):
@@ -66,22 +95,51 @@ class Watcher:
             for q in q_set:
                 q.put_nowait({})
 
+    async def wait_for_party(self, txid: int, phase: str, patience: float, who: str
+                             ) -> dict[str, Any]:
+        """The transaction once it leaves ``phase``, which waits on the other party. If it
+        stays there ``patience`` seconds while this stream was connected throughout (so the
+        other party had every chance to hear its turn), ``who`` is taken to be gone."""
+        while True:
+            reconnects = self.reconnects
+            try:
+                return await self.wait("transaction", txid, lambda t: t["phase"] != phase,
+                                       patience, stretch=False)
+            except TimeoutError:
+                calm = (reconnects == self.reconnects and self.connected.is_set()
+                        and self.client.unreachable_since is None)
+                if calm:
+                    raise TimeoutError(f"{who} silent for {patience:.0f} s in {phase} of"
+                                       f" transaction {txid}: taken as gone") from None
+
     async def wait(
-        self, kind: str, obj_id: int, done: Predicate, timeout: float
+        self, kind: str, obj_id: int, done: Predicate, timeout: float, stretch: bool = True
     ) -> dict[str, Any]:
-        """The object (``bid`` or ``transaction``) once ``done(obj)`` holds."""
+        """The object (``bid`` or ``transaction``) once ``done(obj)`` holds. With
+        ``stretch``, ``timeout`` grows while the exchange's own deadline for the object lies
+        further ahead."""
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         key = (kind, obj_id)
         self._waiters.setdefault(key, set()).add(q)
+        until = time.monotonic() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    obj = await self._read(kind, obj_id)
-                    if done(obj):
-                        return obj
-                    data = await q.get()
-                    while data and not done(data):  # drain events until one matters
+            while True:
+                obj = await self._read(kind, obj_id)  # the client retries through outages
+                if done(obj):
+                    return obj
+                left = until - time.monotonic()
+                if left <= 0:
+                    later = _deadline_of(obj) + DEADLINE_SLACK - time.time()
+                    if later <= 0 or not stretch:
+                        raise TimeoutError(f"{kind} {obj_id} still {_state_of(obj)} after"
+                                           f" {timeout:.0f} s and past its deadline")
+                    until, left = time.monotonic() + later, later
+                data: dict[str, Any] = {}
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
                         data = await q.get()
+                        while data and not done(data):  # drain events until one matters
+                            data = await q.get()
                     if data:
                         return data
         finally:
@@ -93,3 +151,13 @@ class Watcher:
         if kind == "bid":
             return await self.client.bid(obj_id)
         return await self.client.transaction(obj_id)
+
+
+def _deadline_of(obj: dict[str, Any]) -> float:
+    """The exchange's deadline for a transaction's phase or a bid's life (epoch seconds)."""
+    value = obj.get("timeout", obj.get("expires"))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _state_of(obj: dict[str, Any]) -> str:
+    return str(obj.get("phase") or obj.get("state") or "unchanged")

@@ -218,6 +218,7 @@ class _NameTable:
 # --- the packer ------------------------------------------------------------------------------
 
 POLL = 0.005  # seconds
+COPIER_JOIN = 10.0  # seconds an aborted copy thread gets to finish its current file
 
 
 class _QuickCopier(filesystem.FileCopier):
@@ -254,10 +255,15 @@ class _Packer(Packer):
         self.planned: dict[str, Path] = {}  # name in pack -> file it is copied from
         self.clashes: set[str] = set()
         self.missing_uses: defaultdict[Path, list[result.BlockUsage]] = defaultdict(list)
+        self.copier: filesystem.FileCopier | None = None  # BAT's copy thread, once started
 
     def _create_file_transferer(self) -> filesystem.FileCopier:
-        copier = filesystem.CompressedFileCopier if self.compress else _QuickCopier
-        return copier()
+        copier = (filesystem.CompressedFileCopier if self.compress else _QuickCopier)()
+        # BAT aborts its copy thread only on Ctrl-C; _run aborts it after any failure, and
+        # as a daemon thread it can never keep a finished process alive.
+        copier.daemon = True
+        self.copier = copier
+        return copier
 
     # strategise(): every asset is given a place by _find_new_paths
     def _visit_sequence(self, asset_path: Path, usage: result.BlockUsage) -> None:
@@ -410,6 +416,16 @@ def _run(packer: _Packer) -> None:
     except (BlendFileError, SegmentationFault, OSError, Aborted) as exc:
         raise PackError(f"cannot pack {packer.blendfile.name}: {exc}",
                         path=str(packer.blendfile)) from exc
+    finally:
+        _stop_copier(packer.copier)
+
+
+def _stop_copier(copier: filesystem.FileCopier | None) -> None:
+    """Whatever happened, BAT's copy thread ends here (it is done already after a
+    successful pack); left running it would keep polling its queue forever."""
+    if copier is not None and copier.is_alive():
+        copier.abort()
+        copier.join(COPIER_JOIN)
 
 
 def check(blend: Path, *, project_root: Path | None = None) -> list[str]:

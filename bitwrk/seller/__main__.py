@@ -8,6 +8,11 @@ units, balance, errors, a pause button) is served on http://127.0.0.1:8571/ (``-
 Every render worker runs in the OS sandbox (Linux: bubblewrap; see
 :mod:`bitwrk.seller.sandbox`). Where there is none the seller refuses to start unless
 ``--unsandboxed`` is given, and then warns that buyers' scenes run as the seller's user.
+
+It stops only when told to: an unreachable exchange is retried (the status page says
+"exchange unreachable since …, retrying"), a failed trade is logged and the next one bid
+for. Exit codes: 0 stopped cleanly; 1 the daemon did not stop in time; 2 bad arguments;
+3 no exchange within ``--wait-exchange`` seconds at start.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ import time
 from types import FrameType
 
 from ..articles import COST_CLASSES
+from ..client import describe
 from ..daemon import Daemon, DaemonConfig, Offer, StartSelling
 from ..daemon.events import Crashed, SellerUnit
+from ..errors import ExchangeUnreachable
 from ..money import format_amount
 from .executor import RenderExecutor
 from .pool import WorkerPool, allowed_cpus
 from .sandbox import SandboxUnavailable
 
 STATUS_PORT = 8571
+EXIT_UNREACHABLE = 3
 
 
 def blender_version() -> str:
@@ -57,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run render workers WITHOUT the OS sandbox (only where none exists;"
                         " buyers' scenes could then read your files)")
     p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
+    p.add_argument("--wait-exchange", type=float, default=600.0,
+                   help="seconds to keep trying an unreachable exchange at start (exit 3)")
     p.add_argument("--status-host", default="127.0.0.1", help="status page address")
     p.add_argument("--status-port", type=int, default=STATUS_PORT,
                    help=f"status page port (default {STATUS_PORT}, another free one if taken;"
@@ -89,8 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.unsandboxed:
         print("WARNING: selling without a sandbox: buyers' scenes run as your user and may"
               " read your files", file=sys.stderr, flush=True)
-    daemon = Daemon(DaemonConfig(args.exchange))
-    daemon.start()
+    daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange))
+    try:
+        daemon.start()
+    except ExchangeUnreachable as exc:
+        print(f"error: {exc}; giving up", file=sys.stderr, flush=True)
+        daemon.stop(10)
+        return EXIT_UNREACHABLE
     daemon.call(pool.start(), 120)  # warm: bpy imported before the first unit arrives
     offer = Offer(articles, args.min_price, args.slots)
     executor = RenderExecutor(pool, args.max_job_bytes)
@@ -135,9 +150,14 @@ def _serve(daemon: Daemon, pool: WorkerPool) -> int:
         elif isinstance(event, Crashed):
             print(f"error in {event.where}: {event.error}", file=sys.stderr, flush=True)
     print("stopping: cancelling bids, finishing the current unit ...", flush=True)
+    daemon.hurry()  # an unreachable exchange must not hold the stop past its timeouts
     assert daemon.seller is not None
-    daemon.call(daemon.seller.stop(grace=60.0), 90)
-    daemon.call(pool.close(), 30)
+    try:
+        daemon.call(daemon.seller.stop(grace=60.0), 90)
+        daemon.call(pool.close(), 30)
+    except Exception as exc:  # still stopping: one line, then the daemon goes
+        print(f"error while stopping: {describe(exc)}", file=sys.stderr, flush=True)
+        code = 1
     if not daemon.stop(30):
         code = 1
     print(f"stopped; earned {earned} sat this session", flush=True)
