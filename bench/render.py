@@ -9,7 +9,7 @@ per-unit overhead dominates — the worst case for a marketplace of small tiles.
   wall - bare render (JSON over a pipe, the asyncio hop, parsing and checking the spec,
   the file identity check, applying the spec to the scene);
 - cold unit: a fresh worker process per unit (start, ``import bpy``, open, render, exit),
-  the one-process-per-tile design (``blender-facts`` §Q3: ~0.55 s per process);
+  the one-process-per-tile design (docs/measured-facts.md R3: ~0.55 s per process);
 - sandbox: every figure above is for sandboxed workers (the default); the same warm units
   and worker starts without the sandbox give its overhead per warm unit and per new
   worker, and ``bwrap ... /bin/true`` alone what building the sandbox costs.

@@ -1,4 +1,4 @@
-"""Transfer benchmark: chunking, sealing and what a job transfer moves (DESIGN.md §6).
+"""Transfer benchmark: chunking, sealing and what a job transfer moves (docs/architecture.md, transfer).
 
 Measured side by side in one run, on this machine:
 

@@ -1,4 +1,4 @@
-"""Article ids: what is traded (DESIGN §4).
+"""Article ids: what is traded (docs/protocol.md).
 
 ``net.bitwrk/blender/<major>.<minor>/<cost class>[~trusted]``. A cost class is a ray budget:
 pixels × samples × (max bounces + 1) × view layers.

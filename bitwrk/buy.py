@@ -40,7 +40,7 @@ from .money import fee_for
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
-ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (blender-facts-2)
+ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
 STOP_WAIT = 30.0  # seconds for cancelling and stopping the daemon on the way out
 

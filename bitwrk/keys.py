@@ -1,6 +1,6 @@
 """secp256k1 identity: WIF keys, P2PKH addresses and Bitcoin ``signmessage`` signatures.
 
-A participant's id is the P2PKH address of its public key (DESIGN.md §2). Signatures are
+A participant's id is the P2PKH address of its public key (docs/protocol.md). Signatures are
 exactly what Bitcoin Core's ``signmessagewithprivkey`` produces and ``verifymessage``
 accepts, so any Bitcoin tool can check them. This is the only module that imports coincurve.
 """

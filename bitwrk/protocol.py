@@ -1,6 +1,6 @@
 """Canonical signed documents: how a request's fields become the text that is signed.
 
-DESIGN.md §2: every state-changing request is a flat mapping of fields. The signed
+docs/protocol.md: every state-changing request is a flat mapping of fields. The signed
 document is all fields but ``signature``, sorted by key, joined as ``key=value`` with
 ``&``, each value percent-encoded with ``urllib.parse.quote(str(v), safe="")`` (RFC 3986
 §2.3 unreserved characters stay, UTF-8 bytes of everything else become %XX). Every
@@ -146,7 +146,7 @@ class NonceSource:
 def bid_fields(
     *, exchange: str, address: str, nonce: int, type: str, article: str, price: int
 ) -> dict[str, Value]:
-    """The unsigned fields of a bid (DESIGN.md §4: type buy|sell, article, price in sat)."""
+    """The unsigned fields of a bid (docs/protocol.md: type buy|sell, article, price in sat)."""
     if type not in BID_TYPES:
         raise InvalidRequest(f"bid type must be 'buy' or 'sell', not {type!r}", field="type")
     if not isinstance(article, str) or not article:

@@ -120,7 +120,7 @@ def configure(scene: Any, width: int, height: int, samples: int, frames: int) ->
     cy = scene.cycles
     cy.device = "CPU"
     cy.samples = samples
-    cy.use_adaptive_sampling = False  # tiles stay bit-exact (blender-facts-2)
+    cy.use_adaptive_sampling = False  # tiles stay bit-exact (docs/measured-facts.md R1)
     cy.use_denoising = True  # the buyer denoises each stitched frame once
     cy.seed = 0
     cy.max_bounces = 6

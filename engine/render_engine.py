@@ -119,7 +119,7 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
 
     def _write_denoised(self, scene: Any, tiles: list[tuple[Path, JobSpec]],
                         spec: JobSpec) -> None:
-        """Stitch the noisy tiles and denoise the whole frame once (DESIGN §7)."""
+        """Stitch the noisy tiles and denoise the whole frame once (docs/architecture.md)."""
         whole = spec.with_rect(Rect(0, spec.width, 0, spec.height))
         frame = exr.stitch([(p, s.rect) for p, s in tiles], spec.width, spec.height)
         keep = all(_stores_denoising(scene, vl) for vl in scene.view_layers

@@ -1,7 +1,7 @@
 """One frame bought through the daemon: pack, plan tiles, buy, hand tiles back (no bpy).
 
 :class:`RenderRequest` is what the main thread snapshots from the scene; :class:`RenderJob`
-runs the farm-ready check (packing), plans the tiles (DESIGN §7), submits one ``BuyJob``
+runs the farm-ready check (packing), plans the tiles (docs/architecture.md), submits one ``BuyJob``
 and yields each tile as it lands, so the render engine can write it into the result.
 """
 

@@ -21,7 +21,7 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds; DESIGN §4. ``scaled`` shortens all of them for tests."""
+    """Seconds; docs/protocol.md. ``scaled`` shortens all of them for tests."""
 
     bid_lifetime: float = 120.0
     establish: float = 60.0
@@ -41,7 +41,7 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class PaymentConfig:
-    """Bitcoin deposits and withdrawals (DESIGN §8); off unless ``xpub`` is set. Amounts in
+    """Bitcoin deposits and withdrawals (docs/operator.md, payments); off unless ``xpub`` is set. Amounts in
     satoshi; the watcher runs only when ``backend`` is "core" or "esplora"."""
 
     xpub: str | None = None  # account-level xpub/tpub/zpub/vpub, optionally [fp/path]-prefixed

@@ -87,7 +87,7 @@ _LIST = {"type": "array", "items": _ANY_OBJECT}
 
 def _signed(action: str | list[str], **fields: dict[str, Any]) -> dict[str, Any]:
     """A signed request body: exactly the envelope and these fields (all required for a
-    single action; a transaction message needs its action's, see DESIGN §4)."""
+    single action; a transaction message needs its action's, see docs/protocol.md)."""
     actions = [action] if isinstance(action, str) else action
     props = {"action": {"type": "string", "enum": actions}, **_ENVELOPE, **fields}
     required = ["action", "exchange", "address", "nonce", "signature"]
@@ -152,7 +152,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op("a transaction with its messages", _TX, None, _ID)},
     "/api/v1/transactions/{id}/messages": {
         "get": _op("the transaction's accepted messages", _LIST, None, _ID),
-        "post": _op("send a transaction message (DESIGN §4 table)", _TX, _TX_MESSAGE, _ID),
+        "post": _op("send a transaction message (docs/protocol.md)", _TX, _TX_MESSAGE, _ID),
     },
     "/api/v1/transactions/{id}/movements": {
         "get": _op("ledger movements the transaction caused", _LIST, None, _ID)},

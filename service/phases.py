@@ -1,4 +1,4 @@
-"""The transaction state machine of DESIGN §4 (pure: no I/O).
+"""The transaction state machine of docs/protocol.md (pure: no I/O).
 
 ``step()`` checks one signed message against the transaction and returns what changes;
 ``on_timeout()`` says how a transaction ends when its deadline passes.

@@ -7,7 +7,7 @@
    Blender's Python (3.11) per platform into ``wheels/`` (kept between runs). Pins are
    exact because unpinned ``--platform`` queries fall back to old or beta releases, and
    several ``--platform`` tags are passed for Linux because pip does not expand
-   ``manylinux_2_28`` to older tags (``shared/reference/packaging-facts.md`` §2).
+   ``manylinux_2_28`` to older tags (docs/measured-facts.md P2).
 2. A staging copy of the extension (root ``__init__.py``, manifest, ``bitwrk/``,
    ``engine/``, ``operators/``, ``panels/``, the wheels) with the manifest's ``platforms``
    and ``wheels`` written for what is staged.

@@ -1,9 +1,9 @@
 """Content-defined chunking: split files where their content says, name pieces by SHA-256.
 
-DESIGN.md §6. Cut points come from FastCDC-2020 (Xia et al., "The Design of Fast
+docs/architecture.md, transfer. Cut points come from FastCDC-2020 (Xia et al., "The Design of Fast
 Content-Defined Chunking for Data Deduplication Based Storage Systems", IEEE TPDS 2020)
 as implemented by ``pyfastcdc`` (Cython, wheels for every Blender platform with a pure
-fallback). ``shared/reference/packaging-facts.md`` §3 measured it at 2.1–2.4 GB/s, faster
+fallback). docs/measured-facts.md P3 measured it at 2.1–2.4 GB/s, faster
 than SHA-256 itself, so hashing the chunks is the cost, not finding them.
 
 Sizes (min/avg/max = 4/16/128 KiB) were picked by measurement on 100 MB of random data and
@@ -23,7 +23,7 @@ setting     mean     manifest size 1 % overwrite 10 tiny insertions  200 x 16 B 
 bytes a changed resend moves). 4/16/128 K has the lowest total for a 1 %-changed resend
 (manifest + new chunks ≈ 1.5 %) while the manifest alone — all a tile-2 request moves —
 stays near a third of 1 %. The max of 128 KiB bounds chunks in long zero runs, where the
-gear hash never matches (packaging-facts §3.1: 2–4.7 % of .blend chunks hit the max).
+gear hash never matches (docs/measured-facts.md P3: 2–4.7 % of .blend chunks hit the max).
 
 These numbers are part of the wire contract only through dedup: a seller never re-chunks,
 it verifies hashes. Changing them costs one cold transfer per scene, nothing breaks.

@@ -1,9 +1,9 @@
 """Sealed results for the fair exchange: encrypt with a one-time key, reveal the key later.
 
-DESIGN.md §6: the seller returns the result encrypted, the buyer signs a receipt over
+docs/architecture.md, transfer: the seller returns the result encrypted, the buyer signs a receipt over
 SHA-256 of the ciphertext, the seller publishes the key with its ``result`` message, the
 buyer decrypts. The original used AES-256-OFB with a zero IV and no authentication
-(``bitwrk-original.md`` §4.2 step 11), so a flipped bit went unnoticed; here it is AEAD.
+(the original BitWrk's result step), so a flipped bit went unnoticed; here it is AEAD.
 
 Format, version 1::
 
@@ -26,7 +26,7 @@ produce and read it piece by piece, for bodies too big to hold twice. A result k
 wrapped (:func:`wrap_key`): salt ‖ AES-256-GCM(HKDF(shared, salt, info), zero nonce, key),
 a zero nonce being safe for a key used once.
 
-64 KiB records: ``packaging-facts.md`` §4 measured AES-GCM at 3.1–3.8 GB/s encrypt and
+64 KiB records: docs/measured-facts.md P4 measured AES-GCM at 3.1–3.8 GB/s encrypt and
 4.2–4.3 GB/s decrypt in 64 KiB records (cache-resident) against 1.3–1.6 GB/s one-shot.
 """
 

@@ -1,7 +1,7 @@
 """The on-disk chunk store: chunks by SHA-256, verified on the way in and out, LRU-capped.
 
-DESIGN.md §6. The original kept its chunks in RAM with a 1.5 GiB cap and lost them on
-restart (``shared/reference/bitwrk-original.md`` §4.1, §8); here they live in the user
+docs/architecture.md, transfer. The original kept its chunks in RAM with a 1.5 GiB cap and lost them on
+restart (docs/measured-facts.md, "What the original BitWrk taught"); here they live in the user
 cache dir, so a seller that rendered tile 1 yesterday still has the scene today.
 
 Layout: ``<root>/<first 2 hex>/<64 hex>`` (256 fan-out dirs keep directories small), temp

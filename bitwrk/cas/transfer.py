@@ -1,9 +1,9 @@
 """Wire formats for moving a job: the wanted list and the chunk stream.
 
-DESIGN.md §6: the buyer sends the manifest, the seller answers with the chunks it lacks
+docs/architecture.md, transfer: the buyer sends the manifest, the seller answers with the chunks it lacks
 (the *wanted list*), the buyer sends only those (the *chunk stream*), the seller checks
-each against the hash it asked for. Compared with the original (``bitwrk-original.md``
-§4.2: a permuted bitstream and a concurrent gzip'd multipart upload), both formats are
+each against the hash it asked for. Compared with the original BitWrk
+(a permuted bitstream and a concurrent gzip'd multipart upload), both formats are
 plain, versioned and self-delimiting, so a cut-off stream is always detected:
 
 * wanted list: ``b"BWW\\x01"`` then the raw 32-byte SHA-256 of each wanted chunk, in the

@@ -1,6 +1,6 @@
 """Buyer side: stitch a frame's tiles, denoise it once, write EXR and PNG (under bpy).
 
-Tiles are exact (``blender-facts`` §Q2), so the stitched noisy frame equals a local
+Tiles are exact (docs/measured-facts.md R1), so the stitched noisy frame equals a local
 render pixel for pixel. OIDN is not tile-invariant, so a denoised frame is made here,
 once, from the stitched noisy colour and denoising passes, replaying Cycles' own OIDN
 steps (:mod:`bitwrk.render.oidn`): bit-identical to a local denoised render.

@@ -1,4 +1,4 @@
-"""The job spec: exactly what a seller renders for one unit of work (DESIGN §7).
+"""The job spec: exactly what a seller renders for one unit of work (docs/architecture.md).
 
 A spec names the .blend inside the job's files, the scene, view layers and frame, the
 frame's effective resolution (after ``resolution_percentage``), the pixel rect to render,

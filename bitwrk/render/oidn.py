@@ -14,7 +14,7 @@ With adaptive sampling Cycles feeds the colour already normalised per pixel and 
 the output back by each pixel's sample count; the normalised output is then what we
 keep (equal to Cycles' up to one float rounding). Blender ships OIDN as
 ``libOpenImageDenoise.so.2`` next to its own libraries; this module calls its C API with
-ctypes, so no extra package is needed. Measured (``blender-facts-2`` §Q1): bit-identical
+ctypes, so no extra package is needed. Measured (docs/measured-facts.md R2): bit-identical
 to the in-render result for power-of-two sample counts, <= 2.5e-6 otherwise.
 """
 

@@ -1,10 +1,10 @@
-"""Pack a .blend and everything it reads into one self-contained folder (DESIGN §7 "Packing").
+"""Pack a .blend and everything it reads into one self-contained folder (docs/architecture.md).
 
 A seller renders inside a work dir and refuses a file that reads anything outside it, so
 a buyer sends the .blend together with every file it depends on, each under a safe
 relative name (:func:`bitwrk.cas.paths.check_name`), with the paths inside the .blend
 files rewritten to point at them. The tracing and rewriting is blender-asset-tracer
-(BAT) 1.23, the last release that runs without bpy on Python 3.11 (packaging-facts §1):
+(BAT) 1.23, the last release that runs without bpy on Python 3.11 (docs/measured-facts.md P1):
 it parses .blend files itself, follows linked libraries into the data blocks actually
 used, and rewrites path fields in place without re-saving through Blender.
 
@@ -106,7 +106,7 @@ def _expand_nodetree_id(
     files, but only Scene has that field (Blender commit bd61e69be5a7 moved the
     compositor there); materials, worlds, lights and textures still keep ``nodetree``.
     So the images used by node trees of *linked* data were never found (the main file's
-    images are found anyway, as BAT scans all of its blocks). packaging-facts §1.
+    images are found anyway, as BAT scans all of its blocks). docs/measured-facts.md P1.
     """
     field = b"nodetree"
     if block.code == b"SC" and block.dna_type.has_field(b"compositing_node_group"):

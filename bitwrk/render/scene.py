@@ -23,7 +23,7 @@ def open_safely(path: Path) -> Any:
 
     Returns the ``bpy`` module. Blender decides at load time whether a file's scripts,
     drivers and handlers may run; with ``use_scripts=False`` none of them do
-    (``blender-facts-2`` §Q4). A process must never have opened a file with scripts on.
+    (docs/measured-facts.md R4). A process must never have opened a file with scripts on.
     """
     import bpy
 

@@ -7,7 +7,7 @@ the ciphertext's hash), the buyer picks a few small patches of the unit at rando
 (:func:`pick_patches`, from ``secrets``: the seller cannot know them in advance), renders
 them itself with the same Blender and compares (:func:`compare`). Cycles seeds every
 pixel by its position in the frame, so a patch rendered on its own equals the same pixels
-of the whole tile (``blender-facts`` §Q2, and ``tests/blender/test_spotcheck.py``).
+of the whole tile (docs/measured-facts.md R1, and ``tests/blender/test_spotcheck.py``).
 
 Tolerance. On one CPU kernel the pixels are bit-identical. Across kernels they are not:
 Cycles' SSE4.2 kernel (a CPU without AVX2) against its AVX2 kernel, and the BVH2 against

@@ -1,8 +1,8 @@
 """Render one job spec in a process that has the .blend open (runs under bpy).
 
-Per ``blender-facts`` §Q2: the rect is asked for with border fractions
+Per docs/measured-facts.md R1: the rect is asked for with border fractions
 ``min((x + 0.5) / W, 1)`` plus crop, dither 0 (EXR is unaffected, but PNGs made from it
-must not carry position-dependent noise). Per ``blender-facts-2`` §Q1: a buyer who wants
+must not carry position-dependent noise). Per docs/measured-facts.md R2: a buyer who wants
 a denoised frame gets tiles rendered with denoising **off** and the denoising passes
 stored; the buyer denoises the stitched frame once. Adaptive sampling looks at
 neighbouring pixels, so such tiles are rendered with overscan and cropped here.

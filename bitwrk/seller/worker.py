@@ -12,7 +12,7 @@ multilayer EXR and answers one JSON line: ``{"ok": true, "out": ..., "seconds": 
 ``{"ready": true, ...}`` once bpy is imported. The scene stays loaded (persistent data),
 so the next tile of the same .blend costs only its render.
 
-Safety (``blender-facts-2`` §Q4, DESIGN §7): files open with ``load_ui=False,
+Safety (docs/measured-facts.md R4): files open with ``load_ui=False,
 use_scripts=False`` and the auto-exec preference off, so no text block, driver or handler
 of the file runs; OSL is off; every external file the .blend refers to must lie inside
 the job's directory, and so must every path the scene reads while evaluated

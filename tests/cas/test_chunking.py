@@ -51,7 +51,7 @@ def test_zero_runs_are_cut_at_the_max_size() -> None:
 def test_an_insertion_moves_only_nearby_cuts() -> None:
     data = data_of(4_000_000)
     shifted = data[:1_000_000] + b"xyz" + data[1_000_000:]
-    # fixed-size blocks would make everything after the insertion new (packaging-facts §3.3)
+    # fixed-size blocks would make everything after the insertion new (docs/measured-facts.md P3)
     assert new_bytes(chunk_bytes(data), chunk_bytes(shifted)) < 3 * MAX_SIZE
 
 

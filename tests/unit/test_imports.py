@@ -1,4 +1,4 @@
-"""Importing every module of bitwrk/ pulls in neither bpy nor service (STYLE.md)."""
+"""Importing every module of bitwrk/ pulls in neither bpy nor service (docs/architecture.md)."""
 
 from __future__ import annotations
 
