@@ -1,4 +1,4 @@
-"""Transfer benchmark: chunking, sealing and what a job transfer moves (docs/architecture.md, transfer).
+"""Transfer benchmark: chunking, sealing and what a job transfer moves (docs/architecture.md).
 
 Measured side by side in one run, on this machine:
 

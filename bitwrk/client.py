@@ -367,7 +367,7 @@ class ExchangeClient:
             async for event in _parse_sse(resp.content):
                 yield event
 
-    # -- Bitcoin payments (docs/operator.md, payments) -------------------------------------------------------
+    # -- Bitcoin payments (docs/operator.md) -------------------------------------------------------
 
     async def request_deposit_address(self) -> dict[str, Any]:
         """This key's unused deposit address (a new one once the last has been paid):

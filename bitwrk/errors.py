@@ -119,7 +119,7 @@ def error_classes() -> dict[str, type[BitwrkError]]:
     return found
 
 
-# --- content-addressed storage and transfer (bitwrk/cas, docs/architecture.md, transfer) ---------------------
+# --- content-addressed storage and transfer (bitwrk/cas, docs/architecture.md) -------------
 
 
 class IntegrityError(BitwrkError):

@@ -1,6 +1,6 @@
 """Money is an ``int`` of satoshi everywhere; this module parses and prints it for people.
 
-Units (docs/protocol.md, money): BTC = 10^8 sat, mBTC = 10^5, µBTC (also uBTC) = 10^2, sat = 1.
+Units (docs/protocol.md): BTC = 10^8 sat, mBTC = 10^5, µBTC (also uBTC) = 10^2, sat = 1.
 
 Formatting (``format_amount``) writes ``"<amount> <unit>"`` with trailing fraction zeros
 trimmed, e.g. ``12345 -> "123.45 µBTC"``. Without an explicit unit it picks the largest of
@@ -127,7 +127,7 @@ def format_amount(sat: int, unit: str | None = None) -> str:
 
 
 def fee_for(price: int, fee_bps: int) -> int:
-    """``fee_bps`` basis points of ``price``, rounded up to the satoshi (docs/protocol.md, money)."""
+    """``fee_bps`` basis points of ``price``, rounded up to the satoshi (docs/protocol.md)."""
     if price < 0 or not 0 <= fee_bps <= _BPS_PER_UNIT:
         raise ValueError(f"fee_for needs price >= 0 and 0 <= fee_bps <= {_BPS_PER_UNIT}")
     return -(-price * fee_bps // _BPS_PER_UNIT)  # ceiling division, integers only

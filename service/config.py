@@ -41,7 +41,7 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class PaymentConfig:
-    """Bitcoin deposits and withdrawals (docs/operator.md, payments); off unless ``xpub`` is set. Amounts in
+    """Bitcoin deposits and withdrawals (docs/operator.md); off unless ``xpub`` is set. Amounts in
     satoshi; the watcher runs only when ``backend`` is "core" or "esplora"."""
 
     xpub: str | None = None  # account-level xpub/tpub/zpub/vpub, optionally [fp/path]-prefixed

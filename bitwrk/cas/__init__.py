@@ -1,5 +1,5 @@
 """Moving work: content-defined chunks, the on-disk chunk store, job manifests, chunk sync
-and sealed results (docs/architecture.md, transfer). No bpy, no service: plain bytes, paths and dataclasses.
+and sealed results (docs/architecture.md). No bpy, no service: plain bytes, paths and dataclasses.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Content-defined chunking: split files where their content says, name pieces by SHA-256.
 
-docs/architecture.md, transfer. Cut points come from FastCDC-2020 (Xia et al., "The Design of Fast
+docs/architecture.md. Cut points come from FastCDC-2020 (Xia et al., "The Design of Fast
 Content-Defined Chunking for Data Deduplication Based Storage Systems", IEEE TPDS 2020)
 as implemented by ``pyfastcdc`` (Cython, wheels for every Blender platform with a pure
 fallback). docs/measured-facts.md P3 measured it at 2.1–2.4 GB/s, faster

@@ -1,6 +1,6 @@
 """The job manifest: what a job is (spec) and every byte it needs (files by chunks).
 
-docs/architecture.md, transfer: a canonical JSON document; ``workhash`` = SHA-256 of its bytes. Canonical
+docs/architecture.md: a canonical JSON document; ``workhash`` = SHA-256 of its bytes. Canonical
 means ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)`` — in the
 spirit of RFC 8785 (JCS) for the JSON we produce — and :meth:`JobManifest.from_json`
 refuses any other spelling, so the workhash a seller computes is the SHA-256 of exactly

@@ -1,6 +1,6 @@
 """Sealed results for the fair exchange: encrypt with a one-time key, reveal the key later.
 
-docs/architecture.md, transfer: the seller returns the result encrypted, the buyer signs a receipt over
+docs/architecture.md: the seller returns the result encrypted, the buyer signs a receipt over
 SHA-256 of the ciphertext, the seller publishes the key with its ``result`` message, the
 buyer decrypts. The original used AES-256-OFB with a zero IV and no authentication
 (the original BitWrk's result step), so a flipped bit went unnoticed; here it is AEAD.

@@ -1,6 +1,6 @@
 """The on-disk chunk store: chunks by SHA-256, verified on the way in and out, LRU-capped.
 
-docs/architecture.md, transfer. The original kept its chunks in RAM with a 1.5 GiB cap and lost them on
+docs/architecture.md. The original kept its chunks in RAM with a 1.5 GiB cap and lost them on
 restart (docs/measured-facts.md, "What the original BitWrk taught"); here they live in the user
 cache dir, so a seller that rendered tile 1 yesterday still has the scene today.
 

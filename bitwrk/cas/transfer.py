@@ -1,6 +1,6 @@
 """Wire formats for moving a job: the wanted list and the chunk stream.
 
-docs/architecture.md, transfer: the buyer sends the manifest, the seller answers with the chunks it lacks
+docs/architecture.md: the buyer sends the manifest, the seller answers with the chunks it lacks
 (the *wanted list*), the buyer sends only those (the *chunk stream*), the seller checks
 each against the hash it asked for. Compared with the original BitWrk
 (a permuted bitstream and a concurrent gzip'd multipart upload), both formats are

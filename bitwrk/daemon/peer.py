@@ -1,6 +1,6 @@
 """Signed, encrypted requests between a buyer's daemon and a seller's endpoint.
 
-The buyer signs every request to the seller's worker endpoint (docs/architecture.md, transfer) with the same
+The buyer signs every request to the seller's worker endpoint (docs/architecture.md) with the same
 canonical documents as the exchange, carried in one header so bodies can be raw bytes.
 The seller accepts only the transaction's buyer, for that transaction and exchange, with
 nonces that increase per buyer.

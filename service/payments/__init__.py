@@ -1,4 +1,4 @@
-"""Bitcoin payments with no private keys on the server (docs/operator.md, payments).
+"""Bitcoin payments with no private keys on the server (docs/operator.md).
 
 Deposit addresses derive from the operator's extended public key; a chain watcher (Bitcoin
 Core JSON-RPC or Esplora) credits confirmed deposits exactly once; withdrawals wait as
