@@ -2,10 +2,11 @@
 
 The units are the frames, each split into tiles when it exceeds the cost class (see
 docs/architecture.md), all traded in parallel by one ``BuyJob``. As soon as every tile of a
-frame has landed the frame goes to a writer process (``write_frames.py`` under ``bpy``, or ``blender -b`` inside
-a Blender binary), which stitches, denoises and saves it where ``scene.render.frame_path``
-says, in the scene's output format. Blender's thread only calls :meth:`AnimationJob.poll`
-(from a modal timer in the GUI, or in a blocking loop headless), which never blocks long.
+frame has landed the frame goes to a writer process (``write_frames.py`` under ``bpy``, or
+``blender -b`` inside a Blender binary), which stitches, denoises and saves it where
+``scene.render.frame_path`` says, in the scene's output format. Blender's thread only calls
+:meth:`AnimationJob.poll` (from a modal timer in the GUI, or in a blocking loop headless),
+which never blocks long.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ denoiser and output format. Then, one JSON line per frame on stdin::
     {"frame": 3, "path": "/out/shot_0003.png", "tiles": [{"path": ..., "spec": {...}}]}
 
 the frame's tiles are stitched, denoised once when the spec says so (see
-docs/architecture.md), handed to Blender through a tiny render engine (so the view transform, dither and compositor apply as
-after a local render) and saved with the scene's own image settings to ``path``. Each
-frame is answered with ``{"frame": 3, "ok": true, "path": ..., "seconds": ...}`` or
-``{"frame": 3, "ok": false, "error": ...}``; the first line is ``{"ready": true}``.
-The Blender thread that started this process never blocks on it.
-"""
+docs/architecture.md), handed to Blender through a tiny render engine (so the view
+transform, dither and compositor apply as after a local render) and saved with the scene's
+own image settings to ``path``. Each frame is answered with ``{"frame": 3, "ok": true,
+"path": ..., "seconds": ...}`` or ``{"frame": 3, "ok": false, "error": ...}``; the first
+line is ``{"ready": true}``. The Blender thread that started this process never blocks on
+it. """
 
 from __future__ import annotations
 
