@@ -191,7 +191,8 @@ class BuyerLoop(threading.Thread):
         proc = Proc(f"buyer{self.index}-{n}", [
             sys.executable, "-m", "bitwrk.buy", str(self.blend), "--exchange", self.url,
             "--max-price", str(MAX_PRICE), "--frames", "1-3", "--tiles", "2",
-            "--concurrency", "2", "--out", str(out), "--timeout", repr(JOB_TIMEOUT)],
+            "--concurrency", "2", "--out", str(out), "--timeout", repr(JOB_TIMEOUT),
+            "--allow-local-sellers"],
             self.env, self.base / f"run{n}.log")
         with self.lock:
             self.current = (job, proc)

@@ -83,7 +83,8 @@ def test_cheaters_are_disputed_blocked_and_never_paid(
         paid_before = sum(t["phase"] == "FINISHED" for t in trades_of(exchange, honest))
         result = buyer.run("bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
                            exchange.url, "--max-price", "100", "--tiles", "4",
-                           "--concurrency", "4", "--out", str(tmp_path / "out"), timeout=600)
+                           "--concurrency", "4", "--out", str(tmp_path / "out"),
+                           "--allow-local-sellers", timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "done: 4 units" in result.stdout
         assert_identical(tmp_path / "out" / "Shot_0001", references, "plain")

@@ -188,7 +188,8 @@ async def test_a_buyer_that_times_out_leaves_nothing_open(
     started = time.monotonic()
     done = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "bitwrk.buy", str(scene_dir / "scene.blend"), "--exchange",
-        server.url, "--max-price", "100", "--out", str(tmp_path / "out"), "--timeout", "15"],
+        server.url, "--max-price", "100", "--out", str(tmp_path / "out"), "--timeout", "15",
+        "--allow-local-sellers"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "not finished within --timeout" in _one_error_line(done.stderr)
