@@ -27,17 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make bench importable
-    sys.path.insert(0, str(ROOT))
-
-from bench.swarm import DEFAULT, QUICK, Settings, build_scene  # noqa: E402
-from bench.table import Row, print_table  # noqa: E402
-from bitwrk.cas import ChunkStore, JobManifest  # noqa: E402
-from bitwrk.daemon.jobdirs import JobDirs  # noqa: E402
-from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker  # noqa: E402
-from bitwrk.render.jobspec import JobSpec  # noqa: E402
-from bitwrk.seller.pool import WorkerPool  # noqa: E402
+from bench.swarm import DEFAULT, QUICK, Settings, build_scene
+from bench.table import Row, print_table
+from bitwrk.cas import ChunkStore, JobManifest
+from bitwrk.daemon.jobdirs import JobDirs
+from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker
+from bitwrk.render.jobspec import JobSpec
+from bitwrk.seller.pool import WorkerPool
 
 NAME = "verify"
 TARGET_SHARE = 5.0  # % of the job's CPU time

@@ -16,7 +16,7 @@ pytestmark = [needs_bpy, pytest.mark.slow]
 
 
 def test_verify_bench_quick_runs_and_prints_its_rows() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "verify.py"), "--quick"],
+    proc = subprocess.run([sys.executable, "-m", "bench.verify", "--quick"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "check cost, default policy" in proc.stdout
