@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bitwrk.errors import BitwrkError
+from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from .animation import AnimationRequest
 from .session import RenderRequest, parse_workers
@@ -29,7 +30,7 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
     """The render request for ``scene``'s current frame, from its BitWrk settings."""
     settings = scene.bitwrk
     info = describe(scene)
-    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    info["blender"] = compat.blender_line(bpy.app.version)
     return RenderRequest(
         blend=blend_for(bpy, workdir), info=info, frame=scene.frame_current,
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
@@ -50,7 +51,7 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
     if not r.use_overwrite:  # as Blender does: frames already on disk are skipped
         outputs = {f: path for f, path in outputs.items() if not os.path.exists(path)}
     info = describe(scene)
-    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    info["blender"] = compat.blender_line(bpy.app.version)
     return AnimationRequest(
         blend=blend_for(bpy, workdir), info=info, outputs=outputs,
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),

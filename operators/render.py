@@ -10,6 +10,7 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
+from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from ..bitwrk.render.tiling import auto_count
 from ..engine import animation as animation_job
@@ -180,7 +181,7 @@ def estimate(scene: Any, settings: Any) -> tuple[int, int]:
 
     info = describe(scene)
     spec = frame_spec(info, "scene.blend", scene.frame_current,
-                      "{}.{}".format(*bpy.app.version[:2]))
+                      compat.blender_line(bpy.app.version))
     per_frame = settings.tiles or auto_count(spec, settings.cost_class)
     frames = 1
     if settings.mode == "ANIMATION":

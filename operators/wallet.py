@@ -8,6 +8,7 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
+from ..bitwrk.render import compat
 from ..engine import bridge, wallet
 from . import timer
 
@@ -142,7 +143,7 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
         try:
             url = bridge.get().start_selling(settings.sell_cores, settings.sell_min_price,
                                              (settings.cost_class,),
-                                             "{}.{}".format(*bpy.app.version[:2]))
+                                             compat.blender_line(bpy.app.version))
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: cannot sell: {exc}")
             return {"CANCELLED"}

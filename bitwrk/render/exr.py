@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import compat
 from .errors import ComposeError, RenderError
 from .tiling import Rect
 
@@ -114,11 +115,22 @@ def read(path: Path) -> MultiLayer:
             pixels = np.ascontiguousarray(
                 np.asarray(data, dtype=np.float32).reshape(height, width, spec.nchannels)[::-1])
             name = str(spec.getattribute("name") or spec.getattribute("oiio:subimagename") or "")
-            parts.append(Part(name, list(spec.channelnames), pixels))
+            parts.extend(as_passes(Part(name, list(spec.channelnames), pixels)))
             sub += 1
         return MultiLayer(width, height, parts, attributes)
     finally:
         inp.close()
+
+
+def as_passes(part: Part) -> list[Part]:
+    """One part per pass: Blender 4.x puts every pass of a multilayer EXR in one part
+    (channels ``ViewLayer.Combined.R`` ...), 5.0 one part per pass (:mod:`.compat`)."""
+    groups = compat.split_groups(part.name, part.channels)
+    if groups is None:
+        return [part]
+    return [Part(name, [part.channels[i] for i in idx],
+                 np.ascontiguousarray(part.pixels[:, :, idx]))
+            for name, idx in groups.items()]
 
 
 def write(path: Path, image: MultiLayer) -> None:
