@@ -24,6 +24,7 @@ from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
 from .endpoint import endpoint_app
 from .events import Event, JobDone
+from .identity_lock import IdentityInUse, IdentityLock
 from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
 from .runtime import Runtime
@@ -101,6 +102,7 @@ class Daemon:
         self.seller: SellerAgent | None = None
         self.endpoint_url: str | None = None
         self._runners: list[web.AppRunner] = []
+        self.lock = IdentityLock(config.data_dir)
 
     @property
     def address(self) -> str:
@@ -109,13 +111,20 @@ class Daemon:
     # -- caller's thread ------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> dict[str, Any]:
-        """Start the thread and connect; returns the exchange's info."""
+        """Take the identity's lock (:class:`IdentityInUse` when another process holds
+        it: nothing starts), start the thread and connect; returns the exchange's info."""
+        self.lock.acquire()
         self.runtime.start()
         info: dict[str, Any] = self.runtime.call(self._connect(), timeout)
         return info
 
     def stop(self, timeout: float = 30.0) -> bool:
-        return self.runtime.stop(timeout)
+        """Stop the thread (bounded join). The identity's lock is released once the
+        journal is closed: here when the thread ended in time, else by the thread."""
+        stopped = self.runtime.stop(timeout)
+        if stopped:
+            self.lock.release()
+        return stopped
 
     def submit(self, command: Any) -> None:
         self.runtime.submit(command)
@@ -156,6 +165,7 @@ class Daemon:
             await self.client.close()
         await asyncio.to_thread(self.store.close)
         self.journal.close()
+        self.lock.release()
 
     async def _handle(self, command: Any) -> None:
         if isinstance(command, BuyJob):
@@ -261,5 +271,5 @@ class Daemon:
         return self.endpoint_url
 
 
-__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "JoinLan", "Mandate", "Offer",
-           "PauseSelling", "StartLanHub", "StartSelling"]
+__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "IdentityInUse", "JoinLan",
+           "Mandate", "Offer", "PauseSelling", "StartLanHub", "StartSelling"]
