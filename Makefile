@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo venv lint bench clean extension test-blender-matrix
+.PHONY: test demo venv lint bench clean extension test-blender-matrix test-gui
 
 # Other Blender lines as the bpy module, each in its own venv (~1 GB, ~1 min to install):
 # the render/trade path (probe, pack, tile render, stitch, denoise: tests/blender) runs
@@ -38,7 +38,7 @@ $(BPY42)/.installed: requirements-test.txt
 $(BPY51)/.installed: requirements-test.txt
 	rm -rf $(BPY51) && $(PY313) -m venv $(BPY51)
 	grep -v $(MATRIX_EXCLUDE) requirements-test.txt > $(BPY51)/requirements.txt
-	$(BPY51)/bin/python -m pip install --quiet -r $(BPY51)/requirements.txt bpy==5.1.1
+	$(BPY51)/bin/python -m pip install --quiet -r $(BPY51)/requirements.txt bpy==5.1.2
 	touch $@
 
 venv: $(STAMP) $(BPY42)/.installed
@@ -50,6 +50,13 @@ test: $(STAMP) $(BPY42)/.installed
 test-blender-matrix: $(BPY42)/.installed $(BPY51)/.installed
 	$(BPY42)/bin/python -m pytest -q tests/blender
 	$(BPY51)/bin/python -m pytest -q tests/blender
+
+# A real Blender window: Debian trixie's Blender 4.3 (Python 3.13) in a chroot under Xvfb.
+# Needs root; the chroot (~2 min, ~1.8 GB the first time) is kept in /var/cache/bitwrk-gui.
+# Screenshots, the result and timings go to artifacts/gui/.
+test-gui: $(STAMP)
+	tests/gui/setup_chroot.sh
+	$(BIN)/python -m pytest -q tests/gui
 
 # The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
 demo: $(STAMP)

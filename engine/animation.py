@@ -53,6 +53,7 @@ class AnimationRequest:
     blender_binary: str | None = None  # set inside a Blender binary (bpy.app.binary_path)
     trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
+    lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
 
     @property
     def frames(self) -> list[int]:
@@ -128,7 +129,8 @@ class AnimationJob:
         are still written (they are paid for)."""
         if not self.cancelled and self.job_id and not self._job_done:
             self.cancelled = True
-            self.bridge.cancel(self.job_id)
+            with contextlib.suppress(Exception):  # a daemon that died cannot be told
+                self.bridge.cancel(self.job_id)
             self._progress(stage="cancelling")
 
     def poll(self, budget: float = 0.005) -> bool:
@@ -149,6 +151,8 @@ class AnimationJob:
             self._on_answer(answer)
         if not self.error and time.monotonic() > self._deadline:
             self.error = f"the job did not finish in {self.request.timeout:.0f} s"
+            self.cancel()
+        if self.error and not self.cancelled:  # a crash or a dead writer: stop buying
             self.cancel()
         if self._job_done or self.error:
             self._close_writer_input()

@@ -12,6 +12,21 @@ from ..bitwrk.render.scene import describe
 from .animation import AnimationRequest
 from .session import RenderRequest, parse_workers
 
+OFFLINE = ("Blender's online access is off (Preferences > System > Network > Allow Online "
+           "Access): BitWrk makes no network connection until it is on")
+
+
+def online_refusal(bpy: Any) -> str:
+    """Why no network may be used now ("" when it may).
+
+    Extensions must honour ``bpy.app.online_access``. In the GUI it is the user's choice;
+    in ``blender -b`` and the ``bpy`` module Blender leaves it off unless ``--online-mode``
+    is given, and there a script that calls BitWrk is itself the user's request.
+    """
+    if bpy.app.background or getattr(bpy.app, "online_access", True):
+        return ""
+    return OFFLINE
+
 
 def blend_for(bpy: Any, workdir: Path) -> Path:
     """A .blend holding the scene as it is now: the open file when saved and clean, else
@@ -36,7 +51,8 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
-        trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers))
+        trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers),
+        lan_host=settings.lan_host)
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -58,4 +74,4 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         blender_binary=bpy.app.binary_path or None, trusted_only=settings.trusted_only,
-        lan_workers=parse_workers(settings.lan_workers))
+        lan_workers=parse_workers(settings.lan_workers), lan_host=settings.lan_host)

@@ -50,6 +50,15 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Cores", default=1, min=1, max=1024)
     sell_min_price: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Min price (sat)", default=10, min=0)
+    sell_host: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Listen on", description="Address buyers reach this computer at (empty: its LAN"
+                                      " address; 0.0.0.0: every interface)")
+    sell_public_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Public URL", description="What buyers are told to connect to, when it differs"
+                                       " (port forwarding, a proxy); empty: the address above")
+    lan_host: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="LAN hub on", description="Interface the LAN hub for your workers listens on"
+                                       " (empty: this computer's LAN address)")
     withdraw_to: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="To", description="The bitcoin address to pay out to")
     withdraw_amount: bpy.props.FloatProperty(  # type: ignore[valid-type]

@@ -26,6 +26,7 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         state = "connected" if status.connected else "not connected"
         layout.label(text=f"{state} {status.error}".strip(),
                      icon="CHECKMARK" if status.connected else "ERROR")
+        draw_busy(layout, status)
         layout.prop(settings, "mode", expand=True)
         col = layout.column(align=True)
         row = col.row(align=True)
@@ -37,6 +38,8 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         col.prop(settings, "concurrency")
         layout.prop(settings, "trusted_only")
         layout.prop(settings, "lan_workers")
+        if settings.lan_workers.strip():
+            layout.prop(settings, "lan_host")
         if status.lan_url:
             box = layout.box()
             box.label(text=f"LAN hub: {status.lan_url}", icon="NETWORK_DRIVE")
@@ -54,6 +57,14 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
                      icon="RENDER_ANIMATION").animation = True
         row.operator("bitwrk.cancel", text="", icon="CANCEL")
         draw_progress(layout, status.progress)
+
+
+def draw_busy(layout: Any, status: Any) -> None:
+    """What runs in the background now (connect, wallet, ...) and the last outcome."""
+    if status.busy:
+        layout.label(text=f"working: {', '.join(status.busy)}…", icon="SORTTIME")
+    elif status.notice:
+        layout.label(text=status.notice, icon="INFO")
 
 
 def draw_progress(layout: Any, p: Any) -> None:
@@ -81,6 +92,8 @@ class BITWRK_PT_sell(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "sell_device")
         layout.prop(settings, "sell_cores")
         layout.prop(settings, "sell_min_price")
+        layout.prop(settings, "sell_host")
+        layout.prop(settings, "sell_public_url")
         if status.selling:
             layout.label(text=f"selling · earned {format_amount(status.earned)}",
                          icon="CHECKMARK")
