@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
-from ..bitwrk.money import format_amount
 from ..engine import animation as animation_job
 from ..engine import bridge
 
@@ -100,9 +98,3 @@ def poll_all() -> None:
 def cancel_all() -> None:
     for run in RUNS:
         run.cancel()
-
-
-def status_line(p: Any) -> str:
-    return (f"BitWrk {p.stage}: {p.done}/{p.total} units, {p.in_flight} in flight, "
-            f"{p.failed} failed, {p.frames_written}/{p.frames} frames written, "
-            f"spent {format_amount(p.spent)}  (cancel: BitWrk panel)")

@@ -25,11 +25,10 @@ def _pump() -> None:
     b = bridge.get()
     busy, notice = b.status.busy, b.status.notice
     b.pump(BUDGET)
-    from .animation_runs import RUNS, poll_all, status_line
+    from .animation_runs import RUNS, poll_all
 
-    if RUNS:
+    if RUNS:  # progress shows in the BitWrk panel (status_text_set from a timer crashes 4.3)
         poll_all()
-        _status_text(status_line(b.status.progress) if RUNS else None)
         redraw_needed = True
     else:
         redraw_needed = False
@@ -38,11 +37,6 @@ def _pump() -> None:
         from .background import redraw
 
         redraw()
-
-
-def _status_text(text: str | None) -> None:
-    for workspace in bpy.data.workspaces:
-        workspace.status_text_set(text)
 
 
 def sync_qr(address: str | None) -> None:
