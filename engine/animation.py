@@ -124,13 +124,13 @@ class AnimationJob:
         daemon.submit(job)
         ACTIVE = self
 
-    def cancel(self) -> None:
+    def cancel(self, wait: float = 0.0) -> None:
         """No new bids; trades in flight finish or are refunded. Frames complete by then
-        are still written (they are paid for)."""
+        are still written (they are paid for). ``wait``: see ``Bridge.cancel``."""
         if not self.cancelled and self.job_id and not self._job_done:
             self.cancelled = True
             with contextlib.suppress(Exception):  # a daemon that died cannot be told
-                self.bridge.cancel(self.job_id)
+                self.bridge.cancel(self.job_id, wait)
             self._progress(stage="cancelling")
 
     def poll(self, budget: float = 0.005) -> bool:

@@ -206,9 +206,20 @@ class Bridge:
                 if time.monotonic() >= deadline:
                     return None
 
-    def cancel(self, job_id: str) -> None:
-        if self.daemon is not None:
-            self.daemon.submit(CancelJob(job_id))
+    def cancel(self, job_id: str, wait: float = 0.0) -> None:
+        """No new bids for ``job_id``. ``wait`` > 0 (quit): wait that long for the daemon
+        to take it, so the journal says "cancelled" before the process ends (marking the
+        job comes first; cancelling its bids on the exchange may still be under way)."""
+        daemon = self.daemon
+        if daemon is None:
+            return
+        if wait <= 0 or daemon.buyer is None:
+            daemon.submit(CancelJob(job_id))
+            return
+        try:
+            daemon.call(daemon.buyer.cancel_job(job_id), wait)
+        except Exception as exc:  # the bids' cancel may outlast the wait: that is fine
+            log.info("cancel %s at quit: %s", job_id, exc or type(exc).__name__)
 
     # -- wallet ---------------------------------------------------------------------------
 

@@ -60,14 +60,14 @@ class Run:
             return False
         self.job.close()
         status.notice = f"animation: {self.job.summary()}"
-        if self.job.error or self.job.failed:
-            status.error = status.notice
+        if self.job.error or (self.job.failed and not self.job.cancelled):
+            status.error = status.notice  # a cancel is the user's choice, not an error
         return True
 
-    def cancel(self) -> None:
+    def cancel(self, wait: float = 0.0) -> None:
         self.cancel_requested = True
         if self.start.done.is_set():
-            self.job.cancel()
+            self.job.cancel(wait)
 
 
 RUNS: list[Run] = []
@@ -95,6 +95,6 @@ def poll_all() -> None:
             RUNS.remove(run)
 
 
-def cancel_all() -> None:
+def cancel_all(wait: float = 0.0) -> None:
     for run in RUNS:
-        run.cancel()
+        run.cancel(wait)

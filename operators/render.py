@@ -144,13 +144,13 @@ class BITWRK_OT_render(bpy.types.Operator):  # type: ignore[misc]
         return {"FINISHED"} if job.ok else {"CANCELLED"}
 
 
-def cancel_all() -> None:
+def cancel_all(wait: float = 0.0) -> None:
     """Stop buying for every running job: stills (the engine polls CANCEL) and the
-    animation. On file open and quit, and from the cancel operator."""
+    animation. On file open and quit, and from the cancel operator; ``wait`` at quit."""
     render_engine.CANCEL.set()
-    animation_runs.cancel_all()
+    animation_runs.cancel_all(wait)
     if animation_job.ACTIVE is not None:
-        animation_job.ACTIVE.cancel()
+        animation_job.ACTIVE.cancel(wait)
 
 
 @bpy.app.handlers.persistent  # type: ignore[misc]

@@ -230,6 +230,30 @@ def report_animation() -> None:
          total=p.total, notice=bridge_status().notice)
 
 
+def start_second_animation() -> None:
+    """The file was reopened (settings as saved): slow tiles again, then quit mid-job."""
+    ANIM.clear()
+    setup_scene()  # the reopened file has none of the settings made above
+    bpy.context.scene.cycles.samples = CONFIG["slow_samples"]
+    start_animation()
+
+
+def units_in_flight() -> bool:
+    """Trades under way (or the run already over: then the test fails on the report)."""
+    started = animation_buying() or bool(ANIM.get("job_id"))
+    p = bridge_status().progress
+    over = not sys.modules[MODULE + ".operators.animation_runs"].RUNS
+    return over or (started and p.in_flight >= 1 and p.stage == "buying")
+
+
+def quit_mid_job() -> None:
+    status = bridge_status()
+    p = status.progress
+    note("quit_mid_job", job_id=ANIM.get("job_id"), in_flight=p.in_flight, done=p.done,
+         stage=p.stage, notice=status.notice, error=status.error)
+    quit_blender()
+
+
 def quit_blender() -> None:
     note("quit")
     with bpy.context.temp_override(**window_override()):
@@ -252,7 +276,8 @@ STEPS: list[tuple[str, Callable[[], Any], Callable[[], bool], float]] = [
     ("animation", start_animation, animation_buying, 600),
     ("open_file", open_another_file, animation_over, 300),
     ("animation_over", report_animation, lambda: True, 10),
-    ("quit", quit_blender, lambda: True, 10),
+    ("animation2", start_second_animation, units_in_flight, 600),
+    ("quit", quit_mid_job, lambda: True, 10),
 ]
 STATE = {"index": 0, "since": time.monotonic(), "acted": False}
 

@@ -233,6 +233,11 @@ def test_f12_in_a_real_window_equals_a_local_render(
     assert over["stage"] == "cancelled" and over["done"] < over["total"], over
     state = journal_state(run_dir, opened["job_id"])
     assert state == "cancelled", state
+    # Quitting while trades are in flight: Blender is gone within seconds and the job is
+    # marked cancelled, so the next start does not resume it.
+    quit_job = steps["quit_mid_job"]
+    assert quit_job["in_flight"] >= 1
+    assert journal_state(run_dir, quit_job["job_id"]) == "cancelled"
     timings = {"render_s": rendered["seconds"], "quit_s": round(quit_seconds, 2),
                "cancel_stop_s": cancelled["stop_s"], "window_s": steps["quit"]["t"]}
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=1))
