@@ -28,7 +28,8 @@ def unregister() -> None:
 
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
-         duration: float | None = None, unsandboxed: bool = False) -> int:
+         duration: float | None = None, unsandboxed: bool = False, host: str | None = None,
+         public_url: str | None = None) -> int:
     """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
     (or ``duration`` seconds); returns 0 after a clean stop.
 
@@ -40,6 +41,9 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
 
     Render workers run in the OS sandbox (Linux: bubblewrap). Where there is none, selling
     is refused unless ``unsandboxed=True`` — then buyers' scenes run as your user.
+
+    The endpoint listens on ``host`` (default: this computer's LAN address, or
+    ``$BITWRK_SELL_HOST``) and is announced as ``public_url`` when given (port forwarding).
     """
     import signal
     import threading
@@ -59,7 +63,8 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
     try:
         b.connect(exchange)
         url = b.start_selling(cores, min_price, (cost_class,),
-                              "{}.{}".format(*bpy.app.version[:2]), unsandboxed=unsandboxed)
+                              "{}.{}".format(*bpy.app.version[:2]), host=host,
+                              public_url=public_url, unsandboxed=unsandboxed)
         if unsandboxed:
             print("WARNING: selling without a sandbox: buyers' scenes run as your user",
                   flush=True)

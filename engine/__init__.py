@@ -14,4 +14,4 @@ def unregister() -> None:
     from . import bridge, render_engine
 
     render_engine.unregister()
-    bridge.shutdown()
+    bridge.shutdown(wait=bridge.QUIT_WAIT)  # returns within 2 s; the stop goes on behind

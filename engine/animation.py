@@ -55,6 +55,7 @@ class AnimationRequest:
     trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
     allow_local_sellers: bool = False  # loopback/private seller endpoints (tests, a LAN)
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
+    lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
 
     @property
     def frames(self) -> list[int]:
@@ -125,12 +126,13 @@ class AnimationJob:
         daemon.submit(job)
         ACTIVE = self
 
-    def cancel(self) -> None:
+    def cancel(self, wait: float = 0.0) -> None:
         """No new bids; trades in flight finish or are refunded. Frames complete by then
-        are still written (they are paid for)."""
+        are still written (they are paid for). ``wait``: see ``Bridge.cancel``."""
         if not self.cancelled and self.job_id and not self._job_done:
             self.cancelled = True
-            self.bridge.cancel(self.job_id)
+            with contextlib.suppress(Exception):  # a daemon that died cannot be told
+                self.bridge.cancel(self.job_id, wait)
             self._progress(stage="cancelling")
 
     def poll(self, budget: float = 0.005) -> bool:
@@ -151,6 +153,8 @@ class AnimationJob:
             self._on_answer(answer)
         if not self.error and time.monotonic() > self._deadline:
             self.error = f"the job did not finish in {self.request.timeout:.0f} s"
+            self.cancel()
+        if self.error and not self.cancelled:  # a crash or a dead writer: stop buying
             self.cancel()
         if self._job_done or self.error:
             self._close_writer_input()

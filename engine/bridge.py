@@ -9,8 +9,8 @@ updates :class:`Status`, which panels draw.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,10 +20,13 @@ from typing import Any
 from ..bitwrk.daemon import CancelJob, Daemon, DaemonConfig, StartLanHub
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, SellerUnit, UnitDone, UnitFailed
 from ..bitwrk.errors import BitwrkError
+from .addresses import lan_ip, reachable, shown_url
+from .tasks import Outcome, Tasks
 from .wallet import own_delta
 
 log = logging.getLogger("bitwrk.extension")
-STOP_TIMEOUT = 15.0  # bounded join on unregister / quit
+STOP_TIMEOUT = 15.0  # bounded join of the daemon's own stop
+QUIT_WAIT = 1.5  # unregister / quit returns within 2 s; the daemon's stop goes on behind
 NO_PAYMENTS = "this exchange takes no Bitcoin payments"
 NOT_CONNECTED = "not connected to an exchange"
 OPEN_WITHDRAWAL = ("pending", "exported")  # states of a withdrawal not yet paid out
@@ -80,6 +83,8 @@ class Status:
     earned: int = 0
     estimate: tuple[int, int] | None = None  # (units, most satoshi)
     outage: str = ""  # "exchange unreachable since …, retrying (…)" while the daemon retries
+    busy: tuple[str, ...] = ()  # background requests still running ("connect", ...)
+    notice: str = ""  # the last background request's outcome, in words
 
 
 class Bridge:
@@ -90,6 +95,7 @@ class Bridge:
         self._lock = threading.Lock()
         self.selling_pool: Any = None
         self._lan_hub_url = ""
+        self.tasks = Tasks()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -145,7 +151,9 @@ class Bridge:
         self._jobs.pop(job_id, None)
 
     def pump(self, budget: float = 0.005) -> int:
-        """Drain daemon events within ``budget`` seconds; route and count them."""
+        """Drain daemon events within ``budget`` seconds; route and count them. Outcomes of
+        background requests are applied here too (Blender's thread)."""
+        self._drain_tasks()
         daemon = self.daemon
         if daemon is None:
             return 0
@@ -155,6 +163,25 @@ class Bridge:
                 self._route(event)
         self.status.outage = (daemon.client.outage() if daemon.client is not None else None) or ""
         return len(events)
+
+    def _drain_tasks(self) -> None:
+        for outcome in self.tasks.drain():
+            self.status.notice = outcome.message
+            if not outcome.ok:
+                self.status.error = outcome.message
+            if outcome.then is not None:
+                try:
+                    outcome.then(outcome)
+                except Exception as exc:
+                    log.exception("after %s", outcome.name)
+                    self.status.error = f"{outcome.name}: {exc}"
+        self.status.busy = self.tasks.busy()
+
+    def background(self, name: str, work: Any, then: Any = None) -> bool:
+        """Run ``work`` off Blender's thread (see :mod:`.tasks`); False if still busy."""
+        started = self.tasks.start(name, work, then)
+        self.status.busy = self.tasks.busy()
+        return started
 
     def _route(self, event: Event) -> None:
         job_id = getattr(event, "job_id", None)
@@ -186,9 +213,20 @@ class Bridge:
                 if time.monotonic() >= deadline:
                     return None
 
-    def cancel(self, job_id: str) -> None:
-        if self.daemon is not None:
-            self.daemon.submit(CancelJob(job_id))
+    def cancel(self, job_id: str, wait: float = 0.0) -> None:
+        """No new bids for ``job_id``. ``wait`` > 0 (quit): wait that long for the daemon
+        to take it, so the journal says "cancelled" before the process ends (marking the
+        job comes first; cancelling its bids on the exchange may still be under way)."""
+        daemon = self.daemon
+        if daemon is None:
+            return
+        if wait <= 0 or daemon.buyer is None:
+            daemon.submit(CancelJob(job_id))
+            return
+        try:
+            daemon.call(daemon.buyer.cancel_job(job_id), wait)
+        except Exception as exc:  # the bids' cancel may outlast the wait: that is fine
+            log.info("cancel %s at quit: %s", job_id, exc or type(exc).__name__)
 
     # -- wallet ---------------------------------------------------------------------------
 
@@ -300,7 +338,7 @@ class Bridge:
 
     # -- LAN workers ----------------------------------------------------------------------
 
-    def start_lan_hub(self, workers: tuple[str, ...], host: str = "0.0.0.0",
+    def start_lan_hub(self, workers: tuple[str, ...], host: str = "127.0.0.1",
                       port: int = 0, timeout: float = 30.0) -> str:
         """Serve units to these trusted worker addresses first (the daemon's LAN hub); the
         URL workers join with. Started once per daemon; later calls replace the list."""
@@ -326,12 +364,17 @@ class Bridge:
     # -- selling --------------------------------------------------------------------------
 
     def start_selling(self, cores: int, min_price: int, classes: tuple[str, ...],
-                      blender: str, python: str | None = None,
+                      blender: str, python: str | None = None, host: str | None = None,
+                      port: int = 0, public_url: str | None = None,
                       unsandboxed: bool = False) -> str:
-        """Sell this computer's CPU cores; returns the worker endpoint URL.
+        """Sell this computer's CPU cores; returns the worker endpoint URL buyers are told
+        (``public_url``, else ``http://host:port``). ``host`` None: ``$BITWRK_SELL_HOST``
+        (tests and the demo set 127.0.0.1), else this computer's LAN address.
 
         Workers run in the OS sandbox; where there is none this raises
         ``SandboxUnavailable`` unless the user opted out (``unsandboxed``)."""
+        if host is None:
+            host = reachable(os.environ.get("BITWRK_SELL_HOST", ""))
         from ..bitwrk.daemon import Offer, StartSelling
         from ..bitwrk.seller.executor import RenderExecutor
         from ..bitwrk.seller.pool import WorkerPool, allowed_cpus, blender_binary
@@ -349,22 +392,10 @@ class Bridge:
         self.selling_pool = pool
         articles = tuple(f"net.bitwrk/blender/{blender}/{c}" for c in classes)
         url: str = daemon.call(daemon.start_selling(
-            StartSelling(Offer(articles, min_price, 1), RenderExecutor(pool))), 60)
+            StartSelling(Offer(articles, min_price, 1), RenderExecutor(pool), host, port,
+                         public_url)), 60)
         self.status.selling = True
         return url
-
-
-def shown_url(url: str) -> str:
-    """A hub bound to every interface, as other computers reach it (this one's LAN IP)."""
-    if "://0.0.0.0:" not in url:
-        return url
-    import socket
-
-    ip = "127.0.0.1"
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("10.255.255.255", 1))  # UDP: picks the outgoing interface, sends nothing
-        ip = s.getsockname()[0]
-    return url.replace("0.0.0.0", ip, 1)
 
 
 _BRIDGE: Bridge | None = None
@@ -378,11 +409,27 @@ def get() -> Bridge:
     return _BRIDGE
 
 
-def shutdown() -> bool:
-    """Stop the daemon if one runs; the bridge is forgotten (register starts afresh)."""
+def shutdown(wait: float | None = None) -> bool:
+    """Stop the daemon if one runs; the bridge is forgotten (register starts afresh).
+
+    ``wait``: return after this many seconds even if the daemon still stops (unregister
+    and quit must not freeze Blender); its stop goes on in a daemon thread — no new bids,
+    trades in flight refunded or finished by the exchange's rules, the journal closed by
+    the daemon's own shutdown. True when everything ended in time.
+    """
     global _BRIDGE
     bridge, _BRIDGE = _BRIDGE, None
-    return bridge.stop() if bridge is not None else True
+    if bridge is None:
+        return True
+    if wait is None:
+        return bridge.stop()
+    done: list[bool] = []
+    stopper = threading.Thread(target=lambda: done.append(bridge.stop()),
+                               name="bitwrk-stop", daemon=True)
+    stopper.start()
+    stopper.join(wait)
+    return bool(done and done[0])
 
 
-__all__ = ["Bridge", "Progress", "Status", "get", "payments_disabled", "shutdown"]
+__all__ = ["Bridge", "Outcome", "Progress", "Status", "get", "lan_ip", "payments_disabled",
+           "reachable", "shutdown"]

@@ -1,13 +1,20 @@
 """The "BitWrk" render engine: F12 buys the frame's tiles and draws them as they land.
 
 ``render()`` runs where Blender runs engines: the main thread in ``bpy`` module mode and
-``blender -b``, a render job thread in the GUI. Either way it blocks on the bridge's queue
-(which releases the GIL, so the daemon thread keeps trading) and only touches bpy itself.
-``test_break()`` is always False in module mode, so :data:`CANCEL` is checked beside it.
+``blender -b``, a render job thread in the GUI (F12). The scene snapshot (reading settings,
+saving a copy of an unsaved file) must happen on the main thread, so from the render
+thread it is handed there (:mod:`.mainthread`) and awaited; packing, hashing and trading
+then run on the render thread, which blocks on the bridge's queue (releasing the GIL, so
+the daemon thread keeps trading). ``test_break()`` is always False in module mode, so
+:data:`CANCEL` is checked beside it.
+
+Blender calls ``render()`` once **per view layer**. The first call buys the whole frame
+(every layer) once and keeps it; later calls of the same frame fill their layer from it.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -20,8 +27,9 @@ from ..bitwrk.errors import BitwrkError
 from ..bitwrk.render import compose, exr
 from ..bitwrk.render.jobspec import JobSpec
 from ..bitwrk.render.tiling import Rect
-from . import bridge, session, snapshot
+from . import bridge, mainthread, session, snapshot
 
+log = logging.getLogger("bitwrk.extension")
 ENGINE_ID = "BITWRK"
 CANCEL = threading.Event()  # set by the cancel operator (and by tests)
 PLACEHOLDER = (0.05, 0.05, 0.05, 1.0)  # a tile still in flight
@@ -50,20 +58,40 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
                 self.register_pass(scene, renderlayer, name, n, chans, kind)
 
     def render(self, depsgraph: Any) -> None:
-        scene = depsgraph.scene
+        scene, layer = depsgraph.scene, depsgraph.view_layer.name
+        key = (scene.name, scene.frame_current)
+        bought = getattr(self, "_bitwrk_frame", None)
+        if bought is not None and bought[0] == key:  # a later view layer: bought already
+            if bought[1] is not None:  # (None: the purchase failed or was cancelled)
+                self._fill(bought[1].rect, bought[1].passes, layer)
+            return
         CANCEL.clear()
         workdir = Path(tempfile.mkdtemp(prefix="bitwrk-render-"))
+        self._bitwrk_frame: tuple[tuple[str, int], Frame | None] = (key, None)
         try:
-            self._render(scene, workdir)
-        except BitwrkError as exc:
+            self._bitwrk_frame = (key, self._render(scene, layer, workdir))
+        except Exception as exc:  # every failure reaches the user, not only the console
+            if not isinstance(exc, BitwrkError):
+                log.exception("BitWrk render failed")
             self.report({"ERROR"}, f"BitWrk: {exc}")
+            self.update_stats("", f"BitWrk failed: {exc}")
             if hasattr(self, "error_set"):
                 self.error_set(f"BitWrk: {exc}")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _render(self, scene: Any, workdir: Path) -> None:
-        request = snapshot.take(bpy, scene, workdir)
+    def _snapshot(self, scene: Any, workdir: Path) -> session.RenderRequest:
+        name = scene.name
+        self.update_stats("", "BitWrk: saving a snapshot of the scene")
+        return mainthread.call(
+            lambda: snapshot.take(bpy, bpy.data.scenes[name], workdir),
+            cancelled=lambda: bool(self.test_break() or CANCEL.is_set()))
+
+    def _render(self, scene: Any, layer: str, workdir: Path) -> Frame:
+        offline = snapshot.online_refusal(bpy)
+        if offline:
+            raise BitwrkError(offline)
+        request = self._snapshot(scene, workdir)
         if any(_stores_denoising(scene, vl) for vl in scene.view_layers):
             for name, n, chans, _kind in DENOISING:
                 self.add_pass(name, n, chans)
@@ -74,10 +102,10 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         for tile in job.tiles(lambda: bool(self.test_break() or CANCEL.is_set())):
             if tile.path is None:
                 if tile.unit_id not in landed:
-                    self._placeholder(tile.unit_id, tile.spec.rect)
+                    self._placeholder(tile.unit_id, tile.spec.rect, layer)
                 continue
             landed[tile.unit_id] = (tile.path, tile.spec)
-            self._write_tile(tile.unit_id, tile.path, tile.spec.rect)
+            self._write_tile(tile.unit_id, tile.path, tile.spec.rect, layer)
             self.update_progress(len(landed) / job.total)
             self.update_stats("", f"BitWrk: {len(landed)}/{job.total} tiles,"
                                   f" spent {bridge.get().status.progress.spent} sat")
@@ -86,13 +114,18 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         if job.failed or len(landed) != job.total:
             raise BitwrkError("units could not be bought: " + "; ".join(job.failed))
         frame_spec = next(iter(landed.values()))[1]
+        whole = frame_spec.with_rect(Rect(0, frame_spec.width, 0, frame_spec.height))
+        frame = Frame(whole.rect, exr.stitch([(p, s.rect) for p, s in landed.values()],
+                                             frame_spec.width, frame_spec.height))
         if frame_spec.denoise:
-            self._write_denoised(scene, list(landed.values()), frame_spec)
+            self._write_denoised(scene, frame, whole, layer)
         self.update_stats("", f"BitWrk: done, spent {job.spent} sat")
+        return frame
 
-    def _fill(self, rect: Rect, passes: Any) -> None:
-        """Write one rect of the result: ``passes(layer, pass_name)`` gives pixels or None."""
-        result = self.begin_result(rect.x0, rect.y0, rect.width, rect.height)
+    def _fill(self, rect: Rect, passes: Any, layer: str) -> None:
+        """Write one rect of ``layer``'s result: ``passes(layer, pass_name)`` gives pixels
+        or None."""
+        result = self.begin_result(rect.x0, rect.y0, rect.width, rect.height, layer=layer)
         for layer in result.layers:
             for render_pass in layer.passes:
                 pixels = passes(layer.name, render_pass.name)
@@ -100,38 +133,35 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
                     render_pass.rect.foreach_set(pixels)
         self.end_result(result)
 
-    def _write_tile(self, unit_id: str, path: Path, rect: Rect) -> None:
-        tile = exr.read(path)
-
-        def passes(layer: str, name: str) -> Any:
-            key = f"{layer}.{name}"
-            return tile.part(key).pixels.ravel() if tile.has(key) else None
-
-        self._fill(rect, passes)
+    def _write_tile(self, unit_id: str, path: Path, rect: Rect, layer: str) -> None:
+        self._fill(rect, Frame(rect, exr.read(path)).passes, layer)
         RESULT_LOG.append((unit_id, rect.x0, rect.y0, rect.width, rect.height, "tile"))
 
-    def _placeholder(self, unit_id: str, rect: Rect) -> None:
+    def _placeholder(self, unit_id: str, rect: Rect, layer: str) -> None:
         import numpy as np
 
         grey = np.tile(np.asarray(PLACEHOLDER, dtype=np.float32), rect.width * rect.height)
-        self._fill(rect, lambda layer, name: grey if name == "Combined" else None)
+        self._fill(rect, lambda _layer, name: grey if name == "Combined" else None, layer)
         RESULT_LOG.append((unit_id, rect.x0, rect.y0, rect.width, rect.height, "placeholder"))
 
-    def _write_denoised(self, scene: Any, tiles: list[tuple[Path, JobSpec]],
-                        spec: JobSpec) -> None:
-        """Stitch the noisy tiles and denoise the whole frame once (docs/architecture.md)."""
-        whole = spec.with_rect(Rect(0, spec.width, 0, spec.height))
-        frame = exr.stitch([(p, s.rect) for p, s in tiles], spec.width, spec.height)
+    def _write_denoised(self, scene: Any, frame: Frame, spec: JobSpec, layer: str) -> None:
+        """Denoise the stitched frame once (docs/architecture.md), in place, and draw it."""
         keep = all(_stores_denoising(scene, vl) for vl in scene.view_layers
                    if vl.name in spec.view_layers)
-        compose.denoise_frame(frame, whole, compose.denoise_settings(scene), keep)
-
-        def passes(layer: str, name: str) -> Any:
-            key = f"{layer}.{name}"
-            return frame.part(key).pixels.ravel() if frame.has(key) else None
-
-        self._fill(whole.rect, passes)
+        compose.denoise_frame(frame.image, spec, compose.denoise_settings(scene), keep)
+        self._fill(spec.rect, frame.passes, layer)
         RESULT_LOG.append(("frame", 0, 0, spec.width, spec.height, "denoised"))
+
+
+class Frame:
+    """A bought frame (or tile) in memory: every view layer's passes, for ``_fill``."""
+
+    def __init__(self, rect: Rect, image: exr.MultiLayer) -> None:
+        self.rect, self.image = rect, image
+
+    def passes(self, layer: str, name: str) -> Any:
+        key = f"{layer}.{name}"
+        return self.image.part(key).pixels.ravel() if self.image.has(key) else None
 
 
 def compatible_panels() -> list[Any]:

@@ -7,6 +7,7 @@ and yields each tile as it lands, so the render engine can write it into the res
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class RenderRequest:
     trusted_only: bool = False  # buy the ``~trusted`` article: operator-trusted sellers only
     allow_local_sellers: bool = False  # loopback/private seller endpoints (tests, a LAN)
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
+    lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
 
 
 def job_article(article: str, trusted_only: bool) -> str:
@@ -61,7 +63,10 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
     """The ``BuyJob`` for a request's plan (trusted article, budget); the LAN hub started
     first when the request lists LAN workers, so they get units before the exchange does."""
     if request.lan_workers:
-        bridge.start_lan_hub(tuple(request.lan_workers))
+        from .bridge import reachable
+
+        bridge.start_lan_hub(tuple(request.lan_workers),
+                             host=reachable(getattr(request, "lan_host", "")))
     budget = request.budget or int(len(units) * request.max_price * FEE_ROOM) + 100
     return BuyJob(job_article(job_plan.article, request.trusted_only),
                   Mandate(request.max_price, budget, time.time() + request.timeout),
@@ -109,6 +114,7 @@ class RenderJob:
         assert self.plan is not None
         specs = dict(self.plan.units)
         deadline = time.monotonic() + self.request.timeout
+        ended = False
         try:
             while time.monotonic() < deadline:
                 if cancelled() and not self.cancelled:
@@ -124,8 +130,12 @@ class RenderJob:
                 elif isinstance(event, Crashed):
                     raise BitwrkError(f"daemon error in {event.where}: {event.error}")
                 elif isinstance(event, JobDone):
-                    self.spent = event.spent
+                    self.spent, ended = event.spent, True
                     return
             raise BitwrkError(f"the job did not finish in {self.request.timeout:.0f} s")
         finally:
+            if not ended and not self.cancelled:  # timeout, crash, any error: stop buying
+                self.cancelled = True
+                with contextlib.suppress(Exception):  # a dead daemon cannot be told
+                    self.bridge.cancel(self.job_id)
             self.bridge.forget(self.job_id)

@@ -7,9 +7,25 @@ from pathlib import Path
 from typing import Any
 
 from ..bitwrk.errors import BitwrkError
+from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from .animation import AnimationRequest
 from .session import RenderRequest, parse_workers
+
+OFFLINE = ("Blender's online access is off (Preferences > System > Network > Allow Online "
+           "Access): BitWrk makes no network connection until it is on")
+
+
+def online_refusal(bpy: Any) -> str:
+    """Why no network may be used now ("" when it may).
+
+    Extensions must honour ``bpy.app.online_access``. In the GUI it is the user's choice;
+    in ``blender -b`` and the ``bpy`` module Blender leaves it off unless ``--online-mode``
+    is given, and there a script that calls BitWrk is itself the user's request.
+    """
+    if bpy.app.background or getattr(bpy.app, "online_access", True):
+        return ""
+    return OFFLINE
 
 
 def blend_for(bpy: Any, workdir: Path) -> Path:
@@ -29,14 +45,14 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
     """The render request for ``scene``'s current frame, from its BitWrk settings."""
     settings = scene.bitwrk
     info = describe(scene)
-    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    info["blender"] = compat.blender_line(bpy.app.version)
     return RenderRequest(
         blend=blend_for(bpy, workdir), info=info, frame=scene.frame_current,
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers),
-        allow_local_sellers=settings.allow_local_sellers)
+        allow_local_sellers=settings.allow_local_sellers, lan_host=settings.lan_host)
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -51,12 +67,12 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
     if not r.use_overwrite:  # as Blender does: frames already on disk are skipped
         outputs = {f: path for f, path in outputs.items() if not os.path.exists(path)}
     info = describe(scene)
-    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    info["blender"] = compat.blender_line(bpy.app.version)
     return AnimationRequest(
         blend=blend_for(bpy, workdir), info=info, outputs=outputs,
         exchange_url=settings.exchange_url, max_price=settings.max_price_sat(),
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         blender_binary=bpy.app.binary_path or None, trusted_only=settings.trusted_only,
-        lan_workers=parse_workers(settings.lan_workers),
+        lan_workers=parse_workers(settings.lan_workers), lan_host=settings.lan_host,
         allow_local_sellers=settings.allow_local_sellers)

@@ -10,6 +10,8 @@ from typing import Any
 
 IMAGE_NAME = "BitWrk deposit QR"
 SCALE = 8  # pixels per module
+PREVIEW_SCALE = 4  # pixels per module of the panel's icon, drawn 1:1 (see panel_scale)
+ICON_UNIT = 20  # px of template_icon(scale=1.0) at UI scale 1
 BORDER = 4  # quiet-zone modules (ISO/IEC 18004 asks for 4)
 
 
@@ -46,8 +48,11 @@ def qr_pixels(matrix: list[list[bool]], scale: int = SCALE) -> tuple[int, list[f
 
 
 def qr_image(bpy: Any, uri: str, name: str = IMAGE_NAME) -> Any:
-    """The Blender image ``name`` holding ``uri``'s QR code (created or replaced)."""
-    size, pixels = qr_pixels(qr_matrix(uri))
+    """The Blender image ``name`` holding ``uri``'s QR code (created or replaced); its
+    preview (what the panel draws) is set to the modules at :data:`PREVIEW_SCALE` exactly,
+    not Blender's 128 px downscale of the image, so the drawn code stays crisp."""
+    matrix = qr_matrix(uri)
+    size, pixels = qr_pixels(matrix)
     image = bpy.data.images.get(name)
     if image is not None and tuple(image.size) != (size, size):
         bpy.data.images.remove(image)
@@ -58,7 +63,17 @@ def qr_image(bpy: Any, uri: str, name: str = IMAGE_NAME) -> Any:
     image.pixels.foreach_set(pixels)
     image.update()
     image["bitwrk_uri"] = uri
+    preview_size, preview_pixels = qr_pixels(matrix, PREVIEW_SCALE)
+    preview = image.preview_ensure() or image.preview
+    if preview is not None:
+        preview.image_size = (preview_size, preview_size)
+        preview.image_pixels_float.foreach_set(preview_pixels)
     return image
+
+
+def panel_scale(image: Any) -> float:
+    """``template_icon`` scale that draws the preview one image pixel per screen pixel."""
+    return float(image.preview.image_size[0]) / ICON_UNIT
 
 
 def own_delta(movement: dict[str, Any], address: str) -> int:

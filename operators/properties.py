@@ -58,6 +58,15 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Sell without a sandbox (unsafe)", default=False,
         description="Only where no sandbox exists (macOS, Windows, Linux without bubblewrap):"
                     " buyers' scenes then run as your user and may read your files")
+    sell_host: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Listen on", description="Address buyers reach this computer at (empty: its LAN"
+                                      " address; 0.0.0.0: every interface)")
+    sell_public_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Public URL", description="What buyers are told to connect to, when it differs"
+                                       " (port forwarding, a proxy); empty: the address above")
+    lan_host: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="LAN hub on", description="Interface the LAN hub for your workers listens on"
+                                       " (empty: this computer's LAN address)")
     withdraw_to: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="To", description="The bitcoin address to pay out to")
     withdraw_amount: bpy.props.FloatProperty(  # type: ignore[valid-type]

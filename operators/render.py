@@ -9,15 +9,13 @@ from typing import Any
 
 import bpy
 
-from ..bitwrk.money import format_amount
+from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from ..bitwrk.render.tiling import auto_count
 from ..engine import animation as animation_job
 from ..engine import bridge, render_engine, snapshot
 from ..engine.session import FEE_ROOM, parse_workers
-from . import timer
-
-MODAL_INTERVAL = 0.1  # s between polls of an animation job in the GUI
+from . import animation_runs, background, timer
 
 
 class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
@@ -26,7 +24,24 @@ class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
     bl_idname = "bitwrk.connect"
     bl_label = "Connect"
 
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        settings = context.scene.bitwrk
+        url, workers = settings.exchange_url, parse_workers(settings.lan_workers)
+        host = settings.lan_host
+
+        def work() -> tuple[str, None]:
+            b = bridge.get()
+            b.connect(url)
+            b.refresh_wallet()
+            if workers:  # the hub's URL shows in the panel before any render, for JoinLan
+                b.start_lan_hub(workers, host=bridge.reachable(host))
+            return f"connected to {url}", None
+
+        return background.start(self, "connect", work)
+
     def execute(self, context: Any) -> set[str]:
+        if background.refuse_offline(self):
+            return {"CANCELLED"}
         try:
             bridge.get().connect(context.scene.bitwrk.exchange_url)
         except Exception as exc:
@@ -37,7 +52,8 @@ class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
         workers = parse_workers(context.scene.bitwrk.lan_workers)
         if workers:  # the hub's URL shows in the panel before any render, for JoinLan
             try:
-                bridge.get().start_lan_hub(workers)
+                bridge.get().start_lan_hub(
+                    workers, host=bridge.reachable(context.scene.bitwrk.lan_host))
             except Exception as exc:
                 self.report({"ERROR"}, f"BitWrk: cannot start the LAN hub: {exc}")
                 return {"CANCELLED"}
@@ -51,45 +67,27 @@ class BITWRK_OT_render(bpy.types.Operator):  # type: ignore[misc]
     bl_label = "Render on BitWrk"
     animation: bpy.props.BoolProperty(name="Animation")  # type: ignore[valid-type]
 
-    # Plain attributes, no annotations: Blender reads an operator's annotations as properties.
-    _job = None  # the animation job of a modal run
-    _timer = None
-
     def _prepare(self, context: Any) -> None:
         context.scene.render.engine = render_engine.ENGINE_ID
 
     def invoke(self, context: Any, event: Any) -> set[str]:
+        if background.refuse_offline(self):
+            return {"CANCELLED"}
         timer.ensure()
         if not self.animation:
             self._prepare(context)
-            return set(bpy.ops.render.render("INVOKE_DEFAULT"))
-        # Modal: the frames are bought and written while Blender stays responsive.
-        job = self._start_animation(context)
-        if job is None:
+            # F12's own job runs the render; this operator is done once it is started
+            started = bpy.ops.render.render("INVOKE_DEFAULT")
+            return {"FINISHED"} if started & {"RUNNING_MODAL", "FINISHED"} else {"CANCELLED"}
+        # The snapshot here (main thread); packing, hashing and buying in the background,
+        # polled by the pump (not modal: Blender skips autosave while a modal runs).
+        request, workdir = self._snapshot_animation(context)
+        if request is None:
             return {"CANCELLED"}
-        self._job = job
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(MODAL_INTERVAL, window=context.window)
-        wm.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: Any, event: Any) -> set[str]:
-        job = self._job
-        if job is None:
-            return {"CANCELLED"}
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()  # CancelJob: no new bids; frames complete by now are still written
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        finished = job.poll(0.005)
-        _show_progress(context, bridge.get().status.progress)
-        if not finished:
-            return {"PASS_THROUGH"}
-        context.window_manager.event_timer_remove(self._timer)
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        return self._end_animation(job)
+        animation_runs.start(animation_job.AnimationJob(bridge.get(), request, workdir))
+        self.report({"INFO"}, f"BitWrk: buying {len(request.outputs)} frames in the "
+                              "background (progress and Cancel in the BitWrk panel)")
+        return {"FINISHED"}
 
     def execute(self, context: Any) -> set[str]:
         """Blocking: for scripts and headless use (timers never fire there)."""
@@ -106,7 +104,20 @@ class BITWRK_OT_render(bpy.types.Operator):  # type: ignore[misc]
             job.run()
         return self._end_animation(job)
 
+    def _snapshot_animation(self, context: Any) -> tuple[Any, Path]:
+        """(request, workdir) from the scene on the main thread; (None, ...) reported."""
+        render_engine.CANCEL.clear()
+        workdir = Path(tempfile.mkdtemp(prefix="bitwrk-animation-"))
+        try:
+            return snapshot.take_animation(bpy, context.scene, workdir), workdir
+        except Exception as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.report({"ERROR"}, f"BitWrk: {exc}")
+            return None, workdir
+
     def _start_animation(self, context: Any) -> animation_job.AnimationJob | None:
+        if background.refuse_offline(self):
+            return None
         render_engine.CANCEL.clear()
         workdir = Path(tempfile.mkdtemp(prefix="bitwrk-animation-"))
         job = None
@@ -133,17 +144,28 @@ class BITWRK_OT_render(bpy.types.Operator):  # type: ignore[misc]
         return {"FINISHED"} if job.ok else {"CANCELLED"}
 
 
-def _show_progress(context: Any, p: Any) -> None:
-    """The status bar and every Properties editor (the BitWrk panel draws the counts)."""
-    text = (f"BitWrk {p.stage}: {p.done}/{p.total} units, {p.in_flight} in flight, "
-            f"{p.failed} failed, {p.frames_written}/{p.frames} frames written, "
-            f"spent {format_amount(p.spent)}  (Esc: cancel)")
-    if context.workspace is not None:
-        context.workspace.status_text_set(text)
-    screen = getattr(context, "screen", None)
-    for area in getattr(screen, "areas", ()):
-        if area.type in {"PROPERTIES", "STATUSBAR"}:
-            area.tag_redraw()
+def cancel_all(wait: float = 0.0) -> None:
+    """Stop buying for every running job: stills (the engine polls CANCEL) and the
+    animation. On file open and quit, and from the cancel operator; ``wait`` at quit."""
+    render_engine.CANCEL.set()
+    animation_runs.cancel_all(wait)
+    if animation_job.ACTIVE is not None:
+        animation_job.ACTIVE.cancel(wait)
+
+
+@bpy.app.handlers.persistent  # type: ignore[misc]
+def _on_load_pre(*_args: Any) -> None:
+    cancel_all()
+
+
+def register_handlers() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
+def unregister_handlers() -> None:
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
 
 
 class BITWRK_OT_cancel(bpy.types.Operator):  # type: ignore[misc]
@@ -153,9 +175,7 @@ class BITWRK_OT_cancel(bpy.types.Operator):  # type: ignore[misc]
     bl_label = "Cancel BitWrk render"
 
     def execute(self, context: Any) -> set[str]:
-        render_engine.CANCEL.set()
-        if animation_job.ACTIVE is not None:
-            animation_job.ACTIVE.cancel()
+        cancel_all()
         return {"FINISHED"}
 
 
@@ -180,7 +200,7 @@ def estimate(scene: Any, settings: Any) -> tuple[int, int]:
 
     info = describe(scene)
     spec = frame_spec(info, "scene.blend", scene.frame_current,
-                      "{}.{}".format(*bpy.app.version[:2]))
+                      compat.blender_line(bpy.app.version))
     per_frame = settings.tiles or auto_count(spec, settings.cost_class)
     frames = 1
     if settings.mode == "ANIMATION":

@@ -8,11 +8,14 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
+from ..bitwrk.render import compat
 from ..engine import bridge, wallet
-from . import timer
+from . import background, timer
 
 
 def _connected(op: Any, context: Any) -> bool:
+    if background.refuse_offline(op):
+        return False
     try:
         bridge.get().connect(context.scene.bitwrk.exchange_url)
     except Exception as exc:
@@ -20,6 +23,16 @@ def _connected(op: Any, context: Any) -> bool:
         return False
     timer.ensure()
     return True
+
+
+def _refresh_work(url: str) -> Any:
+    def work() -> tuple[str, None]:
+        b = bridge.get()
+        b.connect(url)
+        b.refresh_wallet()
+        return "wallet refreshed", None
+
+    return work
 
 
 def show_deposit_qr() -> Any:
@@ -38,6 +51,9 @@ class BITWRK_OT_refresh_wallet(bpy.types.Operator):  # type: ignore[misc]
     bl_idname = "bitwrk.refresh_wallet"
     bl_label = "Refresh"
 
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        return background.start(self, "wallet", _refresh_work(context.scene.bitwrk.exchange_url))
+
     def execute(self, context: Any) -> set[str]:
         if not _connected(self, context):
             return {"CANCELLED"}
@@ -51,6 +67,19 @@ class BITWRK_OT_request_deposit_address(bpy.types.Operator):  # type: ignore[mis
 
     bl_idname = "bitwrk.request_deposit_address"
     bl_label = "Request deposit address"
+
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        url = context.scene.bitwrk.exchange_url
+
+        def work() -> tuple[str, None]:
+            b = bridge.get()
+            b.connect(url)
+            found = b.request_deposit_address()
+            why = b.status.payments_reason or b.status.error
+            return (f"deposit address {found}" if found else
+                    f"no deposit address: {why}"), None
+
+        return background.start(self, "deposit address", work)
 
     def execute(self, context: Any) -> set[str]:
         if not _connected(self, context):
@@ -99,6 +128,21 @@ class BITWRK_OT_withdraw(bpy.types.Operator):  # type: ignore[misc]
     def poll(cls, context: Any) -> bool:
         return not form_off_reason()
 
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        settings = context.scene.bitwrk
+        to, amount = settings.withdraw_to, settings.withdraw_amount_sat()
+
+        def work() -> tuple[str, None]:
+            found = bridge.get().withdraw(to, amount)
+            return (f"withdrawal {found.get('id')} of {format_amount(amount)} pending",
+                    None)
+
+        def then(outcome: Any) -> None:
+            if outcome.ok:
+                settings.withdraw_amount = 0.0
+
+        return background.start(self, "withdraw", work, then)
+
     def execute(self, context: Any) -> set[str]:
         settings = context.scene.bitwrk
         amount = settings.withdraw_amount_sat()
@@ -120,6 +164,15 @@ class BITWRK_OT_cancel_withdrawal(bpy.types.Operator):  # type: ignore[misc]
     bl_label = "Cancel withdrawal"
     withdrawal_id: bpy.props.IntProperty(name="Withdrawal", min=0)  # type: ignore[valid-type]
 
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        wid = self.withdrawal_id
+
+        def work() -> tuple[str, None]:
+            bridge.get().cancel_withdrawal(wid)
+            return f"withdrawal {wid} cancelled", None
+
+        return background.start(self, "cancel withdrawal", work)
+
     def execute(self, context: Any) -> set[str]:
         try:
             bridge.get().cancel_withdrawal(self.withdrawal_id)
@@ -135,20 +188,37 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
     bl_idname = "bitwrk.sell"
     bl_label = "Start selling"
 
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        url, args = context.scene.bitwrk.exchange_url, _sell_args(context.scene.bitwrk)
+
+        def work() -> tuple[str, None]:
+            bridge.get().connect(url)
+            return f"selling on {bridge.get().start_selling(*args[0], **args[1])}", None
+
+        return background.start(self, "sell", work)
+
     def execute(self, context: Any) -> set[str]:
         settings = context.scene.bitwrk
         if not _connected(self, context):
             return {"CANCELLED"}
         try:
-            url = bridge.get().start_selling(settings.sell_cores, settings.sell_min_price,
-                                             (settings.cost_class,),
-                                             "{}.{}".format(*bpy.app.version[:2]),
-                                             unsandboxed=settings.sell_unsandboxed)
+            args, kwargs = _sell_args(settings)
+            url = bridge.get().start_selling(*args, **kwargs)
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: cannot sell: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"BitWrk: selling on {url}")
         return {"FINISHED"}
+
+
+def _sell_args(settings: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """start_selling's arguments from the settings: bound to the chosen host (default this
+    computer's LAN address) and announced as the public URL when one is set."""
+    args = (settings.sell_cores, settings.sell_min_price, (settings.cost_class,),
+            compat.blender_line(bpy.app.version))
+    return args, {"host": settings.sell_host.strip() or None,
+                  "public_url": settings.sell_public_url.strip() or None,
+                  "unsandboxed": settings.sell_unsandboxed}
 
 
 CLASSES = (BITWRK_OT_refresh_wallet, BITWRK_OT_request_deposit_address,

@@ -28,6 +28,7 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
                      icon="CHECKMARK" if status.connected else "ERROR")
         if status.outage:
             layout.label(text=status.outage, icon="ERROR")
+        draw_busy(layout, status)
         layout.prop(settings, "mode", expand=True)
         col = layout.column(align=True)
         row = col.row(align=True)
@@ -40,6 +41,8 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "trusted_only")
         layout.prop(settings, "allow_local_sellers")
         layout.prop(settings, "lan_workers")
+        if settings.lan_workers.strip():
+            layout.prop(settings, "lan_host")
         if status.lan_url:
             box = layout.box()
             box.label(text=f"LAN hub: {status.lan_url}", icon="NETWORK_DRIVE")
@@ -57,6 +60,14 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
                      icon="RENDER_ANIMATION").animation = True
         row.operator("bitwrk.cancel", text="", icon="CANCEL")
         draw_progress(layout, status.progress)
+
+
+def draw_busy(layout: Any, status: Any) -> None:
+    """What runs in the background now (connect, wallet, ...) and the last outcome."""
+    if status.busy:
+        layout.label(text=f"working: {', '.join(status.busy)}…", icon="SORTTIME")
+    elif status.notice:
+        layout.label(text=status.notice, icon="INFO")
 
 
 def draw_progress(layout: Any, p: Any) -> None:
@@ -88,6 +99,8 @@ class BITWRK_PT_sell(bpy.types.Panel):  # type: ignore[misc]
         if settings.sell_unsandboxed:
             layout.label(text="No sandbox: buyers' scenes could read your files",
                          icon="ERROR")
+        layout.prop(settings, "sell_host")
+        layout.prop(settings, "sell_public_url")
         if status.selling:
             layout.label(text=f"selling · earned {format_amount(status.earned)}",
                          icon="CHECKMARK")

@@ -19,6 +19,9 @@ class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]
 
     def draw(self, context: Any) -> None:
         layout, status = self.layout, bridge.get().status
+        from .render import draw_busy
+
+        draw_busy(layout, status)
         if not status.address:
             layout.label(text="not connected")
             layout.operator("bitwrk.refresh_wallet", text="Connect", icon="URL")
@@ -82,7 +85,8 @@ class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]
         layout.label(text=wallet.bitcoin_uri(status.deposit_address))
         image = bpy.data.images.get(wallet.IMAGE_NAME)
         if image is not None and image.preview is not None and image.preview.icon_id:
-            layout.template_icon(icon_value=image.preview.icon_id, scale=8.0)
+            layout.template_icon(icon_value=image.preview.icon_id,
+                                 scale=wallet.panel_scale(image))
 
 
 CLASSES = (BITWRK_PT_wallet,)

@@ -4,7 +4,9 @@
     python tools/build_extension.py --platforms linux-x64 --out dist
 
 1. ``pip download --only-binary=:all: --no-deps`` of every pinned runtime dependency for
-   Blender's Python (3.11) per platform into ``wheels/`` (kept between runs). Pins are
+   each Python Blender ships (3.11: 4.2 LTS - 5.0; 3.13: 5.1+ and Debian's 4.3) per
+   platform into ``wheels/<platform>-cp3XX/`` (kept between runs). One zip per platform
+   holds both sets; Blender installs the wheels that match its own Python. Pins are
    exact because unpinned ``--platform`` queries fall back to old or beta releases, and
    several ``--platform`` tags are passed for Linux because pip does not expand
    ``manylinux_2_28`` to older tags (docs/measured-facts.md P2).
@@ -27,7 +29,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_VERSION = "3.11"  # Blender 4.2 - 5.0 ship CPython 3.11
+# Blender 4.2 LTS - 5.0 ship CPython 3.11; 5.1+ (and Debian's 4.3 build) 3.13.
+PYTHON_VERSIONS = ("3.11", "3.13")
 PACKAGES = ("bitwrk", "engine", "operators", "panels")
 
 # name==version for every platform; a platform's overrides replace or add entries.
@@ -61,10 +64,17 @@ def blender_ext_cli() -> Path:
 
 
 def download_wheels(platform: str, wheels_dir: Path) -> list[Path]:
-    """The pinned wheels for ``platform`` in ``wheels_dir/<platform>/`` (downloaded once)."""
+    """The pinned wheels for ``platform``, every Python in :data:`PYTHON_VERSIONS`."""
+    return [w for version in PYTHON_VERSIONS
+            for w in download_for(platform, version, wheels_dir)]
+
+
+def download_for(platform: str, python: str, wheels_dir: Path) -> list[Path]:
+    """The pinned wheels for ``platform`` and ``python`` in ``wheels_dir/<platform>-cpXY/``
+    (downloaded once)."""
     tags, overrides = PLATFORMS[platform]
     pins = {**PINS, **overrides}
-    target = wheels_dir / platform
+    target = wheels_dir / f"{platform}-cp{python.replace('.', '')}"
     target.mkdir(parents=True, exist_ok=True)
     have = {_project(w.name): w for w in target.glob("*.whl")}
     wanted = {_norm(name): f"{name}=={version}" for name, version in pins.items()}
@@ -73,7 +83,7 @@ def download_wheels(platform: str, wheels_dir: Path) -> list[Path]:
     if missing:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                "--only-binary=:all:", "--implementation", "cp", "--python-version",
-               PYTHON_VERSION, "-d", str(target)]
+               python, "-d", str(target)]
         for tag in tags:
             cmd += ["--platform", tag]
         subprocess.run([*cmd, *missing], check=True)

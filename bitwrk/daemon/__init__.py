@@ -25,6 +25,7 @@ from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
 from .endpoint import endpoint_app
 from .events import Event, JobDone
+from .identity_lock import IdentityInUse, IdentityLock
 from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
 from .runtime import Runtime
@@ -110,6 +111,7 @@ class Daemon:
         self.endpoint_url: str | None = None
         self._runners: list[web.AppRunner] = []
         self._checks: CheckResources | None = None
+        self.lock = IdentityLock(config.data_dir)
 
     @property
     def address(self) -> str:
@@ -118,16 +120,23 @@ class Daemon:
     # -- caller's thread ------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> dict[str, Any]:
-        """Start the thread and connect (trying for ``connect_for`` seconds); returns the
-        exchange's info, or raises ExchangeUnreachable."""
+        """Take the identity's lock (:class:`IdentityInUse` when another process holds
+        it: nothing starts), start the thread and connect (trying for ``connect_for``
+        seconds); returns the exchange's info, or raises ExchangeUnreachable."""
+        self.lock.acquire()
         self.runtime.start()
         wait = self.config.connect_for + 30.0 if timeout is None else timeout
         info: dict[str, Any] = self.runtime.call(self._connect(), wait)
         return info
 
     def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the thread (bounded join). The identity's lock is released once the
+        journal is closed: here when the thread ended in time, else by the thread."""
         self.hurry()
-        return self.runtime.stop(timeout)
+        stopped = self.runtime.stop(timeout)
+        if stopped:
+            self.lock.release()
+        return stopped
 
     def hurry(self) -> None:
         """Shutting down: exchange calls from now on give up after a few seconds of outage
@@ -184,6 +193,7 @@ class Daemon:
             await self._checks.close()
         await asyncio.to_thread(self.store.close)
         self.journal.close()
+        self.lock.release()
 
     async def _handle(self, command: Any) -> None:
         if isinstance(command, BuyJob):
@@ -304,5 +314,5 @@ class Daemon:
         return self.endpoint_url
 
 
-__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "JoinLan", "Mandate", "Offer",
-           "PauseSelling", "StartLanHub", "StartSelling"]
+__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "IdentityInUse", "JoinLan",
+           "Mandate", "Offer", "PauseSelling", "StartLanHub", "StartSelling"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BitwrkError
-from . import exr, oidn
+from . import compat, exr, oidn
 from .bpyprocess import isolate_user_dirs, private_stdout
 from .errors import ComposeError
 from .jobspec import JobSpec
@@ -154,8 +154,8 @@ def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path) -> None:
         with _saved(r, engine=ENGINE_ID, use_border=False, resolution_x=frame.width,
                     resolution_y=frame.height, resolution_percentage=100):
             bpy.ops.render.render(scene=scene.name)
-            with _saved(r.image_settings, media_type="IMAGE", file_format="PNG",
-                        color_mode="RGBA", color_depth="8"):
+            with compat.output_format(r.image_settings, "PNG", color_mode="RGBA",
+                                      color_depth="8"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 bpy.data.images["Render Result"].save_render(filepath=str(path), scene=scene)
     finally:
@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                           "png": str(result.png) if result.png else None,
                           "denoised": result.denoised, "seconds": result.seconds}),
               file=out, flush=True)
+    if "bpy" in sys.modules:
+        compat.close_file(sys.modules["bpy"])
     return 1 if failed else 0
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import exrheader
+from . import compat, exrheader
 from .errors import ComposeError, RenderError
 from .tiling import Rect
 
@@ -115,7 +115,7 @@ def read(path: Path) -> MultiLayer:
             pixels = np.ascontiguousarray(
                 np.asarray(data, dtype=np.float32).reshape(height, width, spec.nchannels)[::-1])
             name = str(spec.getattribute("name") or spec.getattribute("oiio:subimagename") or "")
-            parts.append(Part(name, list(spec.channelnames), pixels))
+            parts.extend(as_passes(Part(name, list(spec.channelnames), pixels)))
             sub += 1
         return MultiLayer(width, height, parts, attributes)
     finally:
@@ -128,6 +128,17 @@ def read_capped(path: Path, width: int, height: int) -> MultiLayer:
     then bounded by an honest unit's size (about 2x: OIIO's buffer plus the flipped copy)."""
     exrheader.check(path.read_bytes(), width, height)
     return read(path)
+
+
+def as_passes(part: Part) -> list[Part]:
+    """One part per pass: Blender 4.x puts every pass of a multilayer EXR in one part
+    (channels ``ViewLayer.Combined.R`` ...), 5.0 one part per pass (:mod:`.compat`)."""
+    groups = compat.split_groups(part.name, part.channels)
+    if groups is None:
+        return [part]
+    return [Part(name, [part.channels[i] for i in idx],
+                 np.ascontiguousarray(part.pixels[:, :, idx]))
+            for name, idx in groups.items()]
 
 
 def write(path: Path, image: MultiLayer) -> None:

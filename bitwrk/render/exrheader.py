@@ -16,6 +16,7 @@ a NUL; a multi-part file ends its list of headers with one more NUL.
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 from .errors import ResultRejected
@@ -23,7 +24,11 @@ from .errors import ResultRejected
 MAGIC = b"\x76\x2f\x31\x01"
 MAX_HEADER_BYTES = 1 << 20  # Blender's headers are ~2 KB; a megabyte is generous
 MAX_PARTS = 64
-MAX_CHANNELS_PER_PART = 4  # every Blender pass has 1-4 channels
+MAX_CHANNELS_PER_PASS = 4  # every Blender pass has 1-4 channels
+# Blender 4.x writes every pass of a multilayer EXR into one part, its channels named
+# "ViewLayer.Combined.R" ... (5.0: one part per pass); so a part may hold many passes,
+# each of at most 4 channels, and all parts together at most this many channels.
+MAX_CHANNELS = 64
 MAX_ATTRIBUTES = 256
 # Lossless codecs only (an honest tile is ZIP): NONE, RLE, ZIPS, ZIP, PIZ.
 LOSSLESS = {0: "none", 1: "rle", 2: "zips", 3: "zip", 4: "piz"}
@@ -98,8 +103,11 @@ def _channels(value: bytes, name_limit: int) -> tuple[Channel, ...]:
         if pixel_type not in PIXEL_BYTES or (xs, ys) != (1, 1):
             raise ResultRejected(f"EXR channel {name!r} is not a plain half/float channel")
         found.append(Channel(name, pixel_type))
-        if len(found) > MAX_CHANNELS_PER_PART:
-            raise ResultRejected(f"an EXR part has more than {MAX_CHANNELS_PER_PART} channels")
+        if len(found) > MAX_CHANNELS:
+            raise ResultRejected(f"an EXR part has more than {MAX_CHANNELS} channels")
+    passes = Counter(c.name.rpartition(".")[0] for c in found)
+    if passes and max(passes.values()) > MAX_CHANNELS_PER_PASS:
+        raise ResultRejected(f"an EXR pass has more than {MAX_CHANNELS_PER_PASS} channels")
     return tuple(found)
 
 
@@ -150,7 +158,7 @@ def parse(data: bytes) -> tuple[list[PartHeader], int]:
 
 def check(data: bytes, width: int, height: int) -> list[PartHeader]:
     """The parts of ``data``, refused unless each is a ``width`` x ``height`` scanline image
-    at the origin with 1-4 half/float channels, losslessly compressed, and the file is no
+    at the origin with 1-4 half/float channels per pass, losslessly compressed, and the file is no
     longer than such pixels can take. Nothing is decoded."""
     parts, header_end = parse(data)
     window = (0, 0, width - 1, height - 1)
@@ -166,6 +174,8 @@ def check(data: bytes, width: int, height: int) -> list[PartHeader]:
                                  f"{part.compression}; lossless only")
         if not part.channels:
             raise ResultRejected(f"EXR part {part.name!r} has no channels")
+    if sum(len(p.channels) for p in parts) > MAX_CHANNELS:
+        raise ResultRejected(f"EXR has more than {MAX_CHANNELS} channels in all")
     limit = header_end + sum(_stored_limit(p, height) for p in parts)
     if len(data) > limit:
         raise ResultRejected(f"EXR is {len(data)} bytes, its pixels take at most {limit}",

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import compat
 from .bpyprocess import isolate_user_dirs, private_stdout
 from .errors import RenderError
 
@@ -107,10 +108,10 @@ def describe(scene: Any) -> dict[str, Any]:
         "layer_samples": cy.use_layer_samples,  # per-layer samples: sellers IGNORE them
         "film_transparent": r.film_transparent,
         "motion_blur": r.use_motion_blur,
-        "compositing": bool(r.use_compositing and scene.compositing_node_group is not None),
+        "compositing": bool(r.use_compositing and compat.compositor_tree(scene) is not None),
         "python_drivers": python_drivers(),
         "output": {"filepath": r.filepath, "file_format": ims.file_format,
-                   "media_type": ims.media_type, "color_depth": ims.color_depth,
+                   "media_type": compat.media_type(ims), "color_depth": ims.color_depth,
                    "use_file_extension": r.use_file_extension},
         "color": {"display": scene.display_settings.display_device,
                   "view_transform": scene.view_settings.view_transform,
@@ -124,7 +125,7 @@ def probe(blend_path: Path, scene: str | None = None) -> dict[str, Any]:
     """Open ``blend_path`` (scripts off) and describe its scene; replaces the open file."""
     bpy = open_safely(Path(blend_path))
     info = describe(find_scene(bpy, scene))
-    info["blender"] = "{}.{}".format(*bpy.app.version[:2])
+    info["blender"] = compat.blender_line(bpy.app.version)
     info["scenes"] = [s.name for s in bpy.data.scenes]
     return info
 
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     except RenderError as exc:
         print(json.dumps(exc.to_json()), file=out)
         return 1
+    finally:
+        if "bpy" in sys.modules:
+            compat.close_file(sys.modules["bpy"])
     print(json.dumps(info, indent=2, sort_keys=True), file=out)
     return 0
 

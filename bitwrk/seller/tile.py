@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..render import exr
+from ..render import compat, exr
 from ..render.errors import JobSpecError, RenderError
 from ..render.jobspec import JobSpec
 from ..render.scene import find_scene
@@ -86,11 +86,8 @@ def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     r.threads_mode = "FIXED" if threads else "AUTO"
     if threads:
         r.threads = threads
-    ims = r.image_settings
-    ims.media_type = "MULTI_LAYER_IMAGE"  # 5.0: before file_format, or the enum is missing
-    ims.file_format = "OPEN_EXR_MULTILAYER"
-    ims.color_depth = "32"
-    ims.exr_codec = "ZIP"
+    compat.set_output_format(r.image_settings, "OPEN_EXR_MULTILAYER", color_depth="32",
+                             exr_codec="ZIP")
 
 
 def render(bpy: Any, spec: JobSpec, out: Path, threads: int) -> float:

@@ -8,6 +8,7 @@ written under ``~``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import subprocess
@@ -21,6 +22,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 HAVE_BPY = importlib.util.find_spec("bpy") is not None
+# The Blender line of the bpy under test (the matrix runs this suite with several): jobs
+# name it, and a worker refuses a job for another line.
+BLENDER_LINE = ".".join(importlib.metadata.version("bpy").split(".")[:2]) if HAVE_BPY else "5.0"
 needs_bpy = pytest.mark.skipif(not HAVE_BPY, reason="the bpy module is not installed")
 
 # Variants of the local reference render: name -> (frame, denoise, adaptive)
@@ -83,7 +87,7 @@ def frame_spec() -> Callable[..., Any]:
         fields: dict[str, Any] = dict(
             blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
             width=96, height=64, x0=0, x1=96, y0=0, y1=64, samples=16, seed=0,
-            max_bounces=6)
+            max_bounces=6, blender=BLENDER_LINE)
         fields.update(changes)
         return JobSpec(**fields)
 

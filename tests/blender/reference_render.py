@@ -35,10 +35,12 @@ def render(blend: str, out_dir: str, name: str, frame: int, denoise: bool,
     bpy.ops.render.render()
     result = bpy.data.images["Render Result"]
     ims = scene.render.image_settings
-    ims.media_type = "MULTI_LAYER_IMAGE"
+    if hasattr(ims, "media_type"):  # Blender 5.0+: before file_format
+        ims.media_type = "MULTI_LAYER_IMAGE"
     ims.file_format, ims.color_depth, ims.exr_codec = "OPEN_EXR_MULTILAYER", "32", "ZIP"
     result.save_render(filepath=os.path.join(out_dir, name + ".exr"), scene=scene)
-    ims.media_type = "IMAGE"
+    if hasattr(ims, "media_type"):
+        ims.media_type = "IMAGE"
     ims.file_format, ims.color_mode, ims.color_depth = "PNG", "RGBA", "8"
     result.save_render(filepath=os.path.join(out_dir, name + ".png"), scene=scene)
 

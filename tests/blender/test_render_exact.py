@@ -22,7 +22,7 @@ from bitwrk.render.compose import ComposeRequest
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.tiling import tiles
 from bitwrk.seller.pool import WorkerPool
-from tests.blender.conftest import needs_bpy, run_bpy
+from tests.blender.conftest import BLENDER_LINE, needs_bpy, run_bpy
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 
@@ -142,7 +142,8 @@ bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
     result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
     info = json.loads(result.stdout)
-    assert info["blender"] == "5.0" and info["scene"] == "Shot" and info["engine"] == "CYCLES"
+    assert info["blender"] == BLENDER_LINE
+    assert info["scene"] == "Shot" and info["engine"] == "CYCLES"
     assert (info["width"], info["height"], info["resolution_percentage"]) == (96, 64, 50)
     assert (info["frame_start"], info["frame_end"], info["fps"]) == (1, 4, 24)
     assert info["samples"] == 16 and info["max_bounces"] == 6 and info["seed"] == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +22,7 @@ from bitwrk.render.errors import (
 )
 from bitwrk.seller.executor import RenderExecutor
 from bitwrk.seller.pool import WorkerPool, allowed_cpus
-from tests.blender.conftest import needs_bpy, run_bpy
+from tests.blender.conftest import bpy_env, needs_bpy
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 TILE = {"x0": 0, "x1": 48, "y0": 0, "y1": 32}
@@ -91,7 +93,9 @@ async def test_file_scripts_drivers_and_handlers_never_run(scene_dir: Path, tmp_
     # Positive control: the same file with scripts allowed does write every marker.
     control = tmp_path / "control"
     control.mkdir()
-    run_bpy(["-c", CONTROL, str(scene_dir / "evil.blend")], tmp_path)
+    # (bpy 4.2 may crash after running them, so the markers are the check, not its status)
+    subprocess.run([sys.executable, "-c", CONTROL, str(scene_dir / "evil.blend")],
+                   env=bpy_env(tmp_path), capture_output=True, timeout=120)
     assert {p.name for p in markers.iterdir()} >= {"text_on_load", "driver_function",
                                                    "driver_inline", "handler"}
     for marker in markers.iterdir():

@@ -51,7 +51,7 @@ def main(zip_path: str, blend: str, exchange: str, out: str, first: str, last: s
         scene.cycles.use_denoising = denoise == "1"
         scene.render.filepath = f"{out}/{name}/shot_"
         ims = scene.render.image_settings
-        if file_format == "OPEN_EXR_MULTILAYER":
+        if file_format == "OPEN_EXR_MULTILAYER" and hasattr(ims, "media_type"):
             ims.media_type = "MULTI_LAYER_IMAGE"
         ims.file_format = file_format
         settings = scene.bitwrk

@@ -19,7 +19,7 @@ def main(blend: str, out: str, first: str, last: str, *variants: str) -> None:
         scene.cycles.use_denoising = denoise == "1"
         scene.render.filepath = f"{out}/{name}/shot_"
         ims = scene.render.image_settings
-        if file_format == "OPEN_EXR_MULTILAYER":
+        if file_format == "OPEN_EXR_MULTILAYER" and hasattr(ims, "media_type"):
             ims.media_type = "MULTI_LAYER_IMAGE"
         ims.file_format = file_format
         bpy.ops.render.render(animation=True)

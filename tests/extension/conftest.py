@@ -29,6 +29,7 @@ def scratch_env(base: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"BLENDER_USER_RESOURCES": str(base / "blender-user"),
                 "XDG_CACHE_HOME": str(base / "cache"), "XDG_DATA_HOME": str(base / "data"),
+                "BITWRK_SELL_HOST": "127.0.0.1",  # sellers stay on loopback in tests
                 **extra})
     env.pop("PYTHONPATH", None)  # the extension must stand on its own wheels
     return env

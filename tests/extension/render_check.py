@@ -38,10 +38,12 @@ def main(zip_path: str, blend: str, exchange: str, out: str, tiles: str, denoise
     progress = bridge.get().status.progress
     image = bpy.data.images["Render Result"]
     ims = scene.render.image_settings
-    ims.media_type = "MULTI_LAYER_IMAGE"
+    if hasattr(ims, "media_type"):  # Blender 5.0+: before file_format
+        ims.media_type = "MULTI_LAYER_IMAGE"
     ims.file_format, ims.color_depth, ims.exr_codec = "OPEN_EXR_MULTILAYER", "32", "ZIP"
     image.save_render(filepath=out + ".exr", scene=scene)
-    ims.media_type = "IMAGE"
+    if hasattr(ims, "media_type"):
+        ims.media_type = "IMAGE"
     ims.file_format, ims.color_mode, ims.color_depth = "PNG", "RGBA", "8"
     image.save_render(filepath=out + ".png", scene=scene)
     report = {"result": sorted(result), "seconds": round(seconds, 2),

@@ -39,6 +39,10 @@ def test_the_zip_holds_the_extension_and_nothing_of_the_server(extension_zip: Pa
         assert any(n.startswith(package) for n in names), package
     assert not any(n.startswith(("service/", "tests/", "bench/", "tools/")) for n in names)
     assert any(n.startswith("wheels/coincurve-") for n in names)
+    for tag in ("cp311", "cp313"):  # Blender 4.2 LTS-5.0 and 5.1+ (and Debian's 4.3)
+        assert any(n.startswith("wheels/coincurve-") and f"-{tag}-" in n for n in names), tag
+    manifest = zipfile.ZipFile(extension_zip).read("blender_manifest.toml").decode()
+    assert 'clipboard = "' in manifest and 'blender_version_min = "4.2.0"' in manifest
 
 
 def test_installs_enables_and_registers_everything(report: dict[str, Any]) -> None:

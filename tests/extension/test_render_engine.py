@@ -3,6 +3,7 @@ in the render result one by one, and the result equals a local Cycles render bit
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,28 @@ def test_f12_on_bitwrk_equals_a_local_render(
                   - combined(scene["ref"] / f"{name}.exr")).max() == 0.0
     assert np.abs(png(stem.with_suffix(".png")) - png(scene["ref"] / f"{name}.png")).max() == 0
 
+
+
+def test_two_view_layers_buy_the_frame_once_and_fill_both(
+        extension_zip: Path, scene: dict[str, Path], exchange_with_sellers: str,
+        tmp_path: Path) -> None:
+    """Blender calls the engine's render() once per view layer: one purchase per frame."""
+    env = scratch_env(tmp_path / "buyer")
+    two = tmp_path / "two" / "scene.blend"
+    two.parent.mkdir()
+    shutil.copytree(scene["blend"].parent, two.parent, dirs_exist_ok=True)
+    bpy_run([str(HERE / "two_layers.py"), str(scene["blend"]), str(two)], env)
+    bpy_run([str(ROOT / "tests/blender/reference_render.py"), str(two),
+             str(tmp_path / "ref"), "two:1:0:0"], env)
+    fund_buyer(exchange_with_sellers, tmp_path / "exchange" / "exchange.sqlite3", env)
+    stem = tmp_path / "result"
+    report = run_report([str(HERE / "render_check.py"), str(extension_zip), str(two),
+                         exchange_with_sellers, str(stem), "4", "0"], env)
+    assert report["result"] == ["FINISHED"], report
+    assert report["done"] == 4 and report["failed"] == 0  # 4 units, not 4 per layer
+    got, ref = exr.read(stem.with_suffix(".exr")), exr.read(tmp_path / "ref" / "two.exr")
+    for layer in ("ViewLayer", "Override"):
+        a = got.part(f"{layer}.Combined").pixels
+        assert np.abs(a - ref.part(f"{layer}.Combined").pixels).max() == 0.0, layer
+    assert np.abs(got.part("ViewLayer.Combined").pixels
+                  - got.part("Override.Combined").pixels).max() > 0.05  # they differ

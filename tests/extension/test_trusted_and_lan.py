@@ -96,7 +96,8 @@ def test_a_job_with_lan_workers_starts_the_hub_and_buys_trusted(
         job = session.start_job(bridge, request, plan, [("u0", b"{}")], tmp_path)
         assert job.article == ARTICLE
         assert bridge.status.lan_url == url and daemon.buyer.lan.trusted == {WORKERS[0]}
-        # no LAN workers: no hub is started
+        # no LAN workers: no hub is started (one daemon per identity: the first one ends)
+        assert bridge.stop()
         fresh = bridge_module.Bridge()
         fresh.connect(exchange.url)
         request.lan_workers = ()

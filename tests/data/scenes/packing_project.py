@@ -80,6 +80,7 @@ def write_wav(path: Path) -> None:
 
 def image_material(name: str, images: list[Any]) -> Any:
     mat = bpy.data.materials.new(name)  # has a node tree from Blender 5.0 on
+    mat.use_nodes = True  # 4.x: creates it (Principled BSDF + output)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     for i, image in enumerate(images):
         node = nodes.new("ShaderNodeTexImage")
