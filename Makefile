@@ -51,8 +51,7 @@ test: $(STAMP) $(BPY42)/.installed
 	$(BIN)/python -m pytest -q
 	$(BPY42)/bin/python -m pytest -q tests/blender
 
-test-blender-matrix: $(BPY42)/.installed $(BPY51)/.installed
-	$(BPY42)/bin/python -m pytest -q tests/blender
+test-blender-matrix: $(BPY51)/.installed
 	$(BPY51)/bin/python -m pytest -q tests/blender
 
 # A real Blender window: Debian trixie's Blender 4.3 (Python 3.13) in a chroot under Xvfb.
