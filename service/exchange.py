@@ -89,6 +89,8 @@ class Exchange:
         self.market_cache: dict[tuple[str, int, int], tuple[int, float, dict[str, Any]]] = {}
         # Called with each new deadline so the retirement task can wake early.
         self.on_deadline: Callable[[float], None] = lambda deadline: None
+        # (source, target) of enabled "avoids" relations: these two never trade together.
+        self.avoids: set[tuple[str, str]] = set()
         self._load_books()
 
     # -- plumbing -------------------------------------------------------------------------
@@ -128,6 +130,13 @@ class Exchange:
         )
         for article, *entry in rows:
             self.books.get(article).add(BookEntry(*entry))
+        self.avoids = {(s, t) for s, t in self.db.execute(
+            "SELECT source, target FROM relations WHERE type = 'avoids' AND enabled = 1")}
+
+    def avoided(self, a: str, b: str) -> bool:
+        """Whether either party signed that it avoids the other (a buyer that caught a
+        seller cheating, say): then their bids pass each other by."""
+        return (a, b) in self.avoids or (b, a) in self.avoids
 
     def _use_nonce(self, address: str, nonce: int) -> None:
         cur = self.db.execute(
@@ -235,7 +244,10 @@ class Exchange:
         self, article: str, entry: BookEntry, now: float
     ) -> tuple[BookEntry | None, list[Event]]:
         book = self.books.get(article)
-        while (resting := book.counterpart(entry, now)) is not None:
+        def allowed(resting: BookEntry) -> bool:
+            return not self.avoided(entry.address, resting.address)
+
+        while (resting := book.counterpart(entry, now, allowed)) is not None:
             claimed = self.db.execute(
                 "UPDATE bids SET state = 'matched', closed = ? WHERE id = ? AND state = 'placed'",
                 (now, resting.bid_id),
@@ -377,7 +389,7 @@ class Exchange:
         check_address(target, self.cfg.network)
         if source == target:
             raise InvalidRequest("a participant cannot relate to itself")
-        kind = str_field(fields, "type", ("trusts", "worksfor"))
+        kind = str_field(fields, "type", ("trusts", "worksfor", "avoids"))
         enabled = fields["enabled"]
         if enabled not in (0, 1) or isinstance(enabled, bool):
             raise InvalidRequest("enabled must be 0 or 1", field="enabled")
@@ -390,6 +402,8 @@ class Exchange:
                 (source, kind, target, enabled, now, document, signature),
             )
             events = admission.on_relation(self, source, kind, target, bool(enabled), now)
+        if kind == "avoids":  # after the write: a refused request changes nothing
+            (self.avoids.add if enabled else self.avoids.discard)((source, target))
         view = {"source": source, "type": kind, "target": target, "enabled": bool(enabled),
                 "modified": now}
         return view, events

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+
+MAX_PASSED_OVER = 64  # resting bids an incoming bid may pass over for avoided parties
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,25 @@ class OrderBook:
                 self.version += 1
         return None
 
-    def counterpart(self, incoming: BookEntry, now: float) -> BookEntry | None:
-        """The resting bid ``incoming`` trades with, or None (then it rests)."""
+    def counterpart(self, incoming: BookEntry, now: float,
+                    allowed: Callable[[BookEntry], bool] | None = None) -> BookEntry | None:
+        """The resting bid ``incoming`` trades with, or None (then it rests): the best that
+        crosses and that ``allowed`` accepts (a party that avoids the other is passed over;
+        at most MAX_PASSED_OVER of them, so an avoid list cannot make matching costly)."""
         side = "sell" if incoming.type == "buy" else "buy"
-        best = self.best(side, now)
-        if best is not None and crosses(incoming, best):
-            return best
-        return None
+        heap = self._heaps[side]
+        passed: list[tuple[int, int]] = []
+        try:
+            while (best := self.best(side, now)) is not None and crosses(incoming, best):
+                if allowed is None or allowed(best):
+                    return best
+                if len(passed) >= MAX_PASSED_OVER:
+                    return None
+                passed.append(heapq.heappop(heap))
+            return None
+        finally:
+            for item in passed:
+                heapq.heappush(heap, item)
 
     def depth(self, side: str, now: float) -> list[tuple[int, int]]:
         """[(price, count)] best first."""

@@ -169,8 +169,9 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/market/{article}": {"get": _query(
         _op("book depth, last trades, OHLC", _MARKET, None, _ARTICLE),
         interval={"type": "integer", "enum": [60, 300, 3600, 86400]}, limit=_LIMIT)},
-    "/api/v1/relations": {"post": _op("A trusts/worksfor B", _ANY_OBJECT, _signed(
-        "relation", target=_ADDR, type={"type": "string", "enum": ["trusts", "worksfor"]},
+    "/api/v1/relations": {"post": _op("A trusts, works for or avoids B", _ANY_OBJECT, _signed(
+        "relation", target=_ADDR,
+        type={"type": "string", "enum": ["trusts", "worksfor", "avoids"]},
         enabled={"type": "integer", "enum": [0, 1]}))},
     "/api/v1/relations/{address}": {"get": _op("relations by source", _LIST, None, _ADDRESS)},
     "/api/v1/deposits": {"post": _op("operator-signed credit (idempotent by uid)", _ANY_OBJECT,

@@ -524,6 +524,8 @@ class BuyerAgent:
             stored = await self._checked(run, unit_id, tx, result)
         except (BitwrkError, ValueError, OSError) as exc:
             await self._dispute(tx, exc)
+            if not isinstance(exc, OSError):  # a result that does not open or check out
+                await self._avoid_for_good(tx["seller"])
             raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
         # Mark done before accepting: a crash in between leaves the trade to time out into
         # payment (once); never a second purchase of a unit we already have.
@@ -534,6 +536,15 @@ class BuyerAgent:
                                tx["seller"], txid, run.sent.get(txid, 0)))
         self.journal.save_trade(txid, "buyer", "closed")
         path.unlink(missing_ok=True)
+
+    async def _avoid_for_good(self, seller: str) -> None:
+        """Tell the exchange this buyer avoids ``seller`` (a signed ``avoids`` relation), so
+        its bids never match that seller's again: a cheater with the cheapest ask would
+        otherwise win every new bid, only to be cancelled, again and again."""
+        try:
+            await self.client.set_relation(seller, "avoids", True)
+        except (BitwrkError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not record that we avoid %s: %s", seller, exc)
 
     async def _abandon(self, txid: int, reason: str, dispute: bool = True) -> None:
         """Leave a failed trade so that the seller is not paid by a timeout: cancel it

@@ -252,3 +252,25 @@ async def test_stream_caps(aiohttp_client: Any, tmp_path: Path, operator: Party,
     assert third.status == 429
     for s in (first, *public):
         s.close()
+
+
+async def test_a_buyer_that_avoids_a_seller_passes_over_its_cheaper_ask(
+        api: Api, buyer: Party, seller: Party) -> None:
+    """A buyer caught a seller cheating: its signed ``avoids`` relation makes its bids pass
+    over that seller's (cheapest) ask, also after a restart of the books, until revoked."""
+    cheat = Party()
+    cheap = await api.bid(cheat, "sell", 100)
+    honest = await api.bid(seller, "sell", 300)
+    await api.post("/api/v1/relations", api.signed(
+        buyer, action="relation", target=cheat.address, type="avoids", enabled=1))
+    first = await api.bid(buyer, "buy", 500)
+    tx = await api.get(f"/api/v1/transactions/{first['txid']}")
+    assert (tx["seller"], tx["sell_bid"], tx["price"]) == (seller.address, honest["id"], 300)
+    api.ex.reload_books()  # as after a restart: the relation comes from the store
+    assert (await api.bid(buyer, "buy", 500))["state"] == "placed"  # only the avoided ask
+    assert (await api.get(f"/api/v1/bids/{cheap['id']}"))["state"] == "placed"
+    await api.post("/api/v1/relations", api.signed(
+        buyer, action="relation", target=cheat.address, type="avoids", enabled=0))
+    again = await api.bid(buyer, "buy", 500)
+    assert (await api.get(f"/api/v1/transactions/{again['txid']}"))["seller"] == cheat.address
+    await api.check_invariant()
