@@ -33,7 +33,9 @@ from bitwrk.cas import ChunkStore, JobManifest
 from bitwrk.daemon.jobdirs import JobDirs
 from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker
 from bitwrk.render.jobspec import JobSpec
+from bitwrk.seller.__main__ import blender_version
 from bitwrk.seller.pool import WorkerPool
+from tools.processes import descendants
 
 NAME = "verify"
 TARGET_SHARE = 5.0  # % of the job's CPU time
@@ -46,15 +48,22 @@ def log(message: str) -> None:
 
 
 def cpu_of(pid: int) -> float:
-    """user + system CPU seconds of a live process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """user + system CPU seconds of a live process and everything below it (a sandboxed
+    worker's pid is bubblewrap's; Blender runs two levels down)."""
+    total = 0.0
+    for p in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def frame_specs(s: Settings) -> list[JobSpec]:
     base = JobSpec(blend="heavy.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                    width=s.width, height=s.height, x0=0, x1=s.width, y0=0, y1=s.height,
-                   samples=s.samples, seed=0, max_bounces=6)
+                   samples=s.samples, seed=0, max_bounces=6, blender=blender_version())
     return [dataclasses.replace(base, frame=f) for f in range(1, s.frames + 1)]
 
 
