@@ -243,6 +243,28 @@ class _QuickCopier(filesystem.FileCopier):
         while self.is_alive() and time.monotonic() < run_until:
             self.progress_cb.flush(timeout=POLL)
 
+    # BAT 1.23's queue_copy/queue_move put a file on the queue and only then stat it for
+    # the progress total. For a move (a rewritten .blend in BAT's temp dir) the copy
+    # thread may already have moved it away by then, when the main thread is preempted
+    # between the two lines on a loaded machine: the pack failed with ENOENT on
+    # .../bat-...-scene.blend. So the size is read before the file is handed over.
+    def queue_copy(self, src: Path, dst: PurePath) -> None:
+        self._queue(src, dst, transfer.Action.COPY)
+
+    def queue_move(self, src: Path, dst: PurePath) -> None:
+        self._queue(src, dst, transfer.Action.MOVE)
+
+    def _queue(self, src: Path, dst: PurePath, action: transfer.Action) -> None:
+        if src.is_dir():
+            raise TypeError(f"only files can be transferred, not directories: {src}")
+        if self.done.is_set() or self._abort.is_set():
+            raise RuntimeError("nothing can be queued after done_and_join or abort")
+        if self.has_error:
+            return  # as BAT: the copy has failed already; done_and_join reports it
+        size = src.stat().st_size
+        self.total_queued_bytes += size
+        self.queue.put((src, dst, action))
+
 
 class _Packer(Packer):
     """BAT's Packer with bitwrk's placement of files, missing files and names."""
