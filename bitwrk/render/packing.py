@@ -25,7 +25,9 @@ On top of BAT's ``Packer`` this module
   first);
 - writes rewritten, compressed .blend files uncompressed: BAT re-compresses them with
   gzip, whose header holds a time stamp and a temp file's name, so two packs of the same
-  scene would differ and the chunk store could not reuse them.
+  scene would differ and the chunk store could not reuse them;
+- reads a file's size before handing it to BAT's copy thread, not after: BAT 1.23's
+  order lost a race with that thread moving a rewritten .blend away (:class:`_QuickCopier`).
 """
 
 from __future__ import annotations
