@@ -25,7 +25,9 @@ On top of BAT's ``Packer`` this module
   first);
 - writes rewritten, compressed .blend files uncompressed: BAT re-compresses them with
   gzip, whose header holds a time stamp and a temp file's name, so two packs of the same
-  scene would differ and the chunk store could not reuse them.
+  scene would differ and the chunk store could not reuse them;
+- reads a file's size before handing it to BAT's copy thread, not after: BAT 1.23's
+  order lost a race with that thread moving a rewritten .blend away (:class:`_QuickCopier`).
 """
 
 from __future__ import annotations
@@ -242,6 +244,28 @@ class _QuickCopier(filesystem.FileCopier):
         run_until = float("inf") if not timeout else time.monotonic() + timeout
         while self.is_alive() and time.monotonic() < run_until:
             self.progress_cb.flush(timeout=POLL)
+
+    # BAT 1.23's queue_copy/queue_move put a file on the queue and only then stat it for
+    # the progress total. For a move (a rewritten .blend in BAT's temp dir) the copy
+    # thread may already have moved it away by then, when the main thread is preempted
+    # between the two lines on a loaded machine: the pack failed with ENOENT on
+    # .../bat-...-scene.blend. So the size is read before the file is handed over.
+    def queue_copy(self, src: Path, dst: PurePath) -> None:
+        self._queue(src, dst, transfer.Action.COPY)
+
+    def queue_move(self, src: Path, dst: PurePath) -> None:
+        self._queue(src, dst, transfer.Action.MOVE)
+
+    def _queue(self, src: Path, dst: PurePath, action: transfer.Action) -> None:
+        if src.is_dir():
+            raise TypeError(f"only files can be transferred, not directories: {src}")
+        if self.done.is_set() or self._abort.is_set():
+            raise RuntimeError("nothing can be queued after done_and_join or abort")
+        if self.has_error:
+            return  # as BAT: the copy has failed already; done_and_join reports it
+        size = src.stat().st_size
+        self.total_queued_bytes += size
+        self.queue.put((src, dst, action))
 
 
 class _Packer(Packer):

@@ -16,11 +16,6 @@ from tests.blender.test_render_exact import assert_identical
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 RECOVERY_LIMIT = 15.0  # s; the bench's target is 5 s, the suite allows for a loaded machine
-# About one bitwrk.buy in twenty, under load, fails while packing, before it trades: a file
-# blender-asset-tracer rewrote in its temp dir is gone when it is moved into the pack
-# ("cannot pack scene.blend: [Errno 2] No such file or directory: …/bat-…-scene.blend"),
-# with or without any fault. Not an outage matter; tolerated here, reported separately.
-PREPARATION_FAILURE = "error: cannot pack scene.blend: [Errno 2] No such file or directory"
 
 
 def test_market_rides_through_kills_of_a_seller_the_exchange_and_a_buyer(
@@ -37,12 +32,11 @@ def test_market_rides_through_kills_of_a_seller_the_exchange_and_a_buyer(
     assert not any(j.overran for j in soak.jobs), story
     assert all(j.seconds is not None and j.seconds <= JOB_TIMEOUT + EXIT_GRACE
                for j in soak.jobs), story
-    # a job may fail (then in one line, exit 1), but not of the faults: the jobs caught by
-    # the outage finish, and so do all but a rare one (see PREPARATION_FAILURE)
+    # no job fails of the faults (or of anything else): all but the killed one finish.
+    # The rare "cannot pack scene.blend: [Errno 2] ... bat-...-scene.blend" once tolerated
+    # here was a race in packing (tests/blender/test_packing_race.py).
     failed = [j for j in soak.jobs if j.code != 0 and not j.killed]
-    assert all(j.code == 1 and "error: " in j.output for j in failed), story
-    assert all(PREPARATION_FAILURE in j.output for j in failed), story
-    assert len(failed) <= 2, story
+    assert not failed, story
     assert soak.in_flight and all(j.code == 0 for j in soak.in_flight), story
     # the killed buyer's next run started while the exchange was down, and finished
     assert soak.killed_next is not None and soak.killed_next.code == 0, story
