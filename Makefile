@@ -59,7 +59,7 @@ test-blender-matrix: $(BPY51)/.installed
 # Screenshots, the result and timings go to artifacts/gui/.
 test-gui: $(STAMP)
 	tests/gui/setup_chroot.sh
-	$(BIN)/python -m pytest -q tests/gui
+	BITWRK_GUI=1 $(BIN)/python -m pytest -q tests/gui
 
 # The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
 demo: $(STAMP)
