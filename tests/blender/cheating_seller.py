@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     mode, rest = argv[0], argv[1:]
     if mode not in MODES:
         sys.exit(f"mode must be one of {MODES}")
-    seller_main.RenderExecutor = cheating_executor(mode)  # type: ignore[misc]
+    seller_main.RenderExecutor = cheating_executor(mode)  # type: ignore[attr-defined]
     print(f"cheating seller: {mode}", flush=True)
     return seller_main.main(rest)
 

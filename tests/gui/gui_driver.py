@@ -66,7 +66,7 @@ def setup_scene() -> None:
 RENDER: dict[str, Any] = {}
 
 
-@bpy.app.handlers.persistent  # type: ignore[misc]
+@bpy.app.handlers.persistent  # type: ignore[untyped-decorator]
 def on_render_end(*_args: Any) -> None:
     RENDER.setdefault("ended", time.monotonic())
 

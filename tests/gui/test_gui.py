@@ -2,7 +2,7 @@
 
 ``make test-gui`` sets the chroot up (``tests/gui/setup_chroot.sh``, cached) and runs this.
 The extension zip is installed through Blender's extension system; a ``blender -b`` seller
-of the same Blender is started with the README's ``--python-expr`` line; the window
+of the same Blender is started with docs/blender.md's ``--python-expr`` line; the window
 presses F12 on the BitWrk engine (Blender's render thread), and the Render Result must
 equal a local render of the same Blender bit for bit. The wallet panel's deposit QR is
 decoded from a screenshot of the X screen; Blender must quit within seconds. Screenshots
@@ -114,13 +114,13 @@ def exchange(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def start_seller(run_dir: Path, zip_path: Path, url: str) -> subprocess.Popen[str]:
-    """Install the zip for a headless Blender, then sell with the README's own line."""
+    """Install the zip for a headless Blender, then sell with docs/blender.md's own line."""
     env = blender_env(run_dir, "seller")
     run_in_chroot(env, "blender", "-b", "--factory-startup", "--python-expr",
                   "import bpy; bpy.ops.extensions.package_install_files(filepath="
                   f"{inside(zip_path)!r}, repo='user_default', enable_on_install=True)")
-    expr = README_LINE.search((ROOT / "README.md").read_text())
-    assert expr, "README has no `blender -b --python-expr` line"
+    expr = README_LINE.search((ROOT / "docs" / "blender.md").read_text())
+    assert expr, "docs/blender.md has no `blender -b --python-expr` line"
     code = expr.group(1).replace("http://EXCHANGE:8480", url).replace("cores=4", "cores=1")
     log = open(run_dir / "seller.log", "w")  # noqa: SIM115 - the process owns it
     proc = subprocess.Popen(chroot_cmd(env, "blender", "-b", "--python-expr", code),
