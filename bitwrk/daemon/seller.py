@@ -38,8 +38,9 @@ from .watch import Watcher
 log = logging.getLogger("bitwrk.seller")
 SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
 HISTORY = 50  # recent units and errors kept for the status page
-PATIENCE = 8.0  # seconds a buyer may stay silent on its turn (exchange reachable) before
-# it is taken as gone and the slot bids again: the "a vanished buyer frees its seller"
+PATIENCE = 15.0  # seconds a buyer may stay silent on its turn (exchange reachable) before
+# it is taken as gone and the slot bids again: a vanished buyer frees its seller. Longer than
+# the buyer's patience with sellers (8 s): a loaded buyer may take seconds to push its job.
 
 
 class Executor(Protocol):
