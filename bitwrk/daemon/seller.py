@@ -28,7 +28,8 @@ from ..cas.sealing import ciphertext_hash
 from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
 from ..keys import PrivateKey, verify_message
-from ..protocol import receipt_document
+from ..protocol import receipt_document, secret_proof, work_secret_hash
+from ..wire import BidState, BidType, Phase, TradeState
 from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
@@ -143,10 +144,10 @@ class SellerAgent:
         for row in self.journal.open_trades("seller"):
             with contextlib.suppress(BitwrkError):
                 tx = await self.client.transaction(row["txid"])
-                if tx["phase"] in ("TRANSMITTING", "WORKING"):
+                if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
                     await self.client.send_message(row["txid"], "reject",
                                                    reason="seller restarted")
-            self.journal.save_trade(row["txid"], "seller", "closed")
+            self.journal.save_trade(row["txid"], "seller", TradeState.CLOSED)
 
     # -- bidding --------------------------------------------------------------------------
 
@@ -192,12 +193,13 @@ class SellerAgent:
 
     async def _bid_round(self, lifetime: float) -> list[int]:
         """Place one sell bid per article; wait until one matches (or all expire)."""
-        bids = [await self.client.place_bid("sell", a, self.offer.min_price)
+        bids = [await self.client.place_bid(BidType.SELL, a, self.offer.min_price)
                 for a in self.offer.articles]
         ids = {b["id"] for b in bids}
         self.open_bids |= ids
         waits = {asyncio.create_task(self.watcher.wait(
-            "bid", b["id"], lambda x: x["state"] != "placed", lifetime + SLACK)) for b in bids}
+            "bid", b["id"], lambda x: x["state"] != BidState.PLACED, lifetime + SLACK))
+            for b in bids}
         try:
             pending = (await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))[1]
             for task in pending:
@@ -209,7 +211,7 @@ class SellerAgent:
         for bid_id in sorted(ids):
             with contextlib.suppress(BitwrkError):
                 bid = await self.client.bid(bid_id)
-                if bid["state"] == "matched":
+                if bid["state"] == BidState.MATCHED:
                     matched.append(int(bid["txid"]))
         return matched
 
@@ -227,7 +229,7 @@ class SellerAgent:
         tx = await self.client.transaction(txid)
         trade = SellTrade(txid, tx["buyer"], tx["price"], float(tx["timeout"] or time.time()))
         self.trades[txid] = trade
-        self.journal.save_trade(txid, "seller", "open")
+        self.journal.save_trade(txid, "seller", TradeState.OPEN)
         self.slot_state[slot] = f"trading {txid}"
         self.slot_trade[slot] = txid
         self.post(SellerUnit(txid, trade.buyer, "started", trade.price))
@@ -259,9 +261,9 @@ class SellerAgent:
     async def _work(self, slot: int, trade: SellTrade) -> None:
         await self.client.send_message(trade.txid, "endpoint",
                                        workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
-        tx = await self.watcher.wait_for_party(trade.txid, "ESTABLISHING", PATIENCE,
+        tx = await self.watcher.wait_for_party(trade.txid, Phase.ESTABLISHING, PATIENCE,
                                                f"buyer {trade.buyer}")
-        if tx["phase"] != "TRANSMITTING":
+        if tx["phase"] != Phase.TRANSMITTING:
             raise BitwrkError(f"transaction ended in {tx['phase']}")
         trade.stage = "receiving work"
         await self._await_work(trade, float(tx["timeout"]))
@@ -307,21 +309,21 @@ class SellerAgent:
         try:
             tx = await self.watcher.wait("transaction", trade.txid,
                                          lambda t: t["retired"] is not None, 3600)
-            paid = tx["phase"] == "FINISHED"
+            paid = tx["phase"] == Phase.FINISHED
             self.post(SellerUnit(trade.txid, trade.buyer, "paid" if paid else "failed",
                                  trade.price if paid else 0, detail=tx["phase"]))
         except (BitwrkError, TimeoutError) as exc:
             log.info("trade %d: no settlement seen: %s", trade.txid, exc)
         finally:
-            self.journal.save_trade(trade.txid, "seller", "closed")
+            self.journal.save_trade(trade.txid, "seller", TradeState.CLOSED)
             self.trades.pop(trade.txid, None)
 
     async def _reject(self, trade: SellTrade, reason: str) -> None:
         with contextlib.suppress(BitwrkError):
             tx = await self.client.transaction(trade.txid)
-            if tx["phase"] in ("TRANSMITTING", "WORKING"):
+            if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
                 await self.client.send_message(trade.txid, "reject", reason=reason[:400])
-        self.journal.save_trade(trade.txid, "seller", "closed")
+        self.journal.save_trade(trade.txid, "seller", TradeState.CLOSED)
         self.trades.pop(trade.txid, None)
 
     # -- called by the endpoint -------------------------------------------------------------
@@ -343,8 +345,8 @@ class SellerAgent:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != workhash or digest != tx["workhash"]:
             raise BitwrkError("manifest does not match the transaction's workhash")
-        proof = hashlib.sha256(secret).hexdigest()
-        if hashlib.sha256(bytes.fromhex(digest + proof)).hexdigest() != tx["worksecrethash"]:
+        proof = secret_proof(secret)
+        if work_secret_hash(digest, proof) != tx["worksecrethash"]:
             raise BitwrkError("buyer secret does not match worksecrethash")
         manifest = JobManifest.from_json(raw)
         trade.pins.enter_context(self.store.pin(manifest.chunks()))

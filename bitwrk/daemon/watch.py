@@ -26,6 +26,7 @@ import aiohttp
 
 from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
+from ..wire import Phase
 
 log = logging.getLogger("bitwrk.daemon")
 DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives up
@@ -95,7 +96,7 @@ class Watcher:
             for q in q_set:
                 q.put_nowait({})
 
-    async def wait_for_party(self, txid: int, phase: str, patience: float, who: str
+    async def wait_for_party(self, txid: int, phase: Phase, patience: float, who: str
                              ) -> dict[str, Any]:
         """The transaction once it leaves ``phase``, which waits on the other party. If it
         stays there ``patience`` seconds while this stream was connected throughout (so the
