@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from bitwrk.errors import BitwrkError
+from bitwrk.errors import BitwrkError, http_status
 
 from . import db, downtime, streams, trades
 from .api import routes
@@ -26,26 +26,6 @@ from .web import pages as web_pages
 
 log = logging.getLogger("bitwrk.exchange")
 
-STATUS: dict[str, int] = {
-    "bad_signature": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "insufficient_funds": 402,
-    "replayed": 409,
-    "stale_revision": 409,
-    "wrong_phase": 409,
-    "conflict": 409,
-    "too_large": 413,
-    "payments_disabled": 404,
-    "limit_exceeded": 403,
-    "rate_limited": 429,
-    "request_timeout": 408,
-    "busy": 503,
-    "self_trade": 409,
-    "too_many_bids": 403,
-    "barred": 403,
-    "too_many_streams": 429,
-}
 SERVING_BUSY_MS = 250
 RETIRE_BATCH = 500
 MAX_SLEEP = 30.0
@@ -59,7 +39,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BitwrkError as exc:
-        return web.json_response(exc.to_json(), status=STATUS.get(exc.code, 400))
+        return web.json_response(exc.to_json(), status=http_status(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
