@@ -95,14 +95,14 @@ async def _heartbeat(conn: sqlite3.Connection, clock: Callable[[], float]) -> No
 async def payments_watcher(app: web.Application) -> AsyncIterator[None]:
     """Pin the payment xpub to the store and, when a backend is configured, run the chain
     watcher (service/payments) for the app's lifetime."""
-    from .payments.watcher import Watcher, check_store_key, make_backend
+    from .payments.watcher import ChainWatcher, check_store_key, make_backend
 
     check_store_key(app[EXCHANGE])
     backend = make_backend(app[CONFIG].payments)
     if backend is None:
         yield
         return
-    watcher = Watcher(app[EXCHANGE], app[COMMITTER], app[BUS], backend)
+    watcher = ChainWatcher(app[EXCHANGE], app[COMMITTER], app[BUS], backend)
     task = asyncio.create_task(watcher.run_forever())
     yield
     task.cancel()

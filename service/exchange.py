@@ -73,6 +73,15 @@ RELATION_FIELDS = frozenset(
 
 
 class Exchange:
+    """The exchange's domain state over one SQLite connection: owns the order books, the
+    nonces, the ledger movements and the bids' and transactions' rows.
+
+    Every state-changing method runs inside ``write()`` (one savepoint of the group
+    commit) and returns its view plus the events to publish after COMMIT; nothing here
+    does I/O besides SQLite. The HTTP layer is ``service.api``, the trade state machine
+    ``service.phases``/``service.trades``.
+    """
+
     def __init__(
         self, conn: sqlite3.Connection, config: Config, clock: Callable[[], float] = time.time
     ) -> None:

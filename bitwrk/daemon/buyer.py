@@ -33,7 +33,7 @@ from .journal import Journal
 from .lan import LanHub
 from .peer import Channel, endpoint_signer_key, sign_peer
 from .spotcheck import SpotChecker, dispute_fields
-from .watch import Watcher
+from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.buyer")
 SLACK = 5.0
@@ -106,7 +106,16 @@ class JobRun:
 
 
 class BuyerAgent:
-    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+    """The buying side of one daemon: owns every job's units from bid to stored result.
+
+    For each unit it places a buy bid, drives the matched trade phase by phase (work and
+    commitment, manifest and chunks to the seller's endpoint, the sealed result, receipt,
+    accept or dispute), journals each step so a restart resumes it, and pays for a unit
+    exactly once. It shares the daemon's ``client``, ``watcher``, ``journal`` and chunk
+    ``store``; ``post`` delivers progress events to the caller's thread.
+    """
+
+    def __init__(self, client: ExchangeClient, watcher: EventWatcher, journal: Journal,
                  store: ChunkStore, post: Callable[[Event], None], spool: Path,
                  fee_bps: int, allow_local_sellers: bool = False) -> None:
         self.client = client

@@ -34,7 +34,7 @@ from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
 from .peer import Channel
-from .watch import Watcher
+from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.seller")
 SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
@@ -80,7 +80,17 @@ class SellTrade:
 
 
 class SellerAgent:
-    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+    """The selling side of one daemon: owns the sell bids, the trades they match and the
+    render slots that serve them.
+
+    Each slot loops: bid for the offer's articles, announce the worker endpoint, take the
+    buyer's manifest and chunks (the endpoint app calls ``accept_manifest``/``receiver``),
+    render through ``executor``, seal and publish the result, then wait to be paid.
+    ``selling`` is set while it takes new work (cleared = paused); ``status()`` feeds the
+    seller's status page.
+    """
+
+    def __init__(self, client: ExchangeClient, watcher: EventWatcher, journal: Journal,
                  store: ChunkStore, executor: Executor, offer: Offer, endpoint_url: str,
                  post: Callable[[Event], None], workroot: Path | None = None) -> None:
         self.client = client
@@ -96,8 +106,8 @@ class SellerAgent:
         self.jobdirs = JobDirs(self.workroot / "jobs")
         self.trades: dict[int, SellTrade] = {}
         self.open_bids: set[int] = set()
-        self.paused = asyncio.Event()
-        self.paused.set()  # set = selling
+        self.selling = asyncio.Event()  # set: taking new work; cleared: paused
+        self.selling.set()
         self.stopping = False
         self._stop = asyncio.Event()
         self.slot_state: dict[int, str] = {}
@@ -157,8 +167,8 @@ class SellerAgent:
         (the client itself already rides out exchange outages)."""
         failures = 0
         while not self.stopping:
-            self.slot_state[slot] = "paused" if not self.paused.is_set() else "bidding"
-            while not self.paused.is_set() and not self.stopping:
+            self.slot_state[slot] = "paused" if not self.selling.is_set() else "bidding"
+            while not self.selling.is_set() and not self.stopping:
                 await self._rest(1.0)
             if self.stopping:
                 break
@@ -175,6 +185,12 @@ class SellerAgent:
                 if not await self._serve(slot, txid):
                     self.slot_state[slot] = "resting after an error"
                     await self._rest(self.offer.error_backoff)
+
+    @property
+    def paused(self) -> asyncio.Event:
+        """The old name of ``selling`` (its *set* state meant selling, hence the rename);
+        kept for callers not yet moved over."""
+        return self.selling
 
     def _slot_error(self, slot: int, text: str, exc: Exception) -> None:
         expected = isinstance(exc, BitwrkError | OSError | TimeoutError)
@@ -387,7 +403,7 @@ class SellerAgent:
         self._forward(event)
 
     def status(self) -> dict[str, Any]:
-        return {"slots": dict(self.slot_state), "paused": not self.paused.is_set(),
+        return {"slots": dict(self.slot_state), "paused": not self.selling.is_set(),
                 "trades": sorted(self.trades)}
 
 

@@ -34,7 +34,14 @@ DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives
 Predicate = Callable[[dict[str, Any]], bool]
 
 
-class Watcher:
+class EventWatcher:
+    """The daemon's one subscription to the exchange's event stream (see the module text).
+
+    Owns the stream task and the waiters: ``wait`` returns a bid or transaction once a
+    predicate holds, ``wait_for_party`` once the other party has taken its turn. Every
+    (re)connect makes each waiter re-read its object, so nothing waits on a lost event.
+    """
+
     def __init__(self, client: ExchangeClient) -> None:
         self.client = client
         self._waiters: dict[tuple[str, int], set[asyncio.Queue[dict[str, Any]]]] = {}
@@ -162,3 +169,6 @@ def _deadline_of(obj: dict[str, Any]) -> float:
 
 def _state_of(obj: dict[str, Any]) -> str:
     return str(obj.get("phase") or obj.get("state") or "unchanged")
+
+
+Watcher = EventWatcher  # the old name, kept for callers not yet moved over
