@@ -68,6 +68,16 @@ def raise_for_error(status: int, body: Any) -> None:
 
 
 class ExchangeClient:
+    """One participant's HTTP client for an exchange: owns the session, the signing key
+    and its nonces.
+
+    Reads (``info``, ``bid``, ``transaction``, ``account``...) are plain GETs; every
+    state-changing call signs its canonical document (``post_signed``). With ``retry_for``
+    set it rides out an exchange outage, resending a signed request as is and reading back
+    one that had landed (``Landed``). An error response is raised as the class of its code
+    (``bitwrk.errors``), so callers catch ``PaymentsDisabled`` or ``WrongPhase``, not text.
+    """
+
     def __init__(
         self,
         base_url: str,

@@ -1,7 +1,9 @@
 """One root error with narrow subclasses that carry the data a caller needs.
 
-The exchange maps ``code`` to an HTTP status in one middleware; the client raises
-the same classes from an error response, so both sides speak one vocabulary.
+Every error that crosses the wire is defined here, the exchange's own limits and payment
+errors included, and ``HTTP_STATUS`` (code -> class -> status) is the one table of the
+statuses they are answered with: the exchange's error middleware, the seller's worker
+endpoint and the client (which raises the same class back from ``code``) all read it.
 """
 
 from __future__ import annotations
@@ -108,17 +110,6 @@ class ApiError(BitwrkError):
     code = "api_error"
 
 
-def error_classes() -> dict[str, type[BitwrkError]]:
-    """Every concrete error class by its code (the client maps responses back with this)."""
-    found: dict[str, type[BitwrkError]] = {}
-    todo: list[type[BitwrkError]] = [BitwrkError]
-    while todo:
-        cls = todo.pop()
-        found.setdefault(cls.code, cls)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
 # --- content-addressed storage and transfer (bitwrk/cas, docs/architecture.md) -------------
 
 
@@ -153,3 +144,132 @@ class SealError(BitwrkError):
     """A sealed result that fails authentication: wrong key, tampered, truncated, reordered."""
 
     code = "bad_seal"
+
+
+# --- the exchange's own limits (service/) ------------------------------------------------
+
+
+class RequestTimeout(BitwrkError):
+    """The request's body did not arrive within the read timeout; carries ``seconds``."""
+
+    code = "request_timeout"
+
+
+class Busy(BitwrkError):
+    """The store could not be written in time (locked by another connection, I/O error);
+    nothing of the request was kept and it is safe to send again."""
+
+    code = "busy"
+
+
+class SelfTrade(Conflict):
+    """The incoming bid would trade with the same address's own resting bid: refused, the
+    resting bid stays; carries ``resting`` (its id)."""
+
+    code = "self_trade"
+
+
+class TooManyBids(Forbidden):
+    """The address already has ``limit`` open bids."""
+
+    code = "too_many_bids"
+
+
+class Barred(Forbidden):
+    """A seller that missed its ``endpoint`` too often may not sell until ``until``."""
+
+    code = "barred"
+
+
+class TooManyStreams(BitwrkError):
+    """Event stream subscribers are at their cap (in total or for this address)."""
+
+    code = "too_many_streams"
+
+
+# --- payments (service/payments/) ------------------------------------------------------------
+
+
+class XpubError(InvalidRequest):
+    """An extended key that is malformed, private, or for the wrong network."""
+
+    code = "bad_xpub"
+
+
+class PaymentsDisabled(NotFound):
+    """The operator configured no extended public key: no Bitcoin deposits or withdrawals."""
+
+    code = "payments_disabled"
+
+
+class LimitExceeded(Forbidden):
+    """A withdrawal over the per-account daily limit; carries ``limit`` and ``used``."""
+
+    code = "limit_exceeded"
+
+
+class RateLimited(Forbidden):
+    """Too many new deposit addresses in the window; carries ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+
+class BackendError(BitwrkError):
+    """The chain backend failed; carries ``backend`` and ``method``. Never credits."""
+
+    code = "backend_error"
+
+
+class BackendUnavailable(BackendError):
+    """Timeout, refused connection or a 5xx: worth retrying with backoff."""
+
+    code = "backend_unavailable"
+
+
+class BackendProtocolError(BackendError):
+    """The backend answered, but with something that is not what its API documents."""
+
+    code = "backend_garbage"
+
+
+# --- the one table: code -> class -> HTTP status ---------------------------------------------
+
+# Looked up by the exact code (a subclass does not inherit its parent's status: ChunkMissing
+# is not answered 404); a code not listed gets the server's default (see ``http_status``).
+_STATUS_BY_CLASS: tuple[tuple[type[BitwrkError], int], ...] = (
+    (SignatureError, 401),
+    (InsufficientFunds, 402),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (RequestTimeout, 408),
+    (ReplayError, 409),
+    (StaleRevision, 409),
+    (WrongPhase, 409),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (PaymentsDisabled, 404),
+    (LimitExceeded, 403),
+    (RateLimited, 429),
+    (Busy, 503),
+    (SelfTrade, 409),
+    (TooManyBids, 403),
+    (Barred, 403),
+    (TooManyStreams, 429),
+)
+HTTP_STATUS: dict[str, int] = {cls.code: status for cls, status in _STATUS_BY_CLASS}
+
+
+def http_status(exc: BitwrkError, default: int = 400) -> int:
+    """The HTTP status ``exc`` is answered with: its code's entry, else ``default``."""
+    return HTTP_STATUS.get(exc.code, default)
+
+
+def error_classes() -> dict[str, type[BitwrkError]]:
+    """Every concrete error class by its code (the client maps responses back with this)."""
+    found: dict[str, type[BitwrkError]] = {}
+    todo: list[type[BitwrkError]] = [BitwrkError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found

@@ -10,6 +10,7 @@ document names ``action``, ``exchange`` (against replay on another exchange), ``
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -33,8 +34,10 @@ __all__ = [
     "bid_fields",
     "canonical_document",
     "receipt_document",
+    "secret_proof",
     "sign_request",
     "verify_request",
+    "work_secret_hash",
 ]
 
 Value = str | int
@@ -172,3 +175,17 @@ def receipt_document(*, exchange: str, txid: int, seller: str, encresulthash: st
     from another trade (the hash and signature are public once published) never verifies."""
     return canonical_document({"action": RECEIPT_ACTION, "exchange": exchange, "txid": txid,
                                "seller": seller, "encresulthash": encresulthash})
+
+
+def work_secret_hash(workhash: str, secretproof: str) -> str:
+    """The buyer's commitment ``worksecrethash = SHA256(workhash ‖ secretproof)`` (hex).
+
+    ``secretproof`` is SHA256(buyer secret): the seller shows it to prove it received the
+    secret without revealing the secret itself (docs/protocol.md).
+    """
+    return hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(secretproof)).hexdigest()
+
+
+def secret_proof(secret: bytes) -> str:
+    """SHA256(buyer secret) (hex): what the seller shows the exchange in ``received``."""
+    return hashlib.sha256(secret).hexdigest()

@@ -7,7 +7,7 @@ import secrets
 
 import aiohttp
 
-from .errors import ApiError, BitwrkError
+from .errors import BitwrkError
 
 RETRY_BASE = 0.25  # seconds before the first retry
 RETRY_CAP = 2.0  # no wait between retries is longer: an exchange back up is seen in <= 2 s
@@ -17,7 +17,7 @@ _random = secrets.SystemRandom()
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure in transit, worth the same request again later."""
-    if isinstance(exc, ApiError):
+    if isinstance(exc, BitwrkError):  # an error response: its status says (503 busy, ...)
         return exc.data.get("status") in TRANSIENT_STATUS
     return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError
                       | TimeoutError | ConnectionError)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bitwrk.articles import TRUSTED_SUFFIX
 from bitwrk.errors import Forbidden
+from bitwrk.wire import BidState, BidType
 
 from . import reputation
 from .errors import TooManyBids
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 def check_bid(ex: Exchange, address: str, side: str, trusted: bool, now: float) -> None:
     """Refuse a bid the address may not place now (inside the bid's ``write()``)."""
-    if side == "sell":
+    if side == BidType.SELL:
         if trusted and not ex.trusts(ex.cfg.operator, address):
             raise Forbidden("trusted articles need the operator's trust relation")
         reputation.check_may_sell(ex.db, address, now)
@@ -49,7 +50,7 @@ def on_relation(ex: Exchange, source: str, kind: str, target: str, enabled: bool
     ).fetchall()
     events: list[Event] = []
     for row in rows:
-        ex.close_bid(row, "cancelled", now)
+        ex.close_bid(row, BidState.CANCELLED, now)
         ex.books.get(row["article"]).remove(row["id"])
         events.append(Event("bid", ex.bid(row["id"]), to=(target,)))
         events.append(Event("book", {"article": row["article"]}, public=True))

@@ -16,6 +16,7 @@ from bitwrk.articles import parse_article
 from bitwrk.errors import InvalidRequest, NotFound, TooLarge, WrongExchange
 from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
+from bitwrk.wire import BidState
 
 from . import streams, trades, views
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
@@ -26,7 +27,7 @@ from .openapi import openapi_document
 from .phases import MESSAGES
 
 routes = web.RouteTableDef()
-BID_STATES = ("placed", "matched", "cancelled", "expired")
+BID_STATES = tuple(str(s) for s in BidState)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

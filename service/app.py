@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from bitwrk.errors import BitwrkError
+from bitwrk.errors import BitwrkError, http_status
 
 from . import db, downtime, streams, trades
 from .api import routes
@@ -26,26 +26,6 @@ from .web import pages as web_pages
 
 log = logging.getLogger("bitwrk.exchange")
 
-STATUS: dict[str, int] = {
-    "bad_signature": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "insufficient_funds": 402,
-    "replayed": 409,
-    "stale_revision": 409,
-    "wrong_phase": 409,
-    "conflict": 409,
-    "too_large": 413,
-    "payments_disabled": 404,
-    "limit_exceeded": 403,
-    "rate_limited": 429,
-    "request_timeout": 408,
-    "busy": 503,
-    "self_trade": 409,
-    "too_many_bids": 403,
-    "barred": 403,
-    "too_many_streams": 429,
-}
 SERVING_BUSY_MS = 250
 RETIRE_BATCH = 500
 MAX_SLEEP = 30.0
@@ -59,7 +39,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BitwrkError as exc:
-        return web.json_response(exc.to_json(), status=STATUS.get(exc.code, 400))
+        return web.json_response(exc.to_json(), status=http_status(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -115,14 +95,14 @@ async def _heartbeat(conn: sqlite3.Connection, clock: Callable[[], float]) -> No
 async def payments_watcher(app: web.Application) -> AsyncIterator[None]:
     """Pin the payment xpub to the store and, when a backend is configured, run the chain
     watcher (service/payments) for the app's lifetime."""
-    from .payments.watcher import Watcher, check_store_key, make_backend
+    from .payments.watcher import ChainWatcher, check_store_key, make_backend
 
     check_store_key(app[EXCHANGE])
     backend = make_backend(app[CONFIG].payments)
     if backend is None:
         yield
         return
-    watcher = Watcher(app[EXCHANGE], app[COMMITTER], app[BUS], backend)
+    watcher = ChainWatcher(app[EXCHANGE], app[COMMITTER], app[BUS], backend)
     task = asyncio.create_task(watcher.run_forever())
     yield
     task.cancel()

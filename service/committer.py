@@ -21,6 +21,9 @@ MAX_BATCH = 256
 
 
 class Committer:
+    """Owns the exchange's write path: queues ``submit``ted domain calls and runs each
+    loop turn's batch in one SQLite transaction (see the module text)."""
+
     def __init__(self, exchange: Exchange) -> None:
         self.ex = exchange
         self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []

@@ -61,6 +61,9 @@ KEEPALIVE = b": keepalive\n\n"
 
 
 class EventBus:
+    """Owns the event-stream subscriptions: publishes committed events to the public
+    stream and to the addresses they concern, under ``limits`` on subscribers."""
+
     def __init__(self, limits: Limits | None = None, keepalive: float = 15.0) -> None:
         self.limits = limits or Limits()
         self.keepalive = keepalive

@@ -26,13 +26,13 @@ from bitwrk.errors import (
 )
 from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
+from bitwrk.wire import BidState, BidType, Phase
 
 from . import admission, db, ledger
 from .config import Config
 from .errors import SelfTrade
 from .events import Event
 from .matching import BookEntry, Books, trade_terms
-from .phases import Phase
 
 DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
@@ -49,7 +49,7 @@ def int_field(fields: dict[str, Any], name: str, minimum: int = 0) -> int:
 def str_field(fields: dict[str, Any], name: str, choices: tuple[str, ...]) -> str:
     value = fields.get(name)
     if value not in choices:
-        raise InvalidRequest(f"{name} must be one of {list(choices)}", field=name)
+        raise InvalidRequest(f"{name} must be one of {[str(c) for c in choices]}", field=name)
     return str(value)
 
 
@@ -73,6 +73,15 @@ RELATION_FIELDS = frozenset(
 
 
 class Exchange:
+    """The exchange's domain state over one SQLite connection: owns the order books, the
+    nonces, the ledger movements and the bids' and transactions' rows.
+
+    Every state-changing method runs inside ``write()`` (one savepoint of the group
+    commit) and returns its view plus the events to publish after COMMIT; nothing here
+    does I/O besides SQLite. The HTTP layer is ``service.api``, the trade state machine
+    ``service.phases``/``service.trades``.
+    """
+
     def __init__(
         self, conn: sqlite3.Connection, config: Config, clock: Callable[[], float] = time.time
     ) -> None:
@@ -201,7 +210,7 @@ class Exchange:
         fields, document, signature = signed
         exact_fields(fields, BID_FIELDS)
         address = fields["address"]
-        side = str_field(fields, "type", ("buy", "sell"))
+        side = BidType(str_field(fields, "type", tuple(BidType)))
         article = parse_article(fields["article"])
         price = check_price(fields["price"], maximum=self.cfg.max_price)
         fee = fee_for(price, self.cfg.fee_bps)
@@ -211,7 +220,7 @@ class Exchange:
         with self.write():
             self._use_nonce(address, fields["nonce"])
             admission.check_bid(self, address, side, article.trusted, now)
-            if side == "buy":
+            if side == BidType.BUY:
                 available = self.balances(address)[0]
                 if available < price + fee:
                     raise InsufficientFunds(
@@ -224,14 +233,14 @@ class Exchange:
                 (address, side, article.id, price, fee, now, expires, document, signature),
             ).lastrowid
             assert bid_id is not None
-            if side == "buy":
+            if side == BidType.BUY:
                 self.move(ledger.block_for_bid(address, price + fee), now, bid_id=bid_id)
             entry = BookEntry(bid_id, address, side, price, fee, expires)
             resting, events = self._match(article.id, entry, now)
         if resting is None:
             book.add(entry)
             self.on_deadline(expires)
-            if side == "buy":
+            if side == BidType.BUY:
                 events.append(self._account_event(address))
         else:
             book.remove(resting.bid_id)
@@ -264,7 +273,7 @@ class Exchange:
     def _trade(
         self, article: str, entry: BookEntry, resting: BookEntry, now: float
     ) -> list[Event]:
-        buy, sell = (entry, resting) if entry.type == "buy" else (resting, entry)
+        buy, sell = (entry, resting) if entry.type == BidType.BUY else (resting, entry)
         price, fee = trade_terms(buy, sell)
         timeout = now + self.cfg.timeouts.establish
         txid = self.db.execute(
@@ -303,21 +312,21 @@ class Exchange:
                 raise NotFound(f"no bid {bid_id}")
             if row["address"] != address:
                 raise Forbidden("only the bidder can cancel a bid")
-            if row["state"] != "placed":
+            if row["state"] != BidState.PLACED:
                 raise WrongPhase(f"bid is {row['state']}, not placed", state=row["state"])
             if row["expires"] <= now:  # past its lifetime; retirement is about to close it
-                raise WrongPhase("bid has expired", state="expired")
-            self.close_bid(row, "cancelled", now)
+                raise WrongPhase("bid has expired", state=BidState.EXPIRED)
+            self.close_bid(row, BidState.CANCELLED, now)
         self.books.get(row["article"]).remove(bid_id)
         bid = self.bid(bid_id)
         events = [Event("bid", bid, to=(address,)), self._account_event(address)]
         return bid, [*events, Event("book", {"article": row["article"]}, public=True)]
 
-    def close_bid(self, row: sqlite3.Row, state: str, now: float) -> None:
+    def close_bid(self, row: sqlite3.Row, state: BidState, now: float) -> None:
         self.db.execute(
             "UPDATE bids SET state = ?, closed = ? WHERE id = ?", (state, now, row["id"])
         )
-        if row["type"] == "buy":
+        if row["type"] == BidType.BUY:
             amount = row["price"] + row["fee"]
             self.move(ledger.release_bid(row["address"], amount), now, bid_id=row["id"])
 
@@ -329,7 +338,7 @@ class Exchange:
         ).fetchall()
         events: list[Event] = []
         for row in rows:
-            self.close_bid(row, "expired", now)
+            self.close_bid(row, BidState.EXPIRED, now)
             self.books.get(row["article"]).remove(row["id"])
             events.append(Event("bid", self.bid(row["id"]), to=(row["address"],)))
             events.append(self._account_event(row["address"]))

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bitwrk.wire import BidType
+
 MAX_PASSED_OVER = 64  # resting bids an incoming bid may pass over for avoided parties
 
 
@@ -19,14 +21,14 @@ MAX_PASSED_OVER = 64  # resting bids an incoming bid may pass over for avoided p
 class BookEntry:
     bid_id: int  # increasing with arrival: the time priority
     address: str
-    type: str  # "buy" | "sell"
+    type: BidType
     price: int
     fee: int
     expires: float
 
 
 def crosses(incoming: BookEntry, resting: BookEntry) -> bool:
-    if incoming.type == "buy":
+    if incoming.type == BidType.BUY:
         return incoming.price >= resting.price
     return incoming.price <= resting.price
 
@@ -50,7 +52,7 @@ class OrderBook:
         self.version = 0  # changes whenever the live entries do (cached views check it)
         self._live: dict[int, BookEntry] = {}
         # buys: highest price first; sells: lowest first; then lowest bid id (oldest) first
-        self._heaps: dict[str, list[tuple[int, int]]] = {"buy": [], "sell": []}
+        self._heaps: dict[str, list[tuple[int, int]]] = {BidType.BUY: [], BidType.SELL: []}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -58,7 +60,7 @@ class OrderBook:
     def add(self, entry: BookEntry) -> None:
         self.version += 1
         self._live[entry.bid_id] = entry
-        key = -entry.price if entry.type == "buy" else entry.price
+        key = -entry.price if entry.type == BidType.BUY else entry.price
         heapq.heappush(self._heaps[entry.type], (key, entry.bid_id))
 
     def remove(self, bid_id: int) -> None:
@@ -84,7 +86,7 @@ class OrderBook:
         """The resting bid ``incoming`` trades with, or None (then it rests): the best that
         crosses and that ``allowed`` accepts (a party that avoids the other is passed over;
         at most MAX_PASSED_OVER of them, so an avoid list cannot make matching costly)."""
-        side = "sell" if incoming.type == "buy" else "buy"
+        side = BidType.SELL if incoming.type == BidType.BUY else BidType.BUY
         heap = self._heaps[side]
         passed: list[tuple[int, int]] = []
         try:
@@ -104,7 +106,7 @@ class OrderBook:
         counts = Counter(
             e.price for e in self._live.values() if e.type == side and e.expires > now
         )
-        return sorted(counts.items(), reverse=(side == "buy"))
+        return sorted(counts.items(), reverse=(side == BidType.BUY))
 
 
 class Books:

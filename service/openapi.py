@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import bitwrk
+from bitwrk.wire import BidState, BidType
 
 _STR = {"type": "string"}
 _INT64 = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
@@ -65,8 +66,8 @@ def _object(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
 
 _BID = _object(
     ["id", "address", "type", "article", "price", "fee", "state", "created", "expires"],
-    id=_INT64, address=_STR, type={"enum": ["buy", "sell"]}, article=_STR, price=_INT64,
-    fee=_INT64, state={"enum": ["placed", "matched", "cancelled", "expired"]},
+    id=_INT64, address=_STR, type={"enum": [str(t) for t in BidType]}, article=_STR, price=_INT64,
+    fee=_INT64, state={"enum": [str(s) for s in BidState]},
     created=_NUM, expires=_NUM, closed=_NULL_NUM, txid=_NULL_INT)
 _TX = _object(
     ["id", "article", "buyer", "seller", "price", "fee", "phase", "revision"],
@@ -143,7 +144,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/info": {"get": _op("exchange id, network, fee, articles, totals, limits", _INFO)},
     "/api/v1/openapi.json": {"get": _op("this document", _ANY_OBJECT)},
     "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _signed(
-        "bid", type={"type": "string", "enum": ["buy", "sell"]}, article=_ARTICLE_ID,
+        "bid", type={"type": "string", "enum": [str(t) for t in BidType]}, article=_ARTICLE_ID,
         price=_PRICE))},
     "/api/v1/bids/{id}": {"get": _op("one bid", _BID, None, _ID)},
     "/api/v1/bids/{id}/cancel": {"post": _op("cancel a placed bid", _BID, _signed(
@@ -164,7 +165,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/accounts/{address}/bids": {"get": _query(
         _op("the account's bids, newest first", {"type": "array", "items": _BID}, None,
             _ADDRESS),
-        state={"type": "string", "enum": ["placed", "matched", "cancelled", "expired"]},
+        state={"type": "string", "enum": [str(s) for s in BidState]},
         limit=_LIMIT)},
     "/api/v1/market/{article}": {"get": _query(
         _op("book depth, last trades, OHLC", _MARKET, None, _ARTICLE),

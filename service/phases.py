@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,22 +15,10 @@ from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.endpoints import check_endpoint_url
 from bitwrk.errors import Forbidden, InvalidRequest, WrongPhase
 from bitwrk.keys import verify_message
-from bitwrk.protocol import receipt_document
+from bitwrk.protocol import receipt_document, work_secret_hash
+from bitwrk.wire import Phase
 
 from .config import Timeouts
-
-
-class Phase(StrEnum):
-    ESTABLISHING = "ESTABLISHING"
-    TRANSMITTING = "TRANSMITTING"
-    WORKING = "WORKING"
-    UNVERIFIED = "UNVERIFIED"
-    FINISHED = "FINISHED"
-    RESULT_DISPUTED = "RESULT_DISPUTED"
-    WORK_DISPUTED = "WORK_DISPUTED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
-
 
 OPEN_PHASES = frozenset({Phase.ESTABLISHING, Phase.TRANSMITTING, Phase.WORKING, Phase.UNVERIFIED})
 
@@ -162,8 +149,7 @@ def _received(tx: TxView, f: dict[str, Any], now: float, t: Timeouts) -> Step:
     # secret itself: worksecrethash = SHA256(workhash ‖ SHA256(secret)).
     proof = _hex64(f, "secretproof")
     assert tx.workhash is not None and tx.worksecrethash is not None
-    digest = hashlib.sha256(bytes.fromhex(tx.workhash) + bytes.fromhex(proof)).hexdigest()
-    if digest != tx.worksecrethash:
+    if work_secret_hash(tx.workhash, proof) != tx.worksecrethash:
         raise InvalidRequest("SHA256(workhash ‖ secretproof) does not match worksecrethash")
     working = t.working.get(tx.article_class, max(t.working.values()))
     return Step(Phase.WORKING, {"secretproof": proof}, now + working, None)

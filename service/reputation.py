@@ -12,9 +12,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from bitwrk.wire import Phase
+
 from .config import Limits
 from .errors import Barred
-from .phases import Phase
 
 COUNTS = ("finished", "disputed", "disputes_lost", "establish_timeouts")
 

@@ -10,11 +10,12 @@ import sqlite3
 from typing import Any
 
 from bitwrk.errors import Forbidden, InvalidRequest, NotFound, StaleRevision, WrongPhase
+from bitwrk.wire import Phase
 
 from . import ledger, reputation, views
 from .events import Event
 from .exchange import Exchange, Signed, int_field
-from .phases import OPEN_PHASES, Phase, Settlement, TxView, on_timeout, required_fields, step
+from .phases import OPEN_PHASES, Settlement, TxView, on_timeout, required_fields, step
 
 ENVELOPE = frozenset({"action", "exchange", "address", "nonce", "txid", "revision"})
 

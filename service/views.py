@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bitwrk.errors import InvalidRequest, NotFound
+from bitwrk.wire import BidType
 
 from . import reputation
 from .exchange import Exchange
@@ -109,8 +110,8 @@ def _market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, 
     trades = [{"txid": r[0], "price": r[1], "time": r[2]} for r in rows]
     return {
         "article": article,
-        "bids": [{"price": p, "count": n} for p, n in book.depth("buy", now)],
-        "asks": [{"price": p, "count": n} for p, n in book.depth("sell", now)],
+        "bids": [{"price": p, "count": n} for p, n in book.depth(BidType.BUY, now)],
+        "asks": [{"price": p, "count": n} for p, n in book.depth(BidType.SELL, now)],
         "trades": trades[:50],
         "ohlc": ohlc(trades, interval),
         "interval": interval,

@@ -10,7 +10,7 @@ from typing import Any
 
 from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import receipt_document, sign_request
+from bitwrk.protocol import receipt_document, sign_request, work_secret_hash
 
 ARTICLE = "net.bitwrk/blender/5.0/2G"
 _nonces = itertools.count(1)
@@ -47,7 +47,7 @@ def work_secret() -> tuple[str, str, str]:
     publishes secretproof = SHA256(secret), never the secret."""
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+    digest = work_secret_hash(workhash, proof)
     return workhash, proof, digest
 
 

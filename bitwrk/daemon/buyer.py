@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -27,18 +26,18 @@ from ..client import ExchangeClient, backoff, describe, raise_for_error
 from ..endpoints import check_endpoint_url, check_public_host
 from ..errors import BitwrkError, InvalidRequest, WrongPhase
 from ..money import fee_for
-from ..protocol import NonceSource, receipt_document
+from ..protocol import NonceSource, receipt_document, secret_proof, work_secret_hash
+from ..wire import UNIT_SETTLED, BidState, BidType, JobState, Phase, TradeState, UnitState
 from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
 from .lan import LanHub
 from .peer import Channel, endpoint_signer_key, sign_peer
 from .spotcheck import SpotChecker, dispute_fields
-from .watch import Watcher
+from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.buyer")
 SLACK = 5.0
 MAX_ATTEMPTS = 6
-RETIRED = ("FINISHED", "CANCELLED", "EXPIRED", "WORK_DISPUTED", "RESULT_DISPUTED")
 PATIENCE = 8.0  # seconds a seller may stay silent on its turn before it is taken as gone
 PROBE_EVERY = 2.0  # seconds between looks at the endpoint of a seller we wait for
 PROBE_MISSES = 2  # endpoint lookups failing in a row that mean the seller is gone
@@ -107,7 +106,16 @@ class JobRun:
 
 
 class BuyerAgent:
-    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+    """The buying side of one daemon: owns every job's units from bid to stored result.
+
+    For each unit it places a buy bid, drives the matched trade phase by phase (work and
+    commitment, manifest and chunks to the seller's endpoint, the sealed result, receipt,
+    accept or dispute), journals each step so a restart resumes it, and pays for a unit
+    exactly once. It shares the daemon's ``client``, ``watcher``, ``journal`` and chunk
+    ``store``; ``post`` delivers progress events to the caller's thread.
+    """
+
+    def __init__(self, client: ExchangeClient, watcher: EventWatcher, journal: Journal,
                  store: ChunkStore, post: Callable[[Event], None], spool: Path,
                  fee_bps: int, allow_local_sellers: bool = False) -> None:
         self.client = client
@@ -129,7 +137,7 @@ class BuyerAgent:
     async def run_job(self, run: JobRun, concurrency: int) -> tuple[int, int]:
         """Buy every pending unit; (done, failed)."""
         limit = asyncio.Semaphore(concurrency)
-        units = [u for u in self.journal.units(run.job_id) if u.state not in ("done", "failed")]
+        units = [u for u in self.journal.units(run.job_id) if u.state not in UNIT_SETTLED]
         manifests = {u.unit_id: JobManifest.from_json(u.payload["manifest"].encode())
                      for u in units}
         with contextlib.ExitStack() as pins:
@@ -138,22 +146,22 @@ class BuyerAgent:
             await asyncio.gather(*(self._unit(run, u.unit_id, manifests[u.unit_id], limit)
                                    for u in units))
         rows = self.journal.units(run.job_id)
-        done = sum(r.state == "done" for r in rows)
-        return done, sum(r.state == "failed" for r in rows)
+        done = sum(r.state == UnitState.DONE for r in rows)
+        return done, sum(r.state == UnitState.FAILED for r in rows)
 
     async def _unit(self, run: JobRun, unit_id: str, manifest: JobManifest,
                     limit: asyncio.Semaphore) -> None:
         failures = 0  # in a row: each one waits longer before the next try
         while True:
             row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
-            if row.state in ("done", "failed"):
+            if row.state in UNIT_SETTLED:
                 return
             reason = self._give_up(run, row.attempts)
             if reason:
-                self.journal.update_unit(run.job_id, unit_id, state="failed", error=reason)
+                self.journal.update_unit(run.job_id, unit_id, state=UnitState.FAILED, error=reason)
                 self.post(UnitFailed(run.job_id, unit_id, reason, final=True))
                 return
-            if row.state == "bidding" and row.bid_id is not None:  # a restart mid-bid
+            if row.state == UnitState.BIDDING and row.bid_id is not None:  # a restart mid-bid
                 await self._adopt_bid(run, unit_id, row.bid_id)
                 continue
             if row.txid is not None:  # resuming a trade after a restart
@@ -168,7 +176,7 @@ class BuyerAgent:
                                       | OSError)
                 (log.info if expected else log.exception)("unit %s/%s: %s", run.job_id,
                                                           unit_id, why)
-                self.journal.update_unit(run.job_id, unit_id, state="pending", txid=None,
+                self.journal.update_unit(run.job_id, unit_id, state=UnitState.PENDING, txid=None,
                                          bid_id=None, error=why[:300])
                 self.post(UnitFailed(run.job_id, unit_id, why[:300], final=False))
                 failures += 1
@@ -227,8 +235,8 @@ class BuyerAgent:
         except (BitwrkError, OSError) as exc:
             self.post(UnitFailed(run.job_id, unit_id, f"LAN: {exc}"[:300], final=False))
             return True
-        if self.journal.claim_unit(run.job_id, unit_id, "pending", "done", result=str(stored),
-                                   seller=f"lan:{assignment.worker}", price=0):
+        if self.journal.claim_unit(run.job_id, unit_id, UnitState.PENDING, UnitState.DONE,
+                                   result=str(stored), seller=f"lan:{assignment.worker}", price=0):
             self.post(UnitDone(run.job_id, unit_id, str(stored), 0, 0,
                                f"lan:{assignment.worker}", None, 0))
         return True
@@ -237,11 +245,11 @@ class BuyerAgent:
         """Stop buying: no new bids; trades not yet working are cancelled (refunded);
         working ones run out (a seller already rendering is not robbed of its deadline)."""
         self.cancelled.add(job_id)
-        self.journal.set_job_state(job_id, "cancelled")
+        self.journal.set_job_state(job_id, JobState.CANCELLED)
         for unit in self.journal.units(job_id):
-            if unit.state == "bidding" and unit.bid_id is not None:
+            if unit.state == UnitState.BIDDING and unit.bid_id is not None:
                 await self._withdraw_bid(unit.bid_id)
-            elif unit.state == "trading" and unit.txid is not None:
+            elif unit.state == UnitState.TRADING and unit.txid is not None:
                 await self._cancel(unit.txid)
 
     async def _withdraw_bid(self, bid_id: int) -> None:
@@ -252,7 +260,7 @@ class BuyerAgent:
                 await self.client.cancel_bid(bid_id)
             except WrongPhase:
                 bid = await self.client.bid(bid_id)
-                if bid["state"] == "matched":
+                if bid["state"] == BidState.MATCHED:
                     await self._cancel(int(bid["txid"]))
 
     async def withdraw_orphans(self) -> None:
@@ -262,12 +270,12 @@ class BuyerAgent:
         known_bids, known_txs = self.journal.known_ids()
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             for bid in await self.client.bids(limit=200):
-                if bid["type"] != "buy" or bid["id"] in known_bids:
+                if bid["type"] != BidType.BUY or bid["id"] in known_bids:
                     continue
-                if bid["state"] == "placed":
+                if bid["state"] == BidState.PLACED:
                     with contextlib.suppress(BitwrkError):
                         await self.client.cancel_bid(bid["id"])
-                elif bid["state"] == "matched" and bid["txid"] not in known_txs:
+                elif bid["state"] == BidState.MATCHED and bid["txid"] not in known_txs:
                     await self._cancel(int(bid["txid"]))
 
     async def settle_leftovers(self) -> None:
@@ -276,13 +284,13 @@ class BuyerAgent:
         for row in self.journal.open_trades("buyer"):
             units = self.journal.units(row["job_id"]) if row["job_id"] else []
             unit = next((u for u in units if u.unit_id == row["unit_id"]), None)
-            if unit is None or unit.state != "done" or unit.txid != row["txid"]:
+            if unit is None or unit.state != UnitState.DONE or unit.txid != row["txid"]:
                 continue
             with contextlib.suppress(BitwrkError, aiohttp.ClientError):
                 tx = await self.client.transaction(row["txid"])
-                if tx["phase"] == "UNVERIFIED":
+                if tx["phase"] == Phase.UNVERIFIED:
                     await self.client.send_message(row["txid"], "accept")
-                self.journal.save_trade(row["txid"], "buyer", "closed")
+                self.journal.save_trade(row["txid"], "buyer", TradeState.CLOSED)
 
     async def _adopt_bid(self, run: JobRun, unit_id: str, bid_id: int) -> None:
         """A bid placed before a restart: take over its trade, or withdraw it."""
@@ -291,14 +299,14 @@ class BuyerAgent:
         with contextlib.suppress(BitwrkError):
             await self.client.cancel_bid(bid_id)
         bid = await self.client.bid(bid_id)
-        if bid["state"] == "matched":
+        if bid["state"] == BidState.MATCHED:
             tx = await self.client.transaction(int(bid["txid"]))
             self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
-            self.journal.update_unit(run.job_id, unit_id, state="trading", txid=tx["id"],
+            self.journal.update_unit(run.job_id, unit_id, state=UnitState.TRADING, txid=tx["id"],
                                      seller=tx["seller"], price=tx["price"])
         else:
             self.journal.commit_budget(run.job_id, -reserve)
-            self.journal.update_unit(run.job_id, unit_id, state="pending", bid_id=None)
+            self.journal.update_unit(run.job_id, unit_id, state=UnitState.PENDING, bid_id=None)
 
     def _give_up(self, run: JobRun, attempts: int) -> str | None:
         if run.job_id in self.cancelled:
@@ -322,21 +330,21 @@ class BuyerAgent:
             raise BitwrkError("budget used up")
         row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
         try:
-            bid = await self.client.place_bid("buy", run.article, price)
+            bid = await self.client.place_bid(BidType.BUY, run.article, price)
         except BaseException:
             self.journal.commit_budget(run.job_id, -reserve)
             raise
-        self.journal.update_unit(run.job_id, unit_id, state="bidding", bid_id=bid["id"],
+        self.journal.update_unit(run.job_id, unit_id, state=UnitState.BIDDING, bid_id=bid["id"],
                                  attempts=row.attempts + 1)
         self.post(UnitProgress(run.job_id, unit_id, "bidding"))
         lifetime = float(bid["expires"]) - float(bid["created"])
         try:
-            bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != "placed",
+            bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != BidState.PLACED,
                                           lifetime + SLACK)
         except BaseException:  # giving up (stop, Ctrl-C, an error): leave no bid behind
             await self._withdraw_bid(bid["id"])
             raise
-        if bid["state"] != "matched":
+        if bid["state"] != BidState.MATCHED:
             self.journal.commit_budget(run.job_id, -reserve)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)  # no fault
             raise Retry(f"bid {bid['state']} without a seller")
@@ -344,7 +352,7 @@ class BuyerAgent:
         tx = await self.client.transaction(txid)
         # the reservation becomes the trade's real cost
         self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
-        self.journal.update_unit(run.job_id, unit_id, state="trading", txid=txid,
+        self.journal.update_unit(run.job_id, unit_id, state=UnitState.TRADING, txid=txid,
                                  seller=tx["seller"], price=tx["price"])
         shunned = run.shun.get(tx["seller"], 0.0) > time.monotonic()
         if tx["seller"] in run.avoid or shunned:  # not the unit's failure: no attempt counted
@@ -362,13 +370,13 @@ class BuyerAgent:
             while True:
                 phase = tx["phase"]
                 self.post(UnitProgress(run.job_id, unit_id, phase.lower(), txid, tx["seller"]))
-                if phase == "ESTABLISHING":
+                if phase == Phase.ESTABLISHING:
                     tx = await self._establish(run, unit_id, manifest, tx)
-                elif phase == "TRANSMITTING":
+                elif phase == Phase.TRANSMITTING:
                     tx = await self._transmit(run, manifest, tx)
-                elif phase == "WORKING":
+                elif phase == Phase.WORKING:
                     tx = await self._fetch(tx)
-                elif phase == "UNVERIFIED":
+                elif phase == Phase.UNVERIFIED:
                     await self._verify(run, unit_id, tx)
                     return
                 else:
@@ -387,7 +395,7 @@ class BuyerAgent:
                     run.avoid.add(tx["seller"])
                 run.shun[tx["seller"]] = time.monotonic() + SHUN_SECONDS
             # a unit already marked done with this trade was delivered: never dispute it
-            done = any(u.unit_id == unit_id and u.state == "done" and u.txid == txid
+            done = any(u.unit_id == unit_id and u.state == UnitState.DONE and u.txid == txid
                        for u in self.journal.units(run.job_id))
             await self._abandon(txid, f"buyer gave up: {exc}", dispute=not done)
             self._refund_budget(run, tx)
@@ -395,7 +403,7 @@ class BuyerAgent:
 
     def _refund_budget(self, run: JobRun, tx: dict[str, Any]) -> None:
         self.journal.commit_budget(run.job_id, -(tx["price"] + tx["fee"]))
-        self.journal.save_trade(tx["id"], "buyer", "closed")
+        self.journal.save_trade(tx["id"], "buyer", TradeState.CLOSED)
 
     async def _establish(self, run: JobRun, unit_id: str, manifest: JobManifest,
                          tx: dict[str, Any]) -> dict[str, Any]:
@@ -404,15 +412,14 @@ class BuyerAgent:
             secret = secrets.token_hex(32)
             workhash = manifest.workhash
             # the seller will prove receipt with SHA256(secret); the secret stays between us
-            proof = hashlib.sha256(bytes.fromhex(workhash)
-                                   + hashlib.sha256(bytes.fromhex(secret)).digest()).hexdigest()
+            commitment = work_secret_hash(workhash, secret_proof(bytes.fromhex(secret)))
             # the secret is journalled before it can matter
-            self.journal.save_trade(txid, "buyer", "open", job_id=run.job_id, unit_id=unit_id,
-                                    buyersecret=secret, workhash=workhash)
+            self.journal.save_trade(txid, "buyer", TradeState.OPEN, job_id=run.job_id,
+                                    unit_id=unit_id, buyersecret=secret, workhash=workhash)
             tx = await self.client.send_message(txid, "work", workhash=workhash,
-                                                worksecrethash=proof)
+                                                worksecrethash=commitment)
         try:
-            return await self.watcher.wait_for_party(txid, "ESTABLISHING", PATIENCE,
+            return await self.watcher.wait_for_party(txid, Phase.ESTABLISHING, PATIENCE,
                                                      f"seller {tx['seller']}")
         except TimeoutError as exc:  # gone, or busy with another unit: no blame, buy again
             raise Retry(str(exc)) from None
@@ -442,7 +449,7 @@ class BuyerAgent:
                 await self._peer("POST", f"{url}/chunks", headers, _aiter(pieces))
                 run.sent[txid] += sum(ref.size for ref in wanted)
         return await self._while_seller_alive(tx, self.watcher.wait(
-            "transaction", txid, lambda t: t["phase"] != "TRANSMITTING", _until(tx)))
+            "transaction", txid, lambda t: t["phase"] != Phase.TRANSMITTING, _until(tx)))
 
     async def _while_seller_alive(self, tx: dict[str, Any],
                                   waiting: Awaitable[dict[str, Any]]) -> dict[str, Any]:
@@ -505,7 +512,7 @@ class BuyerAgent:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.with_suffix(".tmp").write_bytes(ciphertext)
                 path.with_suffix(".tmp").replace(path)
-                self.journal.save_trade(txid, "buyer", "open", ciphertext=str(path))
+                self.journal.save_trade(txid, "buyer", TradeState.OPEN, ciphertext=str(path))
             enc = ciphertext_hash(path.read_bytes())
             receipt = key.sign_message(receipt_document(
                 exchange=exchange, txid=txid, seller=tx["seller"], encresulthash=enc))
@@ -513,7 +520,7 @@ class BuyerAgent:
                                 encresulthash=enc, receipt=receipt)
             await self._peer("POST", f"{url}/receipt", headers, b"")
         return await self._while_seller_alive(tx, self.watcher.wait(
-            "transaction", txid, lambda t: t["phase"] != "WORKING", _until(tx)))
+            "transaction", txid, lambda t: t["phase"] != Phase.WORKING, _until(tx)))
 
     async def _verify(self, run: JobRun, unit_id: str, tx: dict[str, Any]) -> None:
         txid = tx["id"]
@@ -529,12 +536,13 @@ class BuyerAgent:
             raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
         # Mark done before accepting: a crash in between leaves the trade to time out into
         # payment (once); never a second purchase of a unit we already have.
-        if self.journal.claim_unit(run.job_id, unit_id, "trading", "done", result=str(stored)):
+        if self.journal.claim_unit(run.job_id, unit_id, UnitState.TRADING, UnitState.DONE,
+                                   result=str(stored)):
             await self.client.send_message(txid, "accept")
             run.spent += tx["price"] + tx["fee"]
             self.post(UnitDone(run.job_id, unit_id, str(stored), tx["price"], tx["fee"],
                                tx["seller"], txid, run.sent.get(txid, 0)))
-        self.journal.save_trade(txid, "buyer", "closed")
+        self.journal.save_trade(txid, "buyer", TradeState.CLOSED)
         path.unlink(missing_ok=True)
 
     async def _avoid_for_good(self, seller: str) -> None:
@@ -552,13 +560,13 @@ class BuyerAgent:
         signed a receipt while it is WORKING — dispute when (if) its result appears."""
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             tx = await self.client.transaction(txid)
-            if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
+            if tx["phase"] in (Phase.ESTABLISHING, Phase.TRANSMITTING):
                 await self.client.send_message(txid, "cancel")
             elif not dispute:
                 return
-            elif tx["phase"] == "UNVERIFIED":
+            elif tx["phase"] == Phase.UNVERIFIED:
                 await self.client.send_message(txid, "dispute", reason=reason[:400])
-            elif tx["phase"] == "WORKING" and (self.spool / f"tx{txid}.sealed").exists():
+            elif tx["phase"] == Phase.WORKING and (self.spool / f"tx{txid}.sealed").exists():
                 task = asyncio.create_task(self._dispute_when_unverified(tx, reason))
                 self._disputers.add(task)
                 task.add_done_callback(self._disputers.discard)
@@ -566,8 +574,8 @@ class BuyerAgent:
     async def _dispute_when_unverified(self, tx: dict[str, Any], reason: str) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError, TimeoutError):
             tx = await self.watcher.wait("transaction", tx["id"],
-                                         lambda t: t["phase"] != "WORKING", _until(tx))
-            if tx["phase"] == "UNVERIFIED":
+                                         lambda t: t["phase"] != Phase.WORKING, _until(tx))
+            if tx["phase"] == Phase.UNVERIFIED:
                 await self.client.send_message(tx["id"], "dispute", reason=reason[:400])
 
     # -- checking a result before accept (bitwrk.daemon.spotcheck) ------------------------------
@@ -595,7 +603,7 @@ class BuyerAgent:
     async def _cancel(self, txid: int) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             tx = await self.client.transaction(txid)
-            if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
+            if tx["phase"] in (Phase.ESTABLISHING, Phase.TRANSMITTING):
                 await self.client.send_message(txid, "cancel")
 
     async def _peer(self, method: str, url: str, headers: dict[str, str], body: Any) -> bytes:

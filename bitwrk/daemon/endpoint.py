@@ -14,14 +14,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import BitwrkError, Forbidden, InvalidRequest, SignatureError
+from ..errors import BitwrkError, InvalidRequest, http_status
 from .peer import HEADER, PeerGate, header_signer_key
 from .seller import SellerAgent
 
 log = logging.getLogger("bitwrk.seller")
 MAX_MANIFEST = 4 * 1024 * 1024
 MAX_SEALED_MANIFEST = MAX_MANIFEST + 64 * 1024  # salt, secret, record headers and tags
-STATUS = {"bad_signature": 401, "forbidden": 403, "replayed": 409, "too_large": 413}
 SELLER = web.AppKey("seller", SellerAgent)
 GATE = web.AppKey("gate", PeerGate)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,10 +31,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except BitwrkError as exc:
-        status = STATUS.get(exc.code, 400 if isinstance(exc, InvalidRequest) else 409)
-        if isinstance(exc, (SignatureError, Forbidden)):
-            status = STATUS[exc.code]
-        return web.json_response(exc.to_json(), status=status)
+        # The exchange's table; a refusal it does not list is a malformed request (400) or
+        # one this trade cannot take now (409: wrong step, bad seal, mismatched secret).
+        default = 400 if isinstance(exc, InvalidRequest) else 409
+        return web.json_response(exc.to_json(), status=http_status(exc, default))
 
 
 def _check(request: web.Request, action: str) -> tuple[SellerAgent, int, dict[str, object]]:

@@ -55,7 +55,12 @@ def files_key(manifest: JobManifest) -> str:
 
 
 class JobDirs:
-    """Assembled job folders under ``root``; ``max_bytes`` caps one job's expanded size."""
+    """The seller's assembled job folders under ``root`` (see the module text).
+
+    Owns the folders and their use counts: a folder is shared by concurrent units of the
+    same files, kept warm for the next tile, evicted least recently used beyond ``keep``,
+    and removed once a unit that used it failed. ``max_bytes`` caps one job's expanded size.
+    """
 
     def __init__(self, root: Path, keep: int = 4, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root

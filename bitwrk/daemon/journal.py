@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..wire import JobState, TradeState, UnitState
+
 SCHEMA = (
     """
     CREATE TABLE jobs(
@@ -44,7 +46,7 @@ SCHEMA = (
 class UnitRow:
     job_id: str
     unit_id: str
-    state: str  # pending | bidding | trading | done | failed
+    state: str  # a UnitState value
     attempts: int
     bid_id: int | None
     txid: int | None
@@ -100,12 +102,13 @@ class Journal:
             db.execute(
                 "INSERT INTO jobs(id, created, state, article, max_price, budget, valid_until,"
                 " spec) VALUES (?,?,?,?,?,?,?,?)",
-                (job_id, time.time(), "active", article, max_price, budget, valid_until,
+                (job_id, time.time(), JobState.ACTIVE, article, max_price, budget, valid_until,
                  json.dumps(spec)),
             )
             db.executemany(
-                "INSERT INTO units(job_id, unit_id, state, payload) VALUES (?,?,'pending',?)",
-                [(job_id, unit_id, json.dumps(payload)) for unit_id, payload in units],
+                "INSERT INTO units(job_id, unit_id, state, payload) VALUES (?,?,?,?)",
+                [(job_id, unit_id, UnitState.PENDING, json.dumps(payload))
+                 for unit_id, payload in units],
             )
 
     def job(self, job_id: str) -> dict[str, Any] | None:
@@ -113,7 +116,7 @@ class Journal:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else {**dict(row), "spec": json.loads(row["spec"])}
 
-    def jobs(self, state: str = "active") -> list[str]:
+    def jobs(self, state: str = JobState.ACTIVE) -> list[str]:
         with self._lock:
             rows = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY created",
                                     (state,))
@@ -189,8 +192,8 @@ class Journal:
     def open_trades(self, role: str) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM trades WHERE role = ? AND state NOT IN ('closed') ORDER BY txid",
-                (role,),
+                "SELECT * FROM trades WHERE role = ? AND state != ? ORDER BY txid",
+                (role, TradeState.CLOSED),
             ).fetchall()
         return [dict(r) for r in rows]
 

@@ -28,12 +28,13 @@ from ..cas.sealing import ciphertext_hash
 from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
 from ..keys import PrivateKey, verify_message
-from ..protocol import receipt_document
+from ..protocol import receipt_document, secret_proof, work_secret_hash
+from ..wire import BidState, BidType, Phase, TradeState
 from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
 from .peer import Channel
-from .watch import Watcher
+from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.seller")
 SLACK = 5.0  # seconds beyond an exchange deadline before giving up locally
@@ -80,7 +81,17 @@ class SellTrade:
 
 
 class SellerAgent:
-    def __init__(self, client: ExchangeClient, watcher: Watcher, journal: Journal,
+    """The selling side of one daemon: owns the sell bids, the trades they match and the
+    render slots that serve them.
+
+    Each slot loops: bid for the offer's articles, announce the worker endpoint, take the
+    buyer's manifest and chunks (the endpoint app calls ``accept_manifest``/``receiver``),
+    render through ``executor``, seal and publish the result, then wait to be paid.
+    ``selling`` is set while it takes new work (cleared = paused); ``status()`` feeds the
+    seller's status page.
+    """
+
+    def __init__(self, client: ExchangeClient, watcher: EventWatcher, journal: Journal,
                  store: ChunkStore, executor: Executor, offer: Offer, endpoint_url: str,
                  post: Callable[[Event], None], workroot: Path | None = None) -> None:
         self.client = client
@@ -96,8 +107,8 @@ class SellerAgent:
         self.jobdirs = JobDirs(self.workroot / "jobs")
         self.trades: dict[int, SellTrade] = {}
         self.open_bids: set[int] = set()
-        self.paused = asyncio.Event()
-        self.paused.set()  # set = selling
+        self.selling = asyncio.Event()  # set: taking new work; cleared: paused
+        self.selling.set()
         self.stopping = False
         self._stop = asyncio.Event()
         self.slot_state: dict[int, str] = {}
@@ -144,10 +155,10 @@ class SellerAgent:
         for row in self.journal.open_trades("seller"):
             with contextlib.suppress(BitwrkError):
                 tx = await self.client.transaction(row["txid"])
-                if tx["phase"] in ("TRANSMITTING", "WORKING"):
+                if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
                     await self.client.send_message(row["txid"], "reject",
                                                    reason="seller restarted")
-            self.journal.save_trade(row["txid"], "seller", "closed")
+            self.journal.save_trade(row["txid"], "seller", TradeState.CLOSED)
 
     # -- bidding --------------------------------------------------------------------------
 
@@ -157,8 +168,8 @@ class SellerAgent:
         (the client itself already rides out exchange outages)."""
         failures = 0
         while not self.stopping:
-            self.slot_state[slot] = "paused" if not self.paused.is_set() else "bidding"
-            while not self.paused.is_set() and not self.stopping:
+            self.slot_state[slot] = "paused" if not self.selling.is_set() else "bidding"
+            while not self.selling.is_set() and not self.stopping:
                 await self._rest(1.0)
             if self.stopping:
                 break
@@ -175,6 +186,12 @@ class SellerAgent:
                 if not await self._serve(slot, txid):
                     self.slot_state[slot] = "resting after an error"
                     await self._rest(self.offer.error_backoff)
+
+    @property
+    def paused(self) -> asyncio.Event:
+        """The old name of ``selling`` (its *set* state meant selling, hence the rename);
+        kept for callers not yet moved over."""
+        return self.selling
 
     def _slot_error(self, slot: int, text: str, exc: Exception) -> None:
         expected = isinstance(exc, BitwrkError | OSError | TimeoutError)
@@ -193,12 +210,13 @@ class SellerAgent:
 
     async def _bid_round(self, lifetime: float) -> list[int]:
         """Place one sell bid per article; wait until one matches (or all expire)."""
-        bids = [await self.client.place_bid("sell", a, self.offer.min_price)
+        bids = [await self.client.place_bid(BidType.SELL, a, self.offer.min_price)
                 for a in self.offer.articles]
         ids = {b["id"] for b in bids}
         self.open_bids |= ids
         waits = {asyncio.create_task(self.watcher.wait(
-            "bid", b["id"], lambda x: x["state"] != "placed", lifetime + SLACK)) for b in bids}
+            "bid", b["id"], lambda x: x["state"] != BidState.PLACED, lifetime + SLACK))
+            for b in bids}
         try:
             pending = (await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))[1]
             for task in pending:
@@ -210,7 +228,7 @@ class SellerAgent:
         for bid_id in sorted(ids):
             with contextlib.suppress(BitwrkError):
                 bid = await self.client.bid(bid_id)
-                if bid["state"] == "matched":
+                if bid["state"] == BidState.MATCHED:
                     matched.append(int(bid["txid"]))
         return matched
 
@@ -228,7 +246,7 @@ class SellerAgent:
         tx = await self.client.transaction(txid)
         trade = SellTrade(txid, tx["buyer"], tx["price"], float(tx["timeout"] or time.time()))
         self.trades[txid] = trade
-        self.journal.save_trade(txid, "seller", "open")
+        self.journal.save_trade(txid, "seller", TradeState.OPEN)
         self.slot_state[slot] = f"trading {txid}"
         self.slot_trade[slot] = txid
         self.post(SellerUnit(txid, trade.buyer, "started", trade.price))
@@ -260,9 +278,9 @@ class SellerAgent:
     async def _work(self, slot: int, trade: SellTrade) -> None:
         await self.client.send_message(trade.txid, "endpoint",
                                        workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
-        tx = await self.watcher.wait_for_party(trade.txid, "ESTABLISHING", PATIENCE,
+        tx = await self.watcher.wait_for_party(trade.txid, Phase.ESTABLISHING, PATIENCE,
                                                f"buyer {trade.buyer}")
-        if tx["phase"] != "TRANSMITTING":
+        if tx["phase"] != Phase.TRANSMITTING:
             raise BitwrkError(f"transaction ended in {tx['phase']}")
         trade.stage = "receiving work"
         await self._await_work(trade, float(tx["timeout"]))
@@ -308,21 +326,21 @@ class SellerAgent:
         try:
             tx = await self.watcher.wait("transaction", trade.txid,
                                          lambda t: t["retired"] is not None, 3600)
-            paid = tx["phase"] == "FINISHED"
+            paid = tx["phase"] == Phase.FINISHED
             self.post(SellerUnit(trade.txid, trade.buyer, "paid" if paid else "failed",
                                  trade.price if paid else 0, detail=tx["phase"]))
         except (BitwrkError, TimeoutError) as exc:
             log.info("trade %d: no settlement seen: %s", trade.txid, exc)
         finally:
-            self.journal.save_trade(trade.txid, "seller", "closed")
+            self.journal.save_trade(trade.txid, "seller", TradeState.CLOSED)
             self.trades.pop(trade.txid, None)
 
     async def _reject(self, trade: SellTrade, reason: str) -> None:
         with contextlib.suppress(BitwrkError):
             tx = await self.client.transaction(trade.txid)
-            if tx["phase"] in ("TRANSMITTING", "WORKING"):
+            if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
                 await self.client.send_message(trade.txid, "reject", reason=reason[:400])
-        self.journal.save_trade(trade.txid, "seller", "closed")
+        self.journal.save_trade(trade.txid, "seller", TradeState.CLOSED)
         self.trades.pop(trade.txid, None)
 
     # -- called by the endpoint -------------------------------------------------------------
@@ -344,8 +362,8 @@ class SellerAgent:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != workhash or digest != tx["workhash"]:
             raise BitwrkError("manifest does not match the transaction's workhash")
-        proof = hashlib.sha256(secret).hexdigest()
-        if hashlib.sha256(bytes.fromhex(digest + proof)).hexdigest() != tx["worksecrethash"]:
+        proof = secret_proof(secret)
+        if work_secret_hash(digest, proof) != tx["worksecrethash"]:
             raise BitwrkError("buyer secret does not match worksecrethash")
         manifest = JobManifest.from_json(raw)
         trade.pins.enter_context(self.store.pin(manifest.chunks()))
@@ -386,7 +404,7 @@ class SellerAgent:
         self._forward(event)
 
     def status(self) -> dict[str, Any]:
-        return {"slots": dict(self.slot_state), "paused": not self.paused.is_set(),
+        return {"slots": dict(self.slot_state), "paused": not self.selling.is_set(),
                 "trades": sorted(self.trades)}
 
 

@@ -97,7 +97,13 @@ def _compact(data: dict[str, object]) -> str:
 
 
 class SpotChecker:
-    """Checks the results of one job's units (see the module text)."""
+    """The spot check of one job's render results (see the module text).
+
+    Owns the job's manifests, the layout learnt from the buyer's own render and the
+    sandboxed worker ``pool`` it renders secret patches in; reads and updates the buyer's
+    ``records`` of sellers (checked, or blocked for good) and writes dispute evidence to
+    ``evidence_dir``.
+    """
 
     def __init__(self, store: ChunkStore, manifests: dict[str, JobManifest],
                  records: SellerRecords, rate: float, pool: WorkerPool, dirs: JobDirs,

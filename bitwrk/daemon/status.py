@@ -72,7 +72,7 @@ class StatusPage:
         s = self.seller
         return {
             "address": s.client.address, "exchange": self.exchange_url,
-            "paused": not s.paused.is_set(), "stopping": s.stopping,
+            "paused": not s.selling.is_set(), "stopping": s.stopping,
             "offer": {"articles": list(s.offer.articles), "min_price": s.offer.min_price,
                       "slots": s.offer.slots},
             "slots": [slot_view(s, i, time.time()) for i in range(s.offer.slots)],
@@ -198,7 +198,7 @@ async def pause(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
         raise web.HTTPBadRequest(text='body must be {"paused": true|false}')
     await asyncio.shield(state.pause(body["paused"]))
-    return web.json_response({"paused": not state.seller.paused.is_set()}, headers=_headers())
+    return web.json_response({"paused": not state.seller.selling.is_set()}, headers=_headers())
 
 
 def status_app(seller: SellerAgent, pause_selling: Pause, exchange_url: str) -> web.Application:

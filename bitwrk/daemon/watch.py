@@ -26,6 +26,7 @@ import aiohttp
 
 from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
+from ..wire import Phase
 
 log = logging.getLogger("bitwrk.daemon")
 DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives up
@@ -33,7 +34,14 @@ DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives
 Predicate = Callable[[dict[str, Any]], bool]
 
 
-class Watcher:
+class EventWatcher:
+    """The daemon's one subscription to the exchange's event stream (see the module text).
+
+    Owns the stream task and the waiters: ``wait`` returns a bid or transaction once a
+    predicate holds, ``wait_for_party`` once the other party has taken its turn. Every
+    (re)connect makes each waiter re-read its object, so nothing waits on a lost event.
+    """
+
     def __init__(self, client: ExchangeClient) -> None:
         self.client = client
         self._waiters: dict[tuple[str, int], set[asyncio.Queue[dict[str, Any]]]] = {}
@@ -95,7 +103,7 @@ class Watcher:
             for q in q_set:
                 q.put_nowait({})
 
-    async def wait_for_party(self, txid: int, phase: str, patience: float, who: str
+    async def wait_for_party(self, txid: int, phase: Phase, patience: float, who: str
                              ) -> dict[str, Any]:
         """The transaction once it leaves ``phase``, which waits on the other party. If it
         stays there ``patience`` seconds while this stream was connected throughout (so the
@@ -161,3 +169,6 @@ def _deadline_of(obj: dict[str, Any]) -> float:
 
 def _state_of(obj: dict[str, Any]) -> str:
     return str(obj.get("phase") or obj.get("state") or "unchanged")
+
+
+Watcher = EventWatcher  # the old name, kept for callers not yet moved over

@@ -54,7 +54,12 @@ def check_store_key(ex: Exchange) -> None:
                         stored=stored)
 
 
-class Watcher:
+class ChainWatcher:
+    """The exchange's watch on the Bitcoin chain (see the module text): owns the poll loop
+    and its backoff. Each poll records deposits to the operator's addresses, credits the
+    confirmed ones and marks exported payout batches paid, all through the group committer.
+    """
+
     def __init__(self, ex: Exchange, committer: Committer, bus: EventBus,
                  backend: ChainBackend, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.ex, self.committer, self.bus, self.backend = ex, committer, bus, backend

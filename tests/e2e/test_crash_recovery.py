@@ -37,7 +37,7 @@ from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.client import ExchangeClient
 from bitwrk.errors import ApiError, BitwrkError, NotFound
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import receipt_document
+from bitwrk.protocol import receipt_document, work_secret_hash
 from tests.e2e.conftest import ServerProcess, pid_alive
 
 T = TypeVar("T")
@@ -151,7 +151,7 @@ def work_secret() -> tuple[str, str, str]:
     """(workhash, secretproof, worksecrethash): the seller shows SHA256(secret)."""
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+    digest = work_secret_hash(workhash, proof)
     return workhash, proof, digest
 
 

@@ -7,7 +7,6 @@ down) so that it can die exactly where the test wants. Exchange timeouts are sca
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import secrets
 import time
@@ -25,6 +24,7 @@ from bitwrk.daemon.buyer import PROBE_EVERY, PROBE_MISSES
 from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone
 from bitwrk.daemon.seller import PATIENCE as SELLER_PATIENCE
 from bitwrk.keys import PrivateKey
+from bitwrk.protocol import work_secret_hash
 from tests.e2e.conftest import ServerProcess, free_port
 from tests.e2e.test_daemon_trading import (  # noqa: F401 - fixtures
     ARTICLE,
@@ -61,9 +61,8 @@ def test_a_buyer_that_goes_silent_frees_its_seller(
             bid = await c.place_bid("buy", ARTICLE, 100)
             assert bid["state"] == "matched", bid
             secret = secrets.token_hex(32)
-            proof = hashlib.sha256(bytes.fromhex("ab" * 32) + bytes.fromhex(secret))
             await c.send_message(bid["txid"], "work", workhash="ab" * 32,
-                                 worksecrethash=proof.hexdigest())
+                                 worksecrethash=work_secret_hash("ab" * 32, secret))
             return int(bid["txid"]), time.monotonic()
 
     txid, silent_from = asyncio.run(match_then_vanish())

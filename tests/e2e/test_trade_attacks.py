@@ -27,7 +27,7 @@ from bitwrk.daemon.events import JobDone, UnitDone, UnitFailed
 from bitwrk.daemon.peer import Channel
 from bitwrk.errors import InvalidRequest, SealError
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import receipt_document
+from bitwrk.protocol import receipt_document, work_secret_hash
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_daemon_trading import ARTICLE, FakeRender, collect, fund, make_units
 from tools.processes import free_port
@@ -69,7 +69,7 @@ async def _to_working(buyer: Trader, seller: Trader, price: int) -> int:
     txid = int((await buyer.client.place_bid("buy", ARTICLE, price))["txid"])
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
-    digest = hashlib.sha256(bytes.fromhex(workhash + proof)).hexdigest()
+    digest = work_secret_hash(workhash, proof)
     await buyer.client.send_message(txid, "work", workhash=workhash, worksecrethash=digest)
     await seller.client.send_message(txid, "endpoint", workerurl=f"http://127.0.0.1:9/w/{txid}")
     await seller.client.send_message(txid, "received", secretproof=proof)

@@ -20,7 +20,7 @@ from service.payments.chain import ChainBackend
 from service.payments.core import CoreBackend
 from service.payments.derivation import parse_xpub
 from service.payments.esplora import EsploraBackend
-from service.payments.watcher import Watcher
+from service.payments.watcher import ChainWatcher
 from tests.conftest import Clock, Party
 from tests.payments.fakechain import FakeChain, core_app, esplora_app
 from tests.service.conftest import Api, make_config
@@ -85,9 +85,9 @@ async def api(aiohttp_client: Any, tmp_path: Path, operator: Party, clock: Clock
     return await make_api(aiohttp_client, tmp_path, operator, clock)
 
 
-def watcher_for(api: Api, backend: ChainBackend) -> Watcher:
+def watcher_for(api: Api, backend: ChainBackend) -> ChainWatcher:
     app = api.client.server.app
-    return Watcher(api.ex, app[COMMITTER], app[BUS], backend)
+    return ChainWatcher(api.ex, app[COMMITTER], app[BUS], backend)
 
 
 async def check_money(api: Api) -> dict[str, int]:

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bitwrk.errors import BitwrkError
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import receipt_document
+from bitwrk.protocol import receipt_document, work_secret_hash
 from service import db
 from service.config import Config, Timeouts
 from service.exchange import Exchange
@@ -130,7 +130,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             workhash = hashlib.sha256(str(tx["id"]).encode()).hexdigest()
             proof = hashlib.sha256(workhash.encode()).hexdigest()  # SHA256(the secret)
             self.secrets[tx["id"]] = proof
-            digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+            digest = work_secret_hash(workhash, proof)
             return {"_role": "buyer", "action": "work", "workhash": workhash,
                     "worksecrethash": digest}
         if action == "endpoint":

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bitwrk.keys import PrivateKey
+from bitwrk.protocol import work_secret_hash
 from tests.conftest import receipt, sealed_key
 from tests.e2e.conftest import ServerProcess
 from tests.web.conftest import exchange_call, shot
@@ -95,7 +96,7 @@ def test_transaction_page_follows_the_phases(server: ServerProcess, page: Any) -
     expect(phase).to_have_text("ESTABLISHING")
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()  # SHA256(buyer secret)
-    digest = hashlib.sha256(bytes.fromhex(workhash) + bytes.fromhex(proof)).hexdigest()
+    digest = work_secret_hash(workhash, proof)
     enc = hashlib.sha256(secrets.token_bytes(8)).hexdigest()
     steps = [
         (buyer, "work", {"workhash": workhash, "worksecrethash": digest}, "ESTABLISHING"),

@@ -126,7 +126,7 @@ def test_pause_needs_the_pages_token_and_a_local_origin(
     assert post_pause(url, {"X-BitWrk-Token": "guess"}) == 403
     assert post_pause(url, {"X-BitWrk-Token": token, "Origin": "http://evil.example"}) == 403
     assert post_pause(url, {"X-BitWrk-Token": token, "Host": "evil.example"}) == 403
-    assert seller.seller is not None and seller.seller.paused.is_set()  # still selling
+    assert seller.seller is not None and seller.seller.selling.is_set()
     # a page on another origin cannot press the button: its fetch is refused by CORS
     page.goto("about:blank")
     outcome = page.evaluate("""async (url) => {
@@ -137,8 +137,8 @@ def test_pause_needs_the_pages_token_and_a_local_origin(
         } catch (e) { return "blocked"; }
     }""", url)
     assert outcome in ("blocked", 403)
-    assert seller.seller.paused.is_set()
+    assert seller.seller.selling.is_set()
     assert post_pause(url, {"X-BitWrk-Token": token, "Origin": f"http://{host}"}) == 200
-    assert not seller.seller.paused.is_set()
+    assert not seller.seller.selling.is_set()
     status = json.loads(urllib.request.urlopen(url + "api/status", timeout=5).read())
     assert status["paused"] is True and status["address"] == seller.address
