@@ -32,7 +32,7 @@ from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
 from .spotcheck import CheckResources
 from .status import status_app
-from .watch import Watcher
+from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.daemon")
 SHUTDOWN_RETRY = 5.0  # seconds of exchange outage a stopping daemon still waits out
@@ -167,7 +167,7 @@ class Daemon:
         self.client.retry_for = self.config.retry_for
         self.journal = Journal(self.config.data_dir / "journal.sqlite3")
         self.store = ChunkStore(self.config.cache_dir / "chunks", self.config.store_cap)
-        self.watcher = Watcher(self.client)
+        self.watcher = EventWatcher(self.client)
         self.watcher.start()
         spool = self.config.data_dir / "spool"
         self.buyer = BuyerAgent(self.client, self.watcher, self.journal, self.store,
@@ -272,10 +272,10 @@ class Daemon:
     async def pause_selling(self, paused: bool) -> None:
         assert self.seller is not None
         if paused:
-            self.seller.paused.clear()
+            self.seller.selling.clear()
             await self.seller.cancel_open_bids()
         else:
-            self.seller.paused.set()
+            self.seller.selling.set()
 
     async def start_status_page(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve the seller's status page (after ``start_selling``); returns its URL."""

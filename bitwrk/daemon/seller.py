@@ -187,12 +187,6 @@ class SellerAgent:
                     self.slot_state[slot] = "resting after an error"
                     await self._rest(self.offer.error_backoff)
 
-    @property
-    def paused(self) -> asyncio.Event:
-        """The old name of ``selling`` (its *set* state meant selling, hence the rename);
-        kept for callers not yet moved over."""
-        return self.selling
-
     def _slot_error(self, slot: int, text: str, exc: Exception) -> None:
         expected = isinstance(exc, BitwrkError | OSError | TimeoutError)
         (log.warning if expected else log.exception)("slot %d: %s", slot, text)

@@ -169,6 +169,3 @@ def _deadline_of(obj: dict[str, Any]) -> float:
 
 def _state_of(obj: dict[str, Any]) -> str:
     return str(obj.get("phase") or obj.get("state") or "unchanged")
-
-
-Watcher = EventWatcher  # the old name, kept for callers not yet moved over
