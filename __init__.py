@@ -84,7 +84,8 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
         print("stopping the seller", flush=True)
         stopped = bridge.shutdown()
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: set from C (Blender's own); cannot be restored
+                signal.signal(signum, handler)
     print("seller stopped" if stopped else "seller stopped (daemon thread still ending)",
           flush=True)
     return 0

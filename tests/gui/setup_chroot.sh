@@ -4,7 +4,8 @@
 # Needs root, debootstrap and the host's Debian mirror. ~2 min and ~1.8 GB the first time.
 set -euo pipefail
 CHROOT=${1:-${BITWRK_GUI_CHROOT:-/var/cache/bitwrk-gui/trixie}}
-PACKAGES="blender xvfb xauth libgl1-mesa-dri x11-apps imagemagick python3-numpy python3-openimageio"
+# bubblewrap: the seller in the chroot sandboxes its workers like any other Linux seller.
+PACKAGES="blender xvfb xauth libgl1-mesa-dri x11-apps imagemagick python3-numpy python3-openimageio bubblewrap"
 if [ ! -f "$CHROOT/.bitwrk-ready" ]; then
     command -v debootstrap >/dev/null || {
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
@@ -16,9 +17,10 @@ fi
 for d in proc dev sys; do
     mountpoint -q "$CHROOT/$d" || mount --bind "/$d" "$CHROOT/$d"
 done
-if [ ! -f "$CHROOT/.bitwrk-ready" ]; then
+# The marker holds the package list it was made with: a longer list installs what is new.
+if [ "$(cat "$CHROOT/.bitwrk-ready" 2>/dev/null)" != "$PACKAGES" ]; then
     chroot "$CHROOT" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends $PACKAGES"
-    touch "$CHROOT/.bitwrk-ready"
+    echo "$PACKAGES" > "$CHROOT/.bitwrk-ready"
 fi
 echo "$CHROOT"
