@@ -430,7 +430,7 @@ class BuyerAgent:
         trade = self.journal.trade(txid)
         if trade is None or trade["buyersecret"] is None:
             raise Retry("no journalled secret for this trade")
-        await self._check_endpoint(url)
+        await self._check_endpoint(url, tx["seller"])
         exchange = await self.client.exchange_id()
         key = self.client.key
         assert key is not None
@@ -482,13 +482,16 @@ class BuyerAgent:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return describe(exc)
 
-    async def _check_endpoint(self, url: str) -> None:
-        """Only ``http(s)://host[:port]/path``, and no local host unless allowed."""
+    async def _check_endpoint(self, url: str, seller: str) -> None:
+        """Only ``http(s)://host[:port]/path``, and no local host unless allowed. A seller
+        whose endpoint this buyer cannot use is avoided at the exchange: with the cheapest
+        ask it would otherwise match every new bid of this buyer, only to be cancelled."""
         try:
             check_endpoint_url(url)
             if not self.allow_local_sellers:
                 await check_public_host(url)
         except BitwrkError as exc:
+            await self._avoid_for_good(seller)
             raise Retry(f"seller endpoint refused: {exc}", blame=True) from exc
 
     async def _channel(self, tx: dict[str, Any]) -> Channel:

@@ -60,6 +60,7 @@ def setup_scene() -> None:
     scene.render.engine = "BITWRK"
     settings = scene.bitwrk
     settings.exchange_url, settings.tiles, settings.max_price = CONFIG["exchange"], 4, 100.0
+    settings.allow_local_sellers = True  # the seller is on loopback
     note("scene", engine=scene.render.engine, layers=[v.name for v in scene.view_layers])
 
 
