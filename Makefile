@@ -36,7 +36,7 @@ $(BPY42)/.installed: requirements-test.txt
 	rm -rf $(BPY42) && $(PY) -m venv $(BPY42)
 	grep -v $(MATRIX_EXCLUDE) requirements-test.txt > $(BPY42)/requirements.txt
 	$(BPY42)/bin/python -m pip install --quiet -r $(BPY42)/requirements.txt \
-		bpy==4.2.23 numpy==1.26.4 OpenImageIO==3.2.2.0
+		bpy==4.2.23 numpy==2.4.6 OpenImageIO==3.2.2.0
 	touch $@
 
 $(BPY51)/.installed: requirements-test.txt
