@@ -65,14 +65,15 @@ def exchange(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
 
 
 @pytest.fixture
-def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[[str], Daemon]]:
+def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[..., Daemon]]:
     """Daemons with their own identity under tmp_path/<name>; the same name twice is the
-    same machine restarted."""
+    same machine restarted. They trade with loopback sellers unless ``allow_local=False``."""
     made: list[Daemon] = []
 
-    def make(name: str) -> Daemon:
+    def make(name: str, allow_local: bool = True) -> Daemon:
         config = DaemonConfig(exchange.url, data_dir=tmp_path / name / "data",
-                              cache_dir=tmp_path / name / "cache", allow_local_sellers=True)
+                              cache_dir=tmp_path / name / "cache",
+                              allow_local_sellers=allow_local)
         daemon = Daemon(config)
         daemon.start()
         made.append(daemon)

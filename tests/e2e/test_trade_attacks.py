@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,21 @@ import pytest
 
 from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.client import ExchangeClient
-from bitwrk.daemon import BuyJob, CancelJob, Daemon, DaemonConfig, Mandate, Offer, StartSelling
+from bitwrk.daemon import BuyJob, CancelJob, Daemon, Mandate, Offer, StartSelling
 from bitwrk.daemon.events import JobDone, UnitDone, UnitFailed
 from bitwrk.daemon.peer import Channel
 from bitwrk.errors import InvalidRequest, SealError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document, work_secret_hash
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.test_daemon_trading import ARTICLE, FakeRender, collect, fund, make_units
+from tests.e2e.test_daemon_trading import (  # noqa: F401 - daemons is a fixture
+    ARTICLE,
+    FakeRender,
+    collect,
+    daemons,
+    fund,
+    make_units,
+)
 from tools.processes import free_port
 
 pytestmark = pytest.mark.slow
@@ -145,23 +152,6 @@ def exchange(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory(timeout_scale=0.2).start()
 
 
-@pytest.fixture
-def daemons(tmp_path: Path, exchange: ServerProcess) -> Iterator[Callable[..., Daemon]]:
-    made: list[Daemon] = []
-
-    def make(name: str, allow_local: bool = True) -> Daemon:
-        daemon = Daemon(DaemonConfig(exchange.url, data_dir=tmp_path / name / "data",
-                                     cache_dir=tmp_path / name / "cache",
-                                     allow_local_sellers=allow_local))
-        daemon.start()
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in made:
-        assert daemon.stop(20), "daemon thread did not stop"
-
-
 class TapProxy:
     """A TCP relay on loopback that forwards to ``target_port`` and records every byte both
     ways: an eavesdropper (or a hostile relay) on the buyer↔seller path."""
@@ -232,7 +222,7 @@ class PublicStream:
 
 
 def test_eavesdropper_learns_no_key_secret_or_plaintext(
-    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]  # noqa: F811
 ) -> None:
     buyer, seller = daemons("buyer"), daemons("seller")
     fund(exchange, buyer.address, 1_000_000)
@@ -302,7 +292,7 @@ def _trade_secrets(buyer: Daemon, seller: Daemon, exchange_id: str,
 
 
 def test_local_seller_endpoint_is_refused_unless_allowed(
-    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]  # noqa: F811
 ) -> None:
     buyer, seller = daemons("strict", allow_local=False), daemons("seller")
     fund(exchange, buyer.address, 1_000_000)
@@ -346,7 +336,7 @@ class LyingChannel(Channel):
 
 
 def test_result_that_does_not_open_is_disputed_before_any_timeout(
-    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]  # noqa: F811
 ) -> None:
     buyer, bad, good = daemons("buyer"), daemons("bad"), daemons("good")
     fund(exchange, buyer.address, 1_000_000)
