@@ -4,6 +4,11 @@
 ``/api/v1/info`` answers, and can be killed (SIGKILL), stopped (SIGTERM) and restarted on the
 same database and port. The ``server`` / ``server_factory`` fixtures always kill whatever they
 started and assert that no server process is left behind.
+
+A restart can be prepared: ``prepare_restart()`` starts the next process ahead of time and holds
+it after its imports (seconds on a loaded machine), before it opens the database or the port;
+``restart_prepared()`` lets it go on. Tests whose deadlines are scaled down to seconds use it, so
+that interpreter start-up does not count as downtime (real deadlines are minutes long).
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from tools.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_SCALE = 0.05  # bids live 6 s, establishing 3 s, transmitting 6 s, review 45 s
+# ``python -m service`` with its imports done first, then held until a line arrives on stdin.
+HELD_SERVICE = ("import sys\n"
+                "import service.__main__ as service_main\n"
+                "sys.stdin.readline()\n"
+                "sys.exit(service_main.main(sys.argv[1:]))\n")
 
 
 def pid_alive(pid: int) -> bool:
@@ -75,6 +85,7 @@ class ServerProcess:
         self.extra_args = extra_args
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        self.held: subprocess.Popen[bytes] | None = None  # a prepared restart
         self.pids: list[int] = []  # every process this object started
         self.starts = 0
         self.info: dict[str, Any] = {}
@@ -143,38 +154,73 @@ class ServerProcess:
         """``restart()`` without blocking the event loop (clients keep running meanwhile)."""
         return await asyncio.to_thread(self.restart)
 
+    def prepare_restart(self) -> None:
+        """Start the next process now, held after its imports: it touches neither the
+        database nor the port until ``restart_prepared()``. The running one is unaffected."""
+        assert self.held is None, "a restart is already prepared"
+        self.held = self._popen(held=True)
+
+    def restart_prepared(self) -> ServerProcess:
+        """Kill the running process (if any), let the prepared one go on (it opens the
+        database from here on), and wait until it answers."""
+        held, self.held = self.held, None
+        assert held is not None and held.stdin is not None, "no restart prepared"
+        self.kill()
+        self.proc = held
+        with contextlib.suppress(BrokenPipeError):  # it died: _wait_ready says why
+            held.stdin.write(b"go\n")
+            held.stdin.close()
+        self._wait_ready()
+        return self
+
+    async def restart_prepared_async(self) -> ServerProcess:
+        return await asyncio.to_thread(self.restart_prepared)
+
     def log_tail(self, chars: int = 4000) -> str:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-chars:]
         return ""
 
     def close(self) -> None:
-        """Kill the process if it runs (teardown; idempotent)."""
+        """Kill the process if it runs, and a prepared one (teardown; idempotent)."""
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
+        held, self.held = self.held, None
+        if held is not None:
+            held.kill()
+            held.wait(timeout=5.0)
+            if held.stdin is not None:
+                held.stdin.close()
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _command(self) -> list[str]:
+    def _command(self, held: bool = False) -> list[str]:
         assert self.port is not None
+        start = ["-c", HELD_SERVICE] if held else ["-m", "service"]
         return [
-            sys.executable, "-m", "service", "--db", str(self.db_path), "--host", self.host,
+            sys.executable, *start, "--db", str(self.db_path), "--host", self.host,
             "--port", str(self.port), "--network", self.network,
             "--timeout-scale", repr(self.timeout_scale), *self.extra_args,
         ]
 
     def _spawn(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.proc = self._popen()
+
+    def _popen(self, held: bool = False) -> subprocess.Popen[bytes]:
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
-            log.write(f"\n===== start #{self.starts} on port {self.port} =====\n".encode())
+            how = " (held until restart_prepared)" if held else ""
+            log.write(f"\n===== start #{self.starts} on port {self.port}{how} =====\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(
-                self._command(), cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(
+                self._command(held), cwd=REPO, env=env,
+                stdin=subprocess.PIPE if held else subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
             )
-        self.pids.append(self.proc.pid)
+        self.pids.append(proc.pid)
+        return proc
 
     def _wait_ready(self) -> None:
         assert self.proc is not None and self.port is not None
