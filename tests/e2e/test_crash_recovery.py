@@ -65,7 +65,7 @@ RUSH = 3  # bids per trader sent together right before the SIGKILL
 # --timeout-scale 0.05: what the probes are planned with (the checks use what the exchange
 # acknowledged, never these).
 BID_LIFE_S, ESTABLISH_S = 6.0, 3.0
-DEAD_AHEAD = 0.2  # the dead trade starts this much early: its two requests take about that
+MAX_DEAD_AHEAD = 1.5  # the most the dead trade starts early to make up for slow requests
 KILL_LEAD = 1.5  # the resting sell and the rush start this long before the kill deadline
 KILL_MARGIN = 0.25  # the SIGKILL lands at least this long before the first probe deadline
 SPAWN_MARGIN = 0.25  # the restart starts this long after the last one
@@ -386,13 +386,16 @@ async def probe_trade(buyer: Trader, seller: Trader, journal: Journal,
 async def set_up_probes(buyer: Trader, seller: Trader, journal: Journal,
                         not_before: float) -> Probes:
     """The lonely bid no earlier than ``not_before``, the WORKING trade (its deadline reaches
-    far past the restart), then the ESTABLISHING trade, timed so that its deadline falls
-    next to the lonely bid's expiry: one short downtime holds both."""
+    far past the restart), then the ESTABLISHING trade, started early by as long as the
+    WORKING trade took to match, so that its deadline falls next to the lonely bid's expiry:
+    one short downtime holds both."""
     await sleep_until(not_before)
     lonely = await buyer.client.place_bid("buy", PROBE_REST, 500)
     journal.bid(lonely)
 
+    asked = time.time()
     late = await probe_trade(buyer, seller, journal, PROBE_LATE)
+    to_match = min(max(late.matched - asked, 0.0), MAX_DEAD_AHEAD)
     workhash, proof, digest = work_secret()
     steps: tuple[tuple[Trader, str, dict[str, Any]], ...] = (
         (buyer, "work", {"workhash": workhash, "worksecrethash": digest}),
@@ -405,7 +408,7 @@ async def set_up_probes(buyer: Trader, seller: Trader, journal: Journal,
         journal.message(trader.address, action, late)
     assert late.phase == "WORKING", late
 
-    await sleep_until(lonely.expires - ESTABLISH_S - DEAD_AHEAD)
+    await sleep_until(lonely.expires - ESTABLISH_S - to_match)
     dead = await probe_trade(buyer, seller, journal, PROBE_TRADE)
     return Probes(late, lonely, dead)
 
@@ -438,7 +441,8 @@ async def kill_on_time(server: ServerProcess, buyer: Trader, seller: Trader,
             journal.killed_at = time.monotonic()
             server.kill()
             return probes, before_kill, time.time()
-        missed.append(f"kill by {probes.kill_by:.2f}, ready at {time.time():.2f}")
+        missed.append(f"kill by {probes.kill_by:.2f}, rush answered {busy.is_set()} "
+                      f"at {time.time():.2f}")
         # Too slow for this round: its deadlines pass with the server up (checked like any
         # other), and its resting sell leaves the book so the next round's is the only one.
         journal.bid(await seller.client.cancel_bid(resting.id))
@@ -611,6 +615,10 @@ async def _scenario(server: ServerProcess) -> None:
         for c in (operator, observer, *(t.client for t in traders)):
             stack.push_async_callback(c.close)
 
+        # The restart's interpreter starts now and waits after its imports (seconds on a
+        # loaded machine, against deadlines scaled down to seconds); it opens the database
+        # only when let go, after the downtime.
+        server.prepare_restart()
         # Fund the buyers (must all be acknowledged: the server is up and idle).
         for t in [*buyers, probe_buyer]:
             assert await credit(operator, journal, t.address, FUNDS) is not None, journal.errors
@@ -624,10 +632,6 @@ async def _scenario(server: ServerProcess) -> None:
         runners = [asyncio.create_task(t.run(stop)) for t in [*buyers, *sellers]]
         runners.append(asyncio.create_task(operator_loop(operator, journal, buyers, rng, stop)))
         stack.push_async_callback(_halt, stop, runners, traders)
-        # The restart's interpreter starts now and waits after its imports (seconds on a
-        # loaded machine, against deadlines scaled down to seconds); it opens the database
-        # only when let go, after the downtime.
-        server.prepare_restart()
         probes, before_kill, t_killed = await kill_on_time(
             server, probe_buyer, probe_seller, [*buyers, *sellers], journal, stop,
             not_before=start + LOAD_BEFORE_KILL - BID_LIFE_S + KILL_LEAD)
