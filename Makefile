@@ -66,7 +66,7 @@ demo: $(STAMP)
 	$(BIN)/python -m demo.run
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools demo __init__.py
+	$(BIN)/python -m ruff check bitwrk service tests bench blender operators panels tools demo __init__.py
 	$(BIN)/python -m mypy
 
 # The Blender extension zips (one per platform, wheels bundled) in dist/, validated.

@@ -11,20 +11,20 @@ from typing import Any
 
 
 def register() -> None:
-    from . import engine, operators, panels
+    from . import blender, operators, panels
 
-    engine.register()
+    blender.register()
     operators.register()
     panels.register()
 
 
 def unregister() -> None:
-    from . import engine, operators, panels
+    from . import blender, operators, panels
 
     operators.timer.remove()  # before anything else: no pump may run into a stopping daemon
     panels.unregister()
     operators.unregister()
-    engine.unregister()  # stops the daemon with a bounded join
+    blender.unregister()  # stops the daemon with a bounded join
 
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
@@ -51,7 +51,7 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
 
     import bpy
 
-    from .engine import bridge
+    from .blender import bridge
 
     stop = threading.Event()
     previous: dict[int, Any] = {}

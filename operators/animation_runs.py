@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..engine import animation as animation_job
-from ..engine import bridge
+from ..blender import animation as animation_job
+from ..blender import bridge
 
 log = logging.getLogger("bitwrk.extension")
 

@@ -12,9 +12,9 @@ import bpy
 from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from ..bitwrk.render.tiling import auto_count
-from ..engine import animation as animation_job
-from ..engine import bridge, render_engine, snapshot
-from ..engine.session import FEE_ROOM, parse_workers
+from ..blender import animation as animation_job
+from ..blender import bridge, render_engine, snapshot
+from ..blender.session import FEE_ROOM, parse_workers
 from . import animation_runs, background, timer
 
 

@@ -9,7 +9,7 @@ import bpy
 
 from ..bitwrk.money import format_amount
 from ..bitwrk.render import compat
-from ..engine import bridge, wallet
+from ..blender import bridge, wallet
 from . import background, timer
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
-from ..engine import bridge
+from ..blender import bridge
 
 
 class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]

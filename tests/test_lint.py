@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    dirs = [d for d in ("bitwrk", "service", "tests", "bench", "engine", "operators", "panels",
+    dirs = [d for d in ("bitwrk", "service", "tests", "bench", "blender", "operators", "panels",
                         "tools", "demo", "__init__.py") if (ROOT / d).exists()]
     result = run("ruff", "check", *dirs)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -117,7 +117,7 @@ async def test_frame_writer_runs_through_a_blender_binary_too(scene: Path,
     from bitwrk.render.tiling import Rect
     from tests.extension.test_animation import pixels
 
-    animation = extension_module("engine.animation")
+    animation = extension_module("blender.animation")
     exe, _log = fake_blender(tmp_path)
     spec = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                    width=96, height=64, x0=0, x1=96, y0=0, y1=64, samples=16, seed=0,

@@ -26,14 +26,14 @@ WORKERS = ("tb1qworker0example", "tb1qworker1example")
 
 
 def extension(module: str) -> ModuleType:
-    """``engine.<module>`` imported as Blender imports it (inside the extension package),
+    """``blender.<module>`` imported as Blender imports it (inside the extension package),
     without running the root ``__init__`` (which needs bpy)."""
     if PACKAGE not in sys.modules:
         spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(ROOT)]
         sys.modules[PACKAGE] = package
-    return importlib.import_module(f"{PACKAGE}.engine.{module}")
+    return importlib.import_module(f"{PACKAGE}.blender.{module}")
 
 
 def test_the_trusted_variant_of_the_article() -> None:
