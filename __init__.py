@@ -62,7 +62,7 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
     b = bridge.get()
     try:
         b.connect(exchange)
-        url = b.start_selling(cores, min_price, (cost_class,),
+        url = b.selling.start(cores, min_price, (cost_class,),
                               "{}.{}".format(*bpy.app.version[:2]), host=host,
                               public_url=public_url, unsandboxed=unsandboxed)
         if unsandboxed:

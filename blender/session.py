@@ -63,10 +63,10 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
     """The ``BuyJob`` for a request's plan (trusted article, budget); the LAN hub started
     first when the request lists LAN workers, so they get units before the exchange does."""
     if request.lan_workers:
-        from .bridge import reachable
+        from .addresses import reachable
 
-        bridge.start_lan_hub(tuple(request.lan_workers),
-                             host=reachable(getattr(request, "lan_host", "")))
+        bridge.lan.start(tuple(request.lan_workers),
+                         host=reachable(getattr(request, "lan_host", "")))
     budget = request.budget or int(len(units) * request.max_price * FEE_ROOM) + 100
     return BuyJob(job_article(job_plan.article, request.trusted_only),
                   Mandate(request.max_price, budget, time.time() + request.timeout),

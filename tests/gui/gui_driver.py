@@ -149,7 +149,7 @@ def bridge_status() -> Any:
 def wallet_now() -> dict[str, int]:
     """Balances straight from the exchange (the harness may block; a user's click may not)."""
     b = sys.modules[MODULE + ".blender.bridge"].get()
-    b.refresh_wallet()
+    b.account.refresh()
     return {"available": int(b.status.available or 0), "blocked": int(b.status.blocked or 0)}
 
 
