@@ -68,6 +68,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m ruff check bitwrk service tests bench blender operators panels tools demo __init__.py
 	$(BIN)/python -m mypy
+	$(BIN)/python -m tools.mypy_extension
 
 # The Blender extension zips (one per platform, wheels bundled) in dist/, validated.
 extension: $(STAMP)

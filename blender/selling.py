@@ -43,7 +43,7 @@ class Selling:
             raise RuntimeError("connect to an exchange first")
         cpus = set(sorted(allowed_cpus())[:max(1, cores)])
         largest = classes[-1]
-        kwargs = {"python": python} if python else {}
+        kwargs: dict[str, Any] = {"python": python} if python else {}
         # Inside a Blender binary sys.executable is Blender's bundled Python, which has no
         # bpy: workers then run as `blender -b` (bpy module mode: sys.executable as before).
         pool = WorkerPool(cpus, 1, cost_class=largest, blender=blender_binary(),

@@ -13,7 +13,7 @@ def _sat(value: float, unit: str) -> int:
     return round(value * SAT_PER_UBTC) if unit == "UBTC" else round(value)
 
 
-class BitwrkSettings(bpy.types.PropertyGroup):
+class BitwrkSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
     exchange_url: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Exchange", default="http://127.0.0.1:8080", description="The exchange's URL")
     mode: bpy.props.EnumProperty(  # type: ignore[valid-type]

@@ -153,7 +153,7 @@ def cancel_all(wait: float = 0.0) -> None:
         animation_job.ACTIVE.cancel(wait)
 
 
-@bpy.app.handlers.persistent  # type: ignore[misc]
+@bpy.app.handlers.persistent  # type: ignore[untyped-decorator]
 def _on_load_pre(*_args: Any) -> None:
     cancel_all()
 

@@ -26,6 +26,14 @@ def test_mypy() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_extension() -> None:
+    """The extension's packages, type-checked as the subpackages Blender imports them as
+    (tools/mypy_extension.py says why that takes a package of its own)."""
+    result = run("tools.mypy_extension")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout, result.stdout + result.stderr
+
+
 def test_type_ignores_in_tests_are_still_needed() -> None:
     """Tests are not (yet) under strict mypy, but each ``# type: ignore[code]`` in them must
     still silence exactly what it names: mypy over ``tests/`` may report other errors, none
