@@ -45,6 +45,9 @@ def _stores_denoising(scene: Any, layer: Any) -> bool:
 
 
 class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
+    """F12 on BitWrk: one purchase per frame (every view layer is filled from it), tiles
+    drawn as they land."""
+
     bl_idname = ENGINE_ID
     bl_label = "BitWrk"
     bl_use_postprocess = True  # the scene's compositor runs, as after a local render

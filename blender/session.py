@@ -75,12 +75,17 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
 
 @dataclass(frozen=True)
 class Tile:
+    """One unit of a frame: its rectangle's spec and, once bought, the EXR it landed in."""
+
     unit_id: str
     spec: JobSpec
     path: Path | None  # None: still in flight (a placeholder may be drawn)
 
 
 class RenderJob:
+    """One frame bought on BitWrk for the render engine: owns the frame's plan (units),
+    its job id at the daemon and the counts the engine reports (failed units, spent)."""
+
     def __init__(self, bridge: Bridge, request: RenderRequest, workdir: Path) -> None:
         self.bridge = bridge
         self.request = request

@@ -39,6 +39,9 @@ class Start:
 
 
 class Run:
+    """One animation started from the GUI: its packing thread, then the job the pump
+    polls until it is over."""
+
     def __init__(self, job: animation_job.AnimationJob) -> None:
         self.job = job
         self.start = Start(job)
