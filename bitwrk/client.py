@@ -33,7 +33,7 @@ from .errors import (
     error_classes,
 )
 from .keys import PrivateKey
-from .protocol import NonceSource, Value, sign_request
+from .protocol import NonceSource, SellerTerms, Value, sign_request
 from .retry import backoff, describe, is_transient
 
 log = logging.getLogger("bitwrk.client")
@@ -247,9 +247,11 @@ class ExchangeClient:
         result: dict[str, Any] = await self.get("/api/v1/openapi.json")
         return result
 
-    async def place_bid(self, type: str, article: str, price: int) -> dict[str, Any]:
+    async def place_bid(self, type: str, article: str, price: int,
+                        terms: SellerTerms | None = None) -> dict[str, Any]:
+        """Place a bid; a buy bid's ``terms`` (signed with it) say which sellers may fill it."""
         fields: dict[str, Value] = {"action": "bid", "type": type, "article": article,
-                                    "price": price}
+                                    "price": price, **(terms.to_fields() if terms else {})}
         sent = time.time()
         try:
             result: dict[str, Any] = await self.post_signed("/api/v1/bids", fields)
