@@ -110,7 +110,8 @@ async def test_a_seller_who_lost_too_many_disputes_is_passed_over(
 async def test_an_excluded_seller_is_never_matched(api: Api, buyer: Party) -> None:
     cheat, honest = Party(), Party()
     await api.bid(cheat, "sell", 100)
-    excluding = {"exclude": f"{cheat.address},{PrivateKey.generate('regtest').address}"}
+    excluding: dict[str, Any] = {
+        "exclude": f"{cheat.address},{PrivateKey.generate('regtest').address}"}
     resting = await buy(api, buyer, 500, **excluding)
     assert resting["state"] == "placed"
     assert (await api.bid(cheat, "sell", 90))["state"] == "placed"  # the other way round

@@ -20,7 +20,7 @@ from bitwrk.daemon import BuyJob, Daemon, Mandate, Offer, StartSelling
 from bitwrk.daemon.events import JobDone, UnitDone
 from bitwrk.protocol import SellerTerms
 from tests.e2e.conftest import ServerProcess
-from tests.e2e.test_daemon_trading import (  # noqa: F401 - daemons is a fixture
+from tests.e2e.test_daemon_trading import (  # noqa: F401 - exchange, daemons: fixtures
     ARTICLE,
     FakeRender,
     collect,
@@ -60,22 +60,23 @@ def finished(url: str, seller: str) -> int:
     return asyncio.run(go())
 
 
-def establish(tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon],
+def establish(tmp_path: Path, server: ServerProcess, make: Callable[..., Daemon],
               seller: Daemon) -> None:
     """One plain purchase from ``seller`` (the only one selling now): a public record."""
-    warmup = daemons("warmup")
-    fund(exchange, warmup.address, 100_000)
+    warmup = make("warmup")
+    fund(server, warmup.address, 100_000)
     job = buy(warmup, tmp_path / "warmup", 1, SellerTerms())
     done = [e for e in collect(warmup, job.job_id, 90) if isinstance(e, UnitDone)]
     assert [e.seller for e in done] == [seller.address]
     deadline = time.monotonic() + 30
-    while finished(exchange.url, seller.address) < 1 and time.monotonic() < deadline:
+    while finished(server.url, seller.address) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert finished(exchange.url, seller.address) == 1
+    assert finished(server.url, seller.address) == 1
 
 
 def test_a_buyer_requiring_a_record_never_trades_with_a_fresh_seller(
-        tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]) -> None:
+        tmp_path: Path, exchange: ServerProcess,  # noqa: F811
+        daemons: Callable[..., Daemon]) -> None:  # noqa: F811
     known, fresh = daemons("known"), daemons("fresh")
     known_render, fresh_render = FakeRender(), FakeRender()
     sell(known, 200, known_render)
@@ -88,7 +89,7 @@ def test_a_buyer_requiring_a_record_never_trades_with_a_fresh_seller(
     final = next(e for e in events if isinstance(e, JobDone))
     assert (final.done, final.failed) == (4, 0)
     assert {e.seller for e in events if isinstance(e, UnitDone)} == {known.address}
-    bids, txs = asyncio.run(trades_of(exchange.url, buyer.address))
+    _, txs = asyncio.run(trades_of(exchange.url, buyer.address))
     assert txs and {t["seller"] for t in txs} == {known.address}  # never even matched
     assert fresh_render.jobs == 0
     plain = daemons("plain")
@@ -100,7 +101,8 @@ def test_a_buyer_requiring_a_record_never_trades_with_a_fresh_seller(
 
 
 def test_with_only_fresh_sellers_the_bid_waits_until_one_has_a_record(
-        tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]) -> None:
+        tmp_path: Path, exchange: ServerProcess,  # noqa: F811
+        daemons: Callable[..., Daemon]) -> None:  # noqa: F811
     fresh = daemons("fresh")
     fresh_render = FakeRender()
     sell(fresh, 50, fresh_render)
@@ -124,7 +126,8 @@ def test_with_only_fresh_sellers_the_bid_waits_until_one_has_a_record(
 
 
 def test_an_excluded_seller_is_never_matched(
-        tmp_path: Path, exchange: ServerProcess, daemons: Callable[..., Daemon]) -> None:
+        tmp_path: Path, exchange: ServerProcess,  # noqa: F811
+        daemons: Callable[..., Daemon]) -> None:  # noqa: F811
     cheat, honest = daemons("cheat"), daemons("honest")
     cheat_render, honest_render = FakeRender(), FakeRender()
     sell(cheat, 10, cheat_render)
@@ -136,7 +139,7 @@ def test_an_excluded_seller_is_never_matched(
     final = next(e for e in events if isinstance(e, JobDone))
     assert (final.done, final.failed) == (3, 0)
     assert {e.seller for e in events if isinstance(e, UnitDone)} == {honest.address}
-    bids, txs = asyncio.run(trades_of(exchange.url, buyer.address))
+    _, txs = asyncio.run(trades_of(exchange.url, buyer.address))
     assert {t["seller"] for t in txs} == {honest.address}
     assert all(t["price"] == 300 for t in txs)
     assert cheat_render.jobs == 0
