@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from bitwrk.client import ExchangeClient
 from bitwrk.daemon import BuyJob, Daemon, Mandate, Offer, StartSelling
 from bitwrk.daemon.events import JobDone, UnitDone
 from bitwrk.protocol import SellerTerms
+from bitwrk.wire import Bid, BidState, Transaction
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_daemon_trading import (  # noqa: F401 - exchange, daemons: fixtures
     ARTICLE,
@@ -46,17 +46,17 @@ def buy(buyer: Daemon, tmp_path: Path, count: int, terms: SellerTerms) -> BuyJob
     return job
 
 
-async def trades_of(url: str, buyer: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def trades_of(url: str, buyer: str) -> tuple[list[Bid], list[Transaction]]:
     """The buyer's bids and the transactions they made."""
     async with ExchangeClient(url) as c:
         bids = await c.bids(buyer, limit=200)
-        return bids, [await c.transaction(b["txid"]) for b in bids if b["txid"]]
+        return bids, [await c.transaction(b.txid) for b in bids if b.txid]
 
 
 def finished(url: str, seller: str) -> int:
     async def go() -> int:
         async with ExchangeClient(url) as c:
-            return int((await c.account(seller))["reputation"]["finished"])
+            return (await c.account(seller)).reputation.finished
     return asyncio.run(go())
 
 
@@ -90,7 +90,7 @@ def test_a_buyer_requiring_a_record_never_trades_with_a_fresh_seller(
     assert (final.done, final.failed) == (4, 0)
     assert {e.seller for e in events if isinstance(e, UnitDone)} == {known.address}
     _, txs = asyncio.run(trades_of(exchange.url, buyer.address))
-    assert txs and {t["seller"] for t in txs} == {known.address}  # never even matched
+    assert txs and {t.seller for t in txs} == {known.address}  # never even matched
     assert fresh_render.jobs == 0
     plain = daemons("plain")
     fund(exchange, plain.address, 100_000)
@@ -111,7 +111,7 @@ def test_with_only_fresh_sellers_the_bid_waits_until_one_has_a_record(
     job = buy(buyer, tmp_path / "picky", 1, SellerTerms(min_finished=1))
     time.sleep(4.0)
     bids, txs = asyncio.run(trades_of(exchange.url, buyer.address))
-    assert [b["state"] for b in bids] == ["placed"] and txs == []  # waiting: no match loop
+    assert [b.state for b in bids] == [BidState.PLACED] and txs == []  # waiting, no loop
     assert fresh_render.jobs == 0
     assert not [e for e in buyer.pump(0.2) if isinstance(e, JobDone | UnitDone)]
     # Another buyer's plain purchase gives the seller its first finished trade; its next
@@ -121,7 +121,7 @@ def test_with_only_fresh_sellers_the_bid_waits_until_one_has_a_record(
     final = next(e for e in events if isinstance(e, JobDone))
     assert (final.done, final.failed) == (1, 0)
     bids, txs = asyncio.run(trades_of(exchange.url, buyer.address))
-    assert [t["seller"] for t in txs] == [fresh.address]
+    assert [t.seller for t in txs] == [fresh.address]
     asyncio.run(totals_ok(exchange.url))
 
 
@@ -140,7 +140,7 @@ def test_an_excluded_seller_is_never_matched(
     assert (final.done, final.failed) == (3, 0)
     assert {e.seller for e in events if isinstance(e, UnitDone)} == {honest.address}
     _, txs = asyncio.run(trades_of(exchange.url, buyer.address))
-    assert {t["seller"] for t in txs} == {honest.address}
-    assert all(t["price"] == 300 for t in txs)
+    assert {t.seller for t in txs} == {honest.address}
+    assert all(t.price == 300 for t in txs)
     assert cheat_render.jobs == 0
     asyncio.run(totals_ok(exchange.url))
