@@ -35,8 +35,8 @@ from .cas import ChunkStore, JobManifest
 from .client import describe
 from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
 from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
-from .errors import BitwrkError, ExchangeUnreachable
-from .keys import check_address
+from .errors import AddressError, BitwrkError, ExchangeUnreachable
+from .keys import address_network, check_address
 from .money import fee_for
 from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
 from .render.jobspec import JobSpec
@@ -205,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="trade only with sellers that lost at most P %% of their decided "
                         "trades (finished + disputes lost) in dispute (default 100)")
     p.add_argument("--exclude-seller", action="append", default=[], metavar="ADDR",
+                   type=_address,
                    help="never trade with this seller (repeatable, at most "
                         f"{MAX_EXCLUDED})")
     return p
@@ -219,11 +220,31 @@ def _count(maximum: int) -> Any:
     return parse
 
 
+def describe_terms(terms: SellerTerms) -> str:
+    parts = [f">= {terms.min_finished} finished trades"] if terms.min_finished else []
+    if terms.max_lost_pct < 100:
+        parts.append(f"<= {terms.max_lost_pct} % of decided trades lost in dispute")
+    if terms.exclude:
+        parts.append(f"not the {len(terms.exclude)} excluded")
+    return ", ".join(parts)
+
+
+def _address(text: str) -> str:
+    try:
+        address_network(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
 def seller_terms(args: argparse.Namespace, network: str) -> SellerTerms:
     """The mandate's seller terms; excluded sellers must be addresses of the exchange's
     network (a bad one is refused before any bid, not on every bid)."""
     for seller in args.exclude_seller:
-        check_address(seller, network)
+        try:
+            check_address(seller, network)
+        except AddressError as exc:
+            raise AddressError(f"--exclude-seller {seller}: {exc}") from None
     return SellerTerms(args.min_seller_finished, args.max_seller_lost_pct,
                        frozenset(args.exclude_seller))
 
@@ -294,6 +315,9 @@ def run(args: argparse.Namespace) -> int:
                          concurrency=args.concurrency)
             print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
                   f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+            if terms.to_fields():  # the exchange matches only such sellers: say so
+                print(f"sellers: {describe_terms(terms)} (the exchange matches no others)",
+                      flush=True)
             daemon.submit(job)
             try:
                 done, final = _wait(daemon, job.job_id, len(units), deadline)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bitwrk.buy import _parser, seller_terms
+from bitwrk.buy import _parser, describe_terms, seller_terms
 from bitwrk.errors import AddressError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import SellerTerms
@@ -28,11 +28,14 @@ def test_flags_become_the_mandates_terms() -> None:
                  "--exclude-seller", SELLERS[0], "--exclude-seller", SELLERS[1])
     assert seller_terms(args, "regtest") == SellerTerms(3, 10, frozenset(SELLERS))
     assert seller_terms(parse(), "regtest") == SellerTerms()  # default: no terms
+    assert describe_terms(seller_terms(args, "regtest")) == (
+        ">= 3 finished trades, <= 10 % of decided trades lost in dispute, not the 2 excluded")
 
 
 @pytest.mark.parametrize("flags", [
     ("--min-seller-finished", "-1"), ("--min-seller-finished", "1000001"),
     ("--min-seller-finished", "many"), ("--max-seller-lost-pct", "101"),
+    ("--exclude-seller", "not-an-address"),
 ])
 def test_out_of_range_flags_are_usage_errors(flags: tuple[str, ...],
                                              capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,10 +46,8 @@ def test_out_of_range_flags_are_usage_errors(flags: tuple[str, ...],
 
 
 def test_an_excluded_seller_of_another_network_is_refused_before_bidding() -> None:
-    with pytest.raises(AddressError):
+    with pytest.raises(AddressError, match="--exclude-seller"):
         seller_terms(parse("--exclude-seller", SELLERS[0]), "mainnet")
-    with pytest.raises(AddressError):
-        seller_terms(parse("--exclude-seller", "not-an-address"), "regtest")
 
 
 def test_the_extensions_requests_carry_the_terms_into_the_mandate(tmp_path: Path) -> None:
