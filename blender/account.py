@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..bitwrk import wire
 from ..bitwrk.errors import BitwrkError, PaymentsDisabled
 from .status import NO_PAYMENTS, NOT_CONNECTED
-from .wallet import own_delta
 
 if TYPE_CHECKING:
     from .bridge import Bridge
@@ -44,15 +44,14 @@ class Account:
             status.outage = client.outage() or ""
             return
         try:
-            account = daemon.call(client.account(), timeout)
-            status.available = int(account.get("available", 0))
-            status.blocked = int(account.get("blocked", 0))
-            page = daemon.call(client.ledger(limit=8), timeout)
-            status.ledger = [{"kind": m["kind"], "amount": own_delta(m, daemon.address)}
-                             for m in page["movements"]]
-            status.pending_withdrawals = int(account.get("pending_withdrawals") or 0)
-            value = account.get("deposit_address")
-            status.deposit_address = str(value) if value else None
+            account: wire.Account = daemon.call(client.account(), timeout)
+            status.available = account.available
+            status.blocked = account.blocked
+            page: wire.Ledger = daemon.call(client.ledger(limit=8), timeout)
+            status.ledger = [{"kind": m.kind, "amount": m.delta_for(daemon.address)}
+                             for m in page.movements]
+            status.pending_withdrawals = account.pending_withdrawals
+            status.deposit_address = account.deposit_address or None
         except Exception as exc:
             status.error = f"wallet: {exc}"
         if status.payments:
