@@ -203,12 +203,13 @@ def child_render(args: argparse.Namespace) -> dict[str, Any]:
                                                                           BENCH_TILE)}
     report.update(select_device(bpy, scene, backend))
     seen: set[str] = set()
-    times = []
+    times, first = [], []
     for i in range(args.units + 1):
         seconds, pixels = render_once(bpy, scene, work / f"{backend}-tile.exr", stats)
         seen.update(s.split("|")[-1].strip() for s in stats)
         times.append(seconds)
         if i == 0:
+            first = list(stats)
             np.save(work / f"{backend}-tile.npy", pixels)
             report["first_stats"] = sorted({s.split("|")[-1].strip()[:70] for s in stats})
     report["tile_first"], report["tile_warm"] = times[0], times[1:]
@@ -216,7 +217,9 @@ def child_render(args: argparse.Namespace) -> dict[str, Any]:
         from bitwrk.seller import devices
 
         report["oom_or_error"] = ""
-        devices.check_render_stats(stats, False)
+        if backend != "CPU":
+            report["gpu_evidence"] = devices.check_render_stats(first, backend)
+        devices.check_render_stats(stats, backend)  # OOM or errors on a warm unit
     except Exception as exc:
         report["oom_or_error"] = repr(exc)[:200]
     large = dict(BENCH_TILE, width=96 * args.scale, height=64 * args.scale, x0=0,
@@ -405,7 +408,8 @@ def summary(work: Path, rows: dict[str, dict[str, Any]], listed: dict[str, Any])
             shares = {k: v for k, v in tile.items() if k.startswith("outside")}
             notes.append(f"tile, share outside rtol: {json.dumps(shares)}")
             notes.append(f"fallback check: {row.get('fallback_check')}")
-            notes.append(f"used: {row.get('used')}")
+            notes.append(f"used: {row.get('used')}; GPU seen in the stats (worker's"
+                         f" check): {row.get('gpu_evidence')}")
             gpu_only = sorted(set(row.get("statuses", [])) - cpu_statuses)
             notes.append(f"status lines only on GPU: {gpu_only[:12]}")
         else:

@@ -34,11 +34,11 @@ FAKE_ENV = "BITWRK_FAKE_GPUS"
 # Device nodes a backend's driver opens, by glob-free prefix: /dev/<prefix>*.
 NODE_PREFIXES = {"OPTIX": ("nvidia",), "CUDA": ("nvidia",), "HIP": ("kfd", "dri/renderD"),
                  "ONEAPI": ("dri/renderD",), "METAL": ()}
-# Status lines Cycles reports only when it prepares a GPU device (kernels, OptiX modules);
-# a GPU worker that never saw one while rendering its first unit rendered on the CPU.
-GPU_STATUS_MARKERS = ("loading render kernels", "compiling render kernels",
-                      "loading optix", "compiling optix", "loading kernels")
-OOM_MARKERS = ("out of memory", "out_of_memory", "cuda_error_out_of_memory",
+# Status lines Cycles shows on a backend's device and never on the CPU (the CPU too shows
+# "Loading render kernels"). OptiX builds its own acceleration structure; for the other
+# backends no line is known yet: tools/gpu_check.py prints the lines seen only on the GPU.
+GPU_STATUS_MARKERS: dict[str, tuple[str, ...]] = {"OPTIX": ("optix",)}
+OOM_MARKERS = ("out of memory", "out of gpu memory", "out_of_memory",
                "hiperroroutofmemory", "failed to allocate")
 
 
@@ -260,23 +260,25 @@ def check_selection(backend: str, entries: list[tuple[str, str, bool]], compute_
         raise CpuFallback("the CPU is enabled next to the GPU", backend=backend)
 
 
-def check_render_stats(stats: list[str], first_gpu_render: bool) -> None:
-    """Look at Cycles' status lines of one GPU render.
+def check_render_stats(stats: list[str], backend: str) -> bool | None:
+    """Look at Cycles' status lines of one GPU render on ``backend``.
 
     An out-of-memory message is a clean refusal (:class:`DeviceOutOfMemory`); any other
-    error line is a device error. The first GPU render of a process must show Cycles
-    preparing the device (loading or compiling kernels): without one it ran on the CPU.
+    error line is a :class:`DeviceError`. Returns whether a line shows the GPU at work
+    (:data:`GPU_STATUS_MARKERS`; None where no marker is known for the backend): the
+    worker reports it with the unit, so a seller sees a GPU that never rendered.
     """
     lowered = [s.lower() for s in stats]
-    if any(m in s for s in lowered for m in OOM_MARKERS):
-        raise DeviceOutOfMemory("the unit does not fit in the GPU's memory",
-                                status=next(s for s in stats if "memory" in s.lower())[:200])
-    errors = [s for s in stats if "error" in s.lower()]
+    oom = [s for s, low in zip(stats, lowered, strict=True) if any(m in low for m in OOM_MARKERS)]
+    if oom:
+        raise DeviceOutOfMemory("the unit does not fit in the GPU's memory", status=oom[-1][:200])
+    errors = [s for s in stats if s.split("|")[-1].strip().lower().startswith("error")]
     if errors:
         raise DeviceError(f"the GPU render failed: {errors[-1][:200]}")
-    if first_gpu_render and not any(m in s for s in lowered for m in GPU_STATUS_MARKERS):
-        raise CpuFallback("GPU chosen but Cycles never prepared a GPU device while "
-                          "rendering: it rendered on the CPU")
+    markers = GPU_STATUS_MARKERS.get(backend, ())
+    if not markers:
+        return None
+    return any(m in low for low in lowered for m in markers)
 
 
 def classify_failure(message: str) -> DeviceError | None:
@@ -288,3 +290,54 @@ def classify_failure(message: str) -> DeviceError | None:
     if any(m in lowered for m in ("cuda", "optix", "hip", "oneapi", "metal", "device")):
         return DeviceError(f"the GPU render failed: {message[:200]}")
     return None
+
+
+@dataclass
+class GpuSession:
+    """A worker's GPU: the devices it renders on, set up again for every unit.
+
+    With fake devices (``BITWRK_FAKE_GPUS``) the unit renders on the CPU and nothing is
+    claimed about the stats. ``evidence`` is what the last cold unit's stats showed.
+    """
+
+    chosen: list[Device]
+    fake: bool = False
+    evidence: bool | None = None
+
+    @property
+    def backend(self) -> str:
+        return self.chosen[0].backend
+
+    def setup(self, bpy: Any, scene: Any) -> None:
+        if self.fake:
+            use_cpu(bpy, scene)
+        else:
+            use_gpu(bpy, scene, self.chosen)
+
+    def failed(self, message: str) -> DeviceError | None:
+        return None if self.fake else classify_failure(message)
+
+    def rendered(self, stats: list[str], cold: bool) -> None:
+        """Check one unit's status lines. A cold unit (scene just synced: kernels, BVH)
+        must show the GPU at work where the backend's marker is known; else the GPU was
+        chosen but the CPU rendered, and the unit is refused."""
+        if self.fake:
+            return
+        seen = check_render_stats(stats, self.backend)
+        if cold:
+            self.evidence = seen
+            if seen is False:
+                raise CpuFallback(f"{self.backend} chosen but Cycles' status never showed the "
+                                  "GPU at work: it rendered on the CPU", backend=self.backend)
+
+
+def open_session(bpy: Any, choice: DeviceChoice,
+                 detect: bool = False) -> tuple[GpuSession | None, list[Device]]:
+    """The worker's GPU session for ``choice`` (None for the CPU) and the devices found
+    (looked for only for a GPU or when ``detect``: a CPU worker starts as before)."""
+    if not (choice.gpu or detect):
+        return None, []
+    found = list_devices(bpy)
+    if not choice.gpu:
+        return None, found
+    return GpuSession(pick(found, choice), fake=fake_devices() is not None), found
