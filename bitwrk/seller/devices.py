@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ NODE_PREFIXES = {"OPTIX": ("nvidia",), "CUDA": ("nvidia",), "HIP": ("kfd", "dri/
 # "Loading render kernels"). OptiX builds its own acceleration structure; for the other
 # backends no line is known yet: tools/gpu_check.py prints the lines seen only on the GPU.
 GPU_STATUS_MARKERS: dict[str, tuple[str, ...]] = {"OPTIX": ("optix",)}
+_ERROR_LINE = re.compile(r"(^|\|)\s*([a-z]+ )?error\s*:")
 OOM_MARKERS = ("out of memory", "out of gpu memory", "out_of_memory",
                "hiperroroutofmemory", "failed to allocate")
 
@@ -268,11 +270,14 @@ def check_render_stats(stats: list[str], backend: str) -> bool | None:
     (:data:`GPU_STATUS_MARKERS`; None where no marker is known for the backend): the
     worker reports it with the unit, so a seller sees a GPU that never rendered.
     """
-    lowered = [s.lower() for s in stats]
-    oom = [s for s, low in zip(stats, lowered, strict=True) if any(m in low for m in OOM_MARKERS)]
+    # Names from the scene (objects, images) appear in status lines: never read as errors.
+    own = [s for s in stats if not s.split("|")[0].strip().lower().startswith(
+        ("synchronizing", "loading"))]
+    lowered = [s.lower() for s in own]
+    oom = [s for s, low in zip(own, lowered, strict=True) if any(m in low for m in OOM_MARKERS)]
     if oom:
         raise DeviceOutOfMemory("the unit does not fit in the GPU's memory", status=oom[-1][:200])
-    errors = [s for s in stats if s.split("|")[-1].strip().lower().startswith("error")]
+    errors = [s for s, low in zip(own, lowered, strict=True) if _ERROR_LINE.search(low)]
     if errors:
         raise DeviceError(f"the GPU render failed: {errors[-1][:200]}")
     markers = GPU_STATUS_MARKERS.get(backend, ())
