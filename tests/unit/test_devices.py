@@ -182,7 +182,7 @@ def test_the_buyer_chooses_gpu_and_the_probe_refuses_cpu_only_scenes() -> None:
     assert [s.rect for _u, s in gpu.units] == [s.rect for _u, s in cpu.units]
     osl = dict(INFO, cpu_only=["Open Shading Language (Render Properties > ...)"])
     check_gpu(INFO)
-    with pytest.raises(BitwrkError, match="cannot render on GPUs.*Open Shading Language"):
+    with pytest.raises(BitwrkError, match=r"cannot render on GPUs.*Open Shading Language"):
         plan(osl, "scene.blend", [1], "4", "512M", gpu=True)
     assert plan(osl, "scene.blend", [1], "4", "512M").article.endswith("/512M")
 
