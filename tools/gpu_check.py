@@ -21,6 +21,9 @@ What it measures, per device:
   (``bitwrk.render.verify``) — the figures that calibrate the GPU tolerance;
 - the Cycles status lines seen on the GPU but never on the CPU (evidence that the GPU
   rendered), and that the CPU-fallback check refuses a GPU render left at backend NONE.
+
+``BITWRK_FAKE_GPUS`` (see ``bitwrk.seller.devices``) makes a dry run: the fake devices get
+rows, rendered on the CPU.
 """
 
 from __future__ import annotations
@@ -141,12 +144,23 @@ def configure(bpy: Any, scene: Any, spec: dict[str, Any]) -> str:
         r.use_persistent_data = True
         how = f"inline ({type(exc).__name__}: {exc})"
     ims = scene.render.image_settings
-    if hasattr(ims, "media_type"):  # 5.0: the media type gates the file format
-        ims.media_type = "IMAGE"
-    ims.file_format = "OPEN_EXR"
-    ims.color_mode = "RGBA"
-    ims.color_depth = "32"
+    wanted = {"media_type": "IMAGE", "file_format": "OPEN_EXR", "color_mode": "RGBA",
+              "color_depth": "32"}  # in this order: 5.0's media type gates the format
+    for name, value in wanted.items():
+        if hasattr(ims, name) and getattr(ims, name) != value:
+            setattr(ims, name, value)
     return how
+
+
+def reselect(bpy: Any, scene: Any, chosen: list[Any]) -> None:
+    """What the worker does before every unit: the device set again (unchanged values are
+    not written, so a warm scene stays warm)."""
+    from bitwrk.seller import devices
+
+    if chosen:
+        devices.use_gpu(bpy, scene, chosen)
+    else:
+        devices.use_cpu(bpy, scene)
 
 
 def select_device(bpy: Any, scene: Any, backend: str) -> dict[str, Any]:
@@ -166,7 +180,13 @@ def select_device(bpy: Any, scene: Any, backend: str) -> dict[str, Any]:
     except devices.CpuFallback as exc:
         report["fallback_check"] = f"caught ({exc.message[:60]})"
     chosen = devices.pick(devices.list_devices(bpy), devices.DeviceChoice(True, backend))
+    if devices.fake_devices() is not None:  # a dry run of this script: the CPU renders
+        devices.use_cpu(bpy, scene)
+        report.update(devices=[f"{d.describe()} (fake: rendered on the CPU)" for d in chosen],
+                      used=["CPU"])
+        return report
     devices.use_gpu(bpy, scene, chosen)
+    report["chosen"] = chosen
     report["devices"] = [d.describe() for d in chosen]
     report["used"] = [f"{e.type}:{e.name}" for e in prefs.devices if e.use]
     return report
@@ -202,9 +222,13 @@ def child_render(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"backend": backend, "configure": configure(bpy, scene,
                                                                           BENCH_TILE)}
     report.update(select_device(bpy, scene, backend))
+    chosen = report.pop("chosen", [])
     seen: set[str] = set()
     times, first = [], []
     for i in range(args.units + 1):
+        if i:  # as the worker does for every unit: the spec, then the device, again
+            configure(bpy, scene, BENCH_TILE)
+            reselect(bpy, scene, chosen)
         seconds, pixels = render_once(bpy, scene, work / f"{backend}-tile.exr", stats)
         seen.update(s.split("|")[-1].strip() for s in stats)
         times.append(seconds)
@@ -225,8 +249,7 @@ def child_render(args: argparse.Namespace) -> dict[str, Any]:
     large = dict(BENCH_TILE, width=96 * args.scale, height=64 * args.scale, x0=0,
                  x1=96 * args.scale, y0=0, y1=64 * args.scale, samples=64)
     configure(bpy, scene, large)
-    if backend != "CPU":
-        select_device(bpy, scene, backend)
+    reselect(bpy, scene, chosen)
     seconds, pixels = render_once(bpy, scene, work / f"{backend}-large.exr", stats)
     np.save(work / f"{backend}-large.npy", pixels)
     report["large"], report["large_size"] = seconds, [large["width"], large["height"]]
@@ -358,7 +381,7 @@ def parent_main(args: argparse.Namespace) -> int:
             rows[backend] = runner.child("render", "--backend", backend, "--units",
                                          str(args.units), "--scale", str(args.scale),
                                          timeout=per.get(backend, 80.0))
-            log(f"{backend}: {json.dumps(rows[backend])[:1500]}")
+            log(f"{backend}: {json.dumps(rows[backend])[:400]}")
         summary(work, rows, listed)
     except Exception:
         log(f"the check itself failed:\n{traceback.format_exc()}")

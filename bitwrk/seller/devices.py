@@ -225,8 +225,15 @@ def device_nodes(backend: str | None, dev: str = "/dev") -> list[str]:
     return found
 
 
+def _set(owner: Any, name: str, value: object) -> None:
+    """Assign only a changed value: a setting written again can make Cycles re-sync the
+    scene or rebuild its device, which would cost a warm worker its warmth."""
+    if getattr(owner, name) != value:
+        setattr(owner, name, value)
+
+
 def use_cpu(bpy: Any, scene: Any) -> None:
-    scene.cycles.device = "CPU"
+    _set(scene.cycles, "device", "CPU")
 
 
 def use_gpu(bpy: Any, scene: Any, chosen: list[Device]) -> None:
@@ -235,11 +242,11 @@ def use_gpu(bpy: Any, scene: Any, chosen: list[Device]) -> None:
         raise DeviceError("no GPU device chosen")
     backend = chosen[0].backend
     prefs = cycles_prefs(bpy)
-    prefs.compute_device_type = backend
+    _set(prefs, "compute_device_type", backend)
     ids = {d.id for d in chosen}
     for entry in prefs.get_devices_for_type(backend):
-        entry.use = entry.id in ids  # the CPU entry too: no hybrid CPU+GPU tiles
-    scene.cycles.device = "GPU"
+        _set(entry, "use", entry.id in ids)  # the CPU entry too: no hybrid CPU+GPU tiles
+    _set(scene.cycles, "device", "GPU")
     check_selection(backend, [(e.type, e.id, bool(e.use)) for e in prefs.devices],
                     prefs.compute_device_type, scene.cycles.device, ids)
 

@@ -59,8 +59,7 @@ def select_layers(scene: Any, spec: JobSpec) -> None:
 def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     """Apply the spec to ``scene``: size, rect, sampling, passes, output, safety."""
     r, cy = scene.render, scene.cycles
-    r.engine = "CYCLES"
-    cy.device = "CPU"  # a GPU worker switches to its devices after this (devices.py)
+    r.engine = "CYCLES"  # the device (CPU or GPU) is set by render(), devices.py
     cy.shading_system = False  # OSL runs arbitrary shader code; never on a seller
     if (r.resolution_x * r.resolution_percentage // 100,
             r.resolution_y * r.resolution_percentage // 100) != (spec.width, spec.height):
@@ -122,6 +121,8 @@ def render(bpy: Any, spec: JobSpec, out: Path, threads: int,
     configure(scene, spec, threads)
     if gpu is not None:
         gpu.setup(bpy, scene)
+    else:
+        devices.use_cpu(bpy, scene)
     if scene.frame_current != spec.frame:
         scene.frame_set(spec.frame)
     stats = _collect_stats(bpy)

@@ -153,3 +153,24 @@ def test_the_gpu_check_says_no_gpu_and_still_renders_on_the_cpu(tmp_path: Path) 
     assert "(reference)" in cpu_row and "FAILED" not in cpu_row
     first_ms = int(cpu_row.split()[1])
     assert first_ms > 0
+
+
+def test_the_gpu_check_dry_run_on_fake_devices(tmp_path: Path) -> None:
+    """The GPU rows of the check (selection, warm units, differences, the table) run on
+    fake devices, rendered on the CPU: identical pixels, the fallback check catching a
+    backend left at NONE, and no OptiX line in a CPU render's status."""
+    env = bpy_env(tmp_path)
+    env[devices.FAKE_ENV] = json.dumps(FAKES)
+    done = subprocess.run([sys.executable, str(ROOT / "tools/gpu_check.py"), "--units", "1",
+                           "--scale", "1", "--budget", "150"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.split("=== GPU check summary ===", 1)[1]
+    rows = {line.split()[0]: line for line in summary.splitlines()
+            if line.split() and line.split()[0] in ("CPU", "OPTIX", "CUDA")}
+    assert set(rows) == {"CPU", "OPTIX", "CUDA"}, summary
+    for backend in ("OPTIX", "CUDA"):
+        cols = rows[backend].split()
+        assert cols[5:8] == ["0.00e+00", "0.00e+00", "inf"], rows[backend]
+    assert summary.count("fallback check: caught") == 2
+    assert "GPU seen in the stats (worker's check): False" in summary  # OptiX, on the CPU
