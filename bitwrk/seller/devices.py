@@ -36,10 +36,13 @@ FAKE_ENV = "BITWRK_FAKE_GPUS"
 NODE_PREFIXES = {"OPTIX": ("nvidia",), "CUDA": ("nvidia",), "HIP": ("kfd", "dri/renderD"),
                  "ONEAPI": ("dri/renderD",), "METAL": ()}
 # Status lines Cycles shows on a backend's device and never on the CPU (the CPU too shows
-# "Loading render kernels"). OptiX builds its own acceleration structure; for the other
-# backends no line is known yet: tools/gpu_check.py prints the lines seen only on the GPU.
-GPU_STATUS_MARKERS: dict[str, tuple[str, ...]] = {"OPTIX": ("optix",)}
-_ERROR_LINE = re.compile(r"(^|\|)\s*([a-z]+ )?error\s*:")
+# "Loading render kernels"). Cycles' OptiXDevice::build_bvh sets the substatus "Building
+# OptiX acceleration structure" whenever it syncs geometry; for the other backends no such
+# line is known: tools/gpu_check.py prints the lines seen only on the GPU.
+GPU_STATUS_MARKERS: dict[str, tuple[str, ...]] = {
+    "OPTIX": ("building optix acceleration structure",)}
+_ERROR_LINE = re.compile(r"^([a-z]+ )?error\s*:")
+_NAMED = ("synchronizing", "loading ", "updating geometry bvh ")
 OOM_MARKERS = ("out of memory", "out of gpu memory", "out_of_memory",
                "hiperroroutofmemory", "failed to allocate")
 
@@ -269,22 +272,38 @@ def check_selection(backend: str, entries: list[tuple[str, str, bool]], compute_
         raise CpuFallback("the CPU is enabled next to the GPU", backend=backend)
 
 
+def cycles_segments(stats: list[str]) -> list[str]:
+    """The ``|``-separated parts of status lines that are Cycles' own words.
+
+    Names from the buyer's scene appear in some parts ("Synchronizing object | NAME",
+    "Loading NAME.png", "Updating Geometry BVH NAME 1/3"); those are dropped, so a scene
+    cannot fake an error or the GPU's marker by naming an object.
+    """
+    found = []
+    for line in stats:
+        named_next = False
+        for part in (p.strip() for p in line.split("|")):
+            low = part.lower()
+            if named_next or low.startswith(_NAMED):
+                named_next = low.startswith("synchronizing")
+                continue
+            found.append(part)
+    return found
+
+
 def check_render_stats(stats: list[str], backend: str) -> bool | None:
     """Look at Cycles' status lines of one GPU render on ``backend``.
 
     An out-of-memory message is a clean refusal (:class:`DeviceOutOfMemory`); any other
     error line is a :class:`DeviceError`. Returns whether a line shows the GPU at work
-    (:data:`GPU_STATUS_MARKERS`; None where no marker is known for the backend): the
-    worker reports it with the unit, so a seller sees a GPU that never rendered.
+    (:data:`GPU_STATUS_MARKERS`; None where no marker is known for the backend).
     """
-    # Names from the scene (objects, images) appear in status lines: never read as errors.
-    own = [s for s in stats if not s.split("|")[0].strip().lower().startswith(
-        ("synchronizing", "loading"))]
-    lowered = [s.lower() for s in own]
-    oom = [s for s, low in zip(own, lowered, strict=True) if any(m in low for m in OOM_MARKERS)]
+    parts = cycles_segments(stats)
+    lowered = [p.lower() for p in parts]
+    oom = [p for p, low in zip(parts, lowered, strict=True) if any(m in low for m in OOM_MARKERS)]
     if oom:
         raise DeviceOutOfMemory("the unit does not fit in the GPU's memory", status=oom[-1][:200])
-    errors = [s for s, low in zip(own, lowered, strict=True) if _ERROR_LINE.search(low)]
+    errors = [p for p, low in zip(parts, lowered, strict=True) if _ERROR_LINE.search(low)]
     if errors:
         raise DeviceError(f"the GPU render failed: {errors[-1][:200]}")
     markers = GPU_STATUS_MARKERS.get(backend, ())

@@ -147,6 +147,8 @@ class WorkerPool:
         self.max_budget = max_budget
         self.memory_limit = memory_limit
         self.data_limit = data_limit if data_limit is not None else sb.memory_for(cost_class)
+        if self.device.gpu and data_limit is None and self.data_limit is not None:
+            self.data_limit += sb.GPU_DRIVER_DATA
         self.output_limit = output_limit
         self.timeout = timeout
         self.idle_seconds = idle_seconds

@@ -55,6 +55,9 @@ INNER_DIRS = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "BLENDER_USER_RESOURCES": "
 # mappings; bpy itself needs ~0.3 GiB of it, while its address space is ~1.4 GiB of mostly
 # shared libraries, so an address-space cap would measure the install, not the scene).
 MEMORY_BY_CLASS = {"512M": 1 << 30, "2G": 2 << 30, "8G": 4 << 30, "32G": 8 << 30}
+# A GPU worker's driver adds private mappings of its own (staging buffers, its heap) on top
+# of the scene's; a guess (no GPU here to measure), added to the class's limit for GPUs.
+GPU_DRIVER_DATA = 4 << 30
 OUTPUT_BYTES = 1 << 30  # RLIMIT_FSIZE: no single file a worker writes may be larger
 
 

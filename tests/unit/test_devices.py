@@ -105,8 +105,13 @@ def test_render_stats_out_of_memory_errors_and_gpu_evidence() -> None:
         devices.check_render_stats(["System is out of GPU memory"], "OPTIX")
     with pytest.raises(DeviceError, match="Illegal address"):
         devices.check_render_stats(["Mem: 2M | Error: Illegal address"], "CUDA")
-    # an object called "Error" is not an error
-    assert devices.check_render_stats(["Synchronizing object | ErrorCube"], "CUDA") is None
+    # names from the scene are never read as Cycles' words: no fake error, OOM or marker
+    named = ["Mem: 0M | Synchronizing object | Error: fake", "Synchronizing object | ErrorCube",
+             "Updating Images | Loading out of memory.png",
+             "Mem: 1M | Synchronizing object | Building OptiX acceleration structure",
+             "Updating Geometry BVH error: x 1/2 | Building BVH"]
+    assert devices.check_render_stats(named, "CUDA") is None
+    assert devices.check_render_stats(named, "OPTIX") is False
 
 
 def test_gpu_session_refuses_a_cold_unit_the_gpu_never_rendered() -> None:
@@ -213,3 +218,20 @@ def test_gpu_results_are_checked_within_the_gpu_tolerance() -> None:
     assert verify.failed([verify.compare(_image(lazy), _image(ours), patch, tol)], tol)
     evidence = verify.Evidence("a", "b", [diff], [_image(near)], [_image(ours)], tol)
     assert json.loads(evidence.field())["rtol"] == tol.rtol
+
+
+def test_gpu_workers_get_room_for_the_driver_and_their_argv_names_the_device() -> None:
+    from bitwrk.seller import sandbox as sb
+    from bitwrk.seller.pool import WorkerPool
+
+    none = Sandbox("none")
+    cpu = WorkerPool({0}, 1, cost_class="512M", sandbox=none)
+    gpu = WorkerPool({0}, 1, cost_class="512M", sandbox=none, device="gpu:cuda:1")
+    mine = WorkerPool({0}, 1, cost_class="512M", sandbox=none, device="gpu", data_limit=5)
+    assert cpu.data_limit == sb.MEMORY_BY_CLASS["512M"]
+    assert gpu.data_limit == sb.MEMORY_BY_CLASS["512M"] + sb.GPU_DRIVER_DATA
+    assert mine.data_limit == 5  # the seller's own --memory stands
+    assert "--device" not in cpu.argv([0])
+    argv = gpu.argv([0])
+    assert argv[argv.index("--device") + 1] == "gpu:cuda:1"
+    assert cpu.device_nodes() == [] and cpu.device == devices.CPU
