@@ -25,6 +25,7 @@ from bitwrk.seller import pool as pool_module
 from bitwrk.seller.devices import FAKE_ENV
 from bitwrk.seller.pool import BLENDER_BOOT, PACKAGE_ROOT, WorkerPool, blender_binary
 from bitwrk.seller.sandbox import CODE_MOUNT
+from bitwrk.wire import Bid
 from tests.e2e.conftest import ServerProcess
 from tests.extension.conftest import HAVE_BPY, HERE, ROOT, bpy_run, fund_buyer, scratch_env
 
@@ -190,8 +191,8 @@ def worker_commands(path: Path) -> list[list[str]]:
             if b"bitwrk.seller.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def open_bids(url: str, address: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
+def open_bids(url: str, address: str) -> list[Bid]:
+    async def read() -> list[Bid]:
         async with ExchangeClient(url) as client:
             return await client.bids(address, state="placed")
 
@@ -242,7 +243,7 @@ def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         deadline = time.monotonic() + 60
         while not (bids := open_bids(exchange.url, address)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert bids and all(b["article"].endswith("/512M~gpu") for b in bids), bids
+        assert bids and all(b.article.endswith("/512M~gpu") for b in bids), bids
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         assert "seller stopped" in log.read_text()
