@@ -362,13 +362,10 @@ class GpuSession:
                                   "GPU at work: it rendered on the CPU", backend=self.backend)
 
 
-def open_session(bpy: Any, choice: DeviceChoice,
-                 detect: bool = False) -> tuple[GpuSession | None, list[Device]]:
-    """The worker's GPU session for ``choice`` (None for the CPU) and the devices found
-    (looked for only for a GPU or when ``detect``: a CPU worker starts as before)."""
-    if not (choice.gpu or detect):
+def open_session(bpy: Any, choice: DeviceChoice) -> tuple[GpuSession | None, list[Device]]:
+    """The worker's GPU session for ``choice`` and the devices found; for the CPU, None and
+    no search at all (a CPU worker starts as it always did)."""
+    if not choice.gpu:
         return None, []
     found = list_devices(bpy)
-    if not choice.gpu:
-        return None, found
     return GpuSession(pick(found, choice), fake=fake_devices() is not None), found

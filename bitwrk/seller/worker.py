@@ -1,7 +1,7 @@
 """The render worker: a long-lived process under ``bpy`` that renders job specs.
 
 ``python -m bitwrk.seller.worker [--max-budget N] [--cpus 0,1] [--memory BYTES]
-[--data BYTES] [--output BYTES] [--device cpu|gpu[:BACKEND][:N]] [--detect]`` reads
+[--data BYTES] [--output BYTES] [--device cpu|gpu[:BACKEND][:N]]`` reads
 one JSON request per line on stdin::
 
     {"blend": "/jobs/abc/scene.blend", "spec": {...JobSpec...}, "out": "/jobs/abc/t3.exr"}
@@ -9,8 +9,8 @@ one JSON request per line on stdin::
 renders exactly the spec's rect (plus overscan, cropped away again) into a float32
 multilayer EXR and answers one JSON line: ``{"ok": true, "out": ..., "seconds": ...}`` or
 ``{"ok": false, "code": ..., "error": ...}``. The first line it writes is
-``{"ready": true, ...}`` once bpy is imported, with the Cycles devices it found (for a GPU
-worker, or with ``--detect``) and the ones it renders on; a GPU worker whose device is
+``{"ready": true, ...}`` once bpy is imported, with (for a GPU worker) the Cycles devices
+it found and the ones it renders on; a GPU worker whose device is
 missing says why in ``device_error`` and exits. A GPU worker renders only units whose
 spec asks for a GPU, a CPU worker only CPU units (:mod:`bitwrk.seller.devices`). The
 scene stays loaded (persistent data), so the next tile of the same .blend costs only its
@@ -184,8 +184,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=int, help="data-segment (heap) limit in bytes")
     parser.add_argument("--output", type=int, help="largest file the worker may write")
     parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, gpu:BACKEND[:N]")
-    parser.add_argument("--detect", action="store_true",
-                        help="list the Cycles devices in the ready line even for the CPU")
     return parser.parse_args(argv)
 
 
@@ -206,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ready: dict[str, Any] = {"ready": True, "pid": os.getpid(),
                              "blender": bpy.app.version_string, "seccomp": filtered}
     try:
-        gpu, found = devices.open_session(bpy, devices.DeviceChoice.parse(args.device),
-                                          args.detect)
+        gpu, found = devices.open_session(bpy, devices.DeviceChoice.parse(args.device))
     except devices.DeviceError as exc:  # no such GPU here: say so, render nothing
         replies.write(json.dumps({**ready, "device_error": exc.message}) + "\n")
         replies.flush()
