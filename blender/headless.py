@@ -14,9 +14,10 @@ from . import bridge
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
          duration: float | None = None, unsandboxed: bool = False, host: str | None = None,
-         public_url: str | None = None) -> int:
+         public_url: str | None = None, device: str = "cpu") -> int:
     """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
-    (or ``duration`` seconds); returns 0 after a clean stop.
+    (or ``duration`` seconds); returns 0 after a clean stop. ``device``: ``cpu``, or
+    ``gpu`` / ``gpu:N`` / ``gpu:optix`` ... to sell GPU time (the ``~gpu`` articles).
 
     Works inside a Blender binary (``blender -b --python-expr``; render workers then run as
     ``blender -b`` processes too) and with the ``bpy`` module (workers run under
@@ -39,11 +40,13 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
         b.connect(exchange)
         url = b.selling.start(cores, min_price, (cost_class,),
                               "{}.{}".format(*bpy.app.version[:2]), host=host,
-                              public_url=public_url, unsandboxed=unsandboxed)
+                              public_url=public_url, unsandboxed=unsandboxed,
+                              device=device)
         if unsandboxed:
             print("WARNING: selling without a sandbox: buyers' scenes run as your user",
                   flush=True)
-        print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s)",
+        print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s),"
+              f" device {device}",
               flush=True)
         _pump_until(b, stop, duration)
     except KeyboardInterrupt:

@@ -25,8 +25,10 @@ class Selling:
 
     def start(self, cores: int, min_price: int, classes: tuple[str, ...], blender: str,
               python: str | None = None, host: str | None = None, port: int = 0,
-              public_url: str | None = None, unsandboxed: bool = False) -> str:
-        """Sell this computer's CPU cores; returns the worker endpoint URL buyers are told
+              public_url: str | None = None, unsandboxed: bool = False,
+              device: str = "cpu") -> str:
+        """Sell this computer's CPU cores (or, with ``device`` ``gpu[:BACKEND][:N]``, its
+        GPU: the ``~gpu`` articles); returns the worker endpoint URL buyers are told
         (``public_url``, else ``http://host:port``). ``host`` None: ``$BITWRK_SELL_HOST``
         (tests and the demo set 127.0.0.1), else this computer's LAN address.
 
@@ -34,6 +36,7 @@ class Selling:
         ``SandboxUnavailable`` unless the user opted out (``unsandboxed``)."""
         if host is None:
             host = reachable(os.environ.get("BITWRK_SELL_HOST", ""))
+        from ..bitwrk.articles import article_id
         from ..bitwrk.daemon import Offer, StartSelling
         from ..bitwrk.seller.executor import RenderExecutor
         from ..bitwrk.seller.pool import WorkerPool, allowed_cpus, blender_binary
@@ -47,9 +50,11 @@ class Selling:
         # Inside a Blender binary sys.executable is Blender's bundled Python, which has no
         # bpy: workers then run as `blender -b` (bpy module mode: sys.executable as before).
         pool = WorkerPool(cpus, 1, cost_class=largest, blender=blender_binary(),
-                          unsandboxed=unsandboxed, **kwargs)
+                          unsandboxed=unsandboxed, device=device, **kwargs)
+        if pool.device.gpu:  # a missing GPU fails here, not at the first buyer's unit
+            daemon.call(pool.detect(), 120)
         self.pool = pool
-        articles = tuple(f"net.bitwrk/blender/{blender}/{c}" for c in classes)
+        articles = tuple(article_id(blender, c, gpu=pool.device.gpu) for c in classes)
         url: str = daemon.call(daemon.start_selling(
             StartSelling(Offer(articles, min_price, 1), RenderExecutor(pool), host, port,
                          public_url)), 60)

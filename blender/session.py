@@ -47,6 +47,7 @@ class RenderRequest:
     lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
     min_seller_finished: int = 0  # sellers with fewer finished trades are never matched
     exclude_sellers: tuple[str, ...] = ()  # addresses never matched with this job's bids
+    gpu: bool = False  # GPU results acceptable: buy the ``~gpu`` article
 
 
 def seller_terms(request: Any) -> SellerTerms:
@@ -60,7 +61,7 @@ def job_article(article: str, trusted_only: bool) -> str:
     """The article to buy: its ``~trusted`` variant when only trusted sellers may render
     (the exchange lets a seller bid there only if its operator trusts that seller)."""
     a = parse_article(article)
-    return Article(a.blender, a.cost_class, a.trusted or trusted_only).id
+    return Article(a.blender, a.cost_class, a.trusted or trusted_only, a.gpu).id
 
 
 def parse_workers(text: str) -> tuple[str, ...]:
@@ -117,7 +118,7 @@ class RenderJob:
         check_scripts(r.info, r.allow_missing)
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, [r.frame], str(r.tiles) if r.tiles else "auto",
-                         r.cost_class)
+                         r.cost_class, r.gpu)
         daemon = self.bridge.connect(r.exchange_url, allow_local_sellers=r.allow_local_sellers)
         units = manifests(self.plan, files, daemon.store)
         job = start_job(self.bridge, r, self.plan, units, self.workdir)

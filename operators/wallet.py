@@ -216,9 +216,11 @@ def _sell_args(settings: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     computer's LAN address) and announced as the public URL when one is set."""
     args = (settings.sell_cores, settings.sell_min_price, (settings.cost_class,),
             compat.blender_line(bpy.app.version))
+    device = {"CPU": "cpu", "GPU": "gpu"}.get(settings.sell_device,
+                                             f"gpu:{settings.sell_device.lower()}")
     return args, {"host": settings.sell_host.strip() or None,
                   "public_url": settings.sell_public_url.strip() or None,
-                  "unsandboxed": settings.sell_unsandboxed}
+                  "unsandboxed": settings.sell_unsandboxed, "device": device}
 
 
 CLASSES = (BITWRK_OT_refresh_wallet, BITWRK_OT_request_deposit_address,
