@@ -30,13 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .articles import COST_CLASSES
+from .articles import COST_CLASSES, article_id
 from .cas import ChunkStore, JobManifest
 from .client import describe
 from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
 from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
-from .errors import BitwrkError, ExchangeUnreachable
+from .errors import AddressError, BitwrkError, ExchangeUnreachable
+from .keys import address_network, check_address
 from .money import fee_for
+from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
@@ -79,23 +81,37 @@ def _bpy_env() -> dict[str, str]:
     return env
 
 
-def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str) -> JobSpec:
+def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str,
+               device: str = "CPU") -> JobSpec:
     layers = tuple(v["name"] for v in info["view_layers"] if v["use"])
     adaptive = bool(info["adaptive"]["use"])
     return JobSpec(blend=blend_name, scene=info["scene"], view_layers=layers, frame=frame,
                    width=info["width"], height=info["height"], x0=0, x1=info["width"], y0=0,
                    y1=info["height"], samples=info["samples"], seed=info["seed"],
                    max_bounces=info["max_bounces"], denoise=bool(info["denoise"]["use"]),
-                   overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version)
+                   overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version,
+                   device=device)
+
+
+def check_gpu(info: dict[str, Any]) -> None:
+    """A scene that needs CPU-only features (the probe lists them) cannot be sold as GPU."""
+    needs = info.get("cpu_only") or []
+    if needs:
+        raise BitwrkError("this scene cannot render on GPUs, it needs the CPU for: "
+                          + "; ".join(needs[:10]) + " (buy CPU time: leave GPUs off)")
 
 
 def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: str,
-         cost_class: str) -> Plan:
+         cost_class: str, gpu: bool = False) -> Plan:
+    """The units of a job and the article to buy them as; ``gpu``: GPU results are
+    acceptable, so the ``~gpu`` article (refused for a scene with CPU-only features)."""
+    if gpu:
+        check_gpu(info)
     version = info["blender"]
     units: list[tuple[str, JobSpec]] = []
     classes = []
     for frame in frames:
-        spec = frame_spec(info, blend_name, frame, version)
+        spec = frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
         count = auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
         for i, rect in enumerate(tiles(spec.width, spec.height, count)):
             unit = spec.with_rect(rect)
@@ -104,7 +120,7 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     needed = max(classes, key=COST_CLASSES.__getitem__)
     if COST_CLASSES[needed] > COST_CLASSES[cost_class]:
         cost_class = needed  # --tiles N made tiles bigger than the asked class
-    return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
+    return Plan(article_id(version, cost_class, gpu=gpu), units, frames)
 
 
 def check_scripts(info: dict[str, Any], allow: bool) -> None:
@@ -189,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="give up after this many seconds, whatever is left (exit code 4)")
     p.add_argument("--wait-exchange", type=float, default=60.0,
                    help="seconds to keep trying an unreachable exchange at start (exit 3)")
+    p.add_argument("--gpu", action="store_true",
+                   help="GPU results are acceptable: buy the ~gpu article (GPU sellers; pixels"
+                        " match a CPU render within the GPU tolerance, not exactly); refused"
+                        " for scenes that need CPU-only features such as OSL")
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
@@ -196,7 +216,55 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of a known seller's units whose secret patches this machine "
                         "re-renders before paying (0-1; a seller's units are always checked "
                         "until one passes; default %(default)s)")
+    p.add_argument("--min-seller-finished", type=_count(MAX_MIN_FINISHED), default=0,
+                   metavar="N", help="trade only with sellers that finished at least N trades"
+                                     " on this exchange (default 0: new sellers too)")
+    p.add_argument("--max-seller-lost-pct", type=_count(100), default=100, metavar="P",
+                   help="trade only with sellers that lost at most P %% of their decided "
+                        "trades (finished + disputes lost) in dispute (default 100)")
+    p.add_argument("--exclude-seller", action="append", default=[], metavar="ADDR",
+                   type=_address,
+                   help="never trade with this seller (repeatable, at most "
+                        f"{MAX_EXCLUDED})")
     return p
+
+
+def _count(maximum: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from 0 to {maximum}")
+        return value
+    return parse
+
+
+def describe_terms(terms: SellerTerms) -> str:
+    parts = [f">= {terms.min_finished} finished trades"] if terms.min_finished else []
+    if terms.max_lost_pct < 100:
+        parts.append(f"<= {terms.max_lost_pct} % of decided trades lost in dispute")
+    if terms.exclude:
+        parts.append(f"not the {len(terms.exclude)} excluded")
+    return ", ".join(parts)
+
+
+def _address(text: str) -> str:
+    try:
+        address_network(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
+def seller_terms(args: argparse.Namespace, network: str) -> SellerTerms:
+    """The mandate's seller terms; excluded sellers must be addresses of the exchange's
+    network (a bad one is refused before any bid, not on every bid)."""
+    for seller in args.exclude_seller:
+        try:
+            check_address(seller, network)
+        except AddressError as exc:
+            raise AddressError(f"--exclude-seller {seller}: {exc}") from None
+    return SellerTerms(args.min_seller_finished, args.max_seller_lost_pct,
+                       frozenset(args.exclude_seller))
 
 
 def _rate(text: str) -> float:
@@ -244,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         info = probing.result()
         check_scripts(info, args.allow_missing)
         frames = _frames(args.frames, info)
-        job_plan = plan(info, name, frames, args.tiles, args.cost_class)
+        job_plan = plan(info, name, frames, args.tiles, args.cost_class, args.gpu)
         fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
         budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
@@ -256,14 +324,18 @@ def run(args: argparse.Namespace) -> int:
             # that job, so its bids and unstarted trades are withdrawn.
             _give_up(daemon, quietly=True)
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
+            terms = seller_terms(args, exchange["network"])
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
                                                    time.time() + args.timeout,
-                                                   args.check_rate),
+                                                   args.check_rate, terms),
                          tuple(units), Path(tmp) / "results",
                          concurrency=args.concurrency)
             print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
                   f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+            if terms.to_fields():  # the exchange matches only such sellers: say so
+                print(f"sellers: {describe_terms(terms)} (the exchange matches no others)",
+                      flush=True)
             daemon.submit(job)
             try:
                 done, final = _wait(daemon, job.job_id, len(units), deadline)
