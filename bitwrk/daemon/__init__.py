@@ -28,6 +28,7 @@ from .events import Event, JobDone
 from .identity_lock import IdentityInUse, IdentityLock
 from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
+from .relay import choose
 from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
 from .spotcheck import CheckResources
@@ -61,6 +62,9 @@ class StartSelling:
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None  # what buyers connect to; default http://host:port
+    # "auto": direct if the exchange's probe reaches it, else the relay; "direct"; "relay"
+    reach: str = "auto"
+    relay_url: str | None = None  # connect to this relay instead of the advertised one
 
 
 @dataclass(frozen=True)
@@ -307,9 +311,15 @@ class Daemon:
         self._runners.append(runner)
         port = runner.addresses[0][1]
         base = command.public_url or f"http://{command.host}:{port}"
-        self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
-        check_endpoint_url(self.endpoint_url)  # what the exchange would refuse, refused now
-        self.seller.endpoint_url = self.endpoint_url
+        direct = base.rstrip("/") + "/bitwrk/v1"
+        check_endpoint_url(direct)  # what the exchange would refuse, refused now
+        local = "127.0.0.1" if command.host in ("", "0.0.0.0", "::") else command.host
+        reach = await choose(self.client, command.reach, direct, f"http://{local}:{port}",
+                             command.relay_url)
+        if reach.tunnel is not None:
+            self.runtime.on_shutdown(reach.tunnel.close)
+        self.seller.reach = reach
+        self.endpoint_url = self.seller.endpoint_url = reach.url
         await self.seller.start()
         return self.endpoint_url
 

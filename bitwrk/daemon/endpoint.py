@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..errors import BitwrkError, InvalidRequest, http_status
+from ..protocol import probe_document
 from .peer import HEADER, PeerGate, header_signer_key
 from .seller import SellerAgent
 
@@ -93,6 +94,16 @@ async def post_receipt(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def get_probe(request: web.Request) -> web.Response:
+    """Answer the exchange's reachability probe: our signature over its fresh nonce."""
+    nonce = request.match_info["nonce"]
+    if len(nonce) != 32 or any(c not in "0123456789abcdef" for c in nonce):
+        raise web.HTTPNotFound()
+    key = request.app[SELLER].client_key()
+    document = probe_document(request.app[GATE].exchange, key.address, nonce)
+    return web.json_response({"address": key.address, "signature": key.sign_message(document)})
+
+
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SELLER].status(), dumps=lambda o: json.dumps(o))
 
@@ -106,4 +117,5 @@ def endpoint_app(seller: SellerAgent, exchange_id: str) -> web.Application:
     app.router.add_get("/bitwrk/v1/tx/{txid}/result", get_result)
     app.router.add_post("/bitwrk/v1/tx/{txid}/receipt", post_receipt)
     app.router.add_get("/bitwrk/v1/status", get_status)
+    app.router.add_get("/bitwrk/v1/probe/{nonce}", get_probe)
     return app
