@@ -29,7 +29,7 @@ def unregister() -> None:
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
          duration: float | None = None, unsandboxed: bool = False, host: str | None = None,
-         public_url: str | None = None) -> int:
+         public_url: str | None = None, reach: str = "auto") -> int:
     """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
     (or ``duration`` seconds); returns 0 after a clean stop.
 
@@ -44,6 +44,8 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
 
     The endpoint listens on ``host`` (default: this computer's LAN address, or
     ``$BITWRK_SELL_HOST``) and is announced as ``public_url`` when given (port forwarding).
+    ``reach``: "auto" (the exchange probes that URL; behind NAT the seller falls back to the
+    exchange's relay by itself), "direct" or "relay" (docs/relay.md).
     """
     import signal
     import threading
@@ -64,12 +66,12 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
         b.connect(exchange)
         url = b.start_selling(cores, min_price, (cost_class,),
                               "{}.{}".format(*bpy.app.version[:2]), host=host,
-                              public_url=public_url, unsandboxed=unsandboxed)
+                              public_url=public_url, unsandboxed=unsandboxed, reach=reach)
         if unsandboxed:
             print("WARNING: selling without a sandbox: buyers' scenes run as your user",
                   flush=True)
-        print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s)",
-              flush=True)
+        print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s),"
+              f" {b.status.sell_reach}", flush=True)
         end = None if duration is None else time.monotonic() + duration
         earned = -1
         while not stop.is_set() and (end is None or time.monotonic() < end):

@@ -81,6 +81,7 @@ class Status:
     progress: Progress = field(default_factory=Progress)
     selling: bool = False
     earned: int = 0
+    sell_reach: str = ""  # how buyers reach this seller: "direct" or "via relay"
     estimate: tuple[int, int] | None = None  # (units, most satoshi)
     outage: str = ""  # "exchange unreachable since …, retrying (…)" while the daemon retries
     busy: tuple[str, ...] = ()  # background requests still running ("connect", ...)
@@ -366,7 +367,7 @@ class Bridge:
     def start_selling(self, cores: int, min_price: int, classes: tuple[str, ...],
                       blender: str, python: str | None = None, host: str | None = None,
                       port: int = 0, public_url: str | None = None,
-                      unsandboxed: bool = False) -> str:
+                      unsandboxed: bool = False, reach: str = "auto") -> str:
         """Sell this computer's CPU cores; returns the worker endpoint URL buyers are told
         (``public_url``, else ``http://host:port``). ``host`` None: ``$BITWRK_SELL_HOST``
         (tests and the demo set 127.0.0.1), else this computer's LAN address.
@@ -393,8 +394,9 @@ class Bridge:
         articles = tuple(f"net.bitwrk/blender/{blender}/{c}" for c in classes)
         url: str = daemon.call(daemon.start_selling(
             StartSelling(Offer(articles, min_price, 1), RenderExecutor(pool), host, port,
-                         public_url)), 60)
+                         public_url, reach)), 60)
         self.status.selling = True
+        self.status.sell_reach = daemon.seller.reach.mode if daemon.seller else ""
         return url
 
 
