@@ -30,6 +30,12 @@ $(STAMP): $(BIN)/python requirements-test.txt pyproject.toml
 	@if ! command -v bwrap >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	fi
+	@# The relay's NAT test builds network namespaces with ip (iproute2) and nft (nftables).
+	@if ! { command -v nft && command -v ip; } >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			nftables iproute2; \
+	fi
 	touch $(STAMP)
 
 $(BPY42)/.installed: requirements-test.txt
