@@ -68,8 +68,9 @@ test-gui: $(STAMP)
 	BITWRK_GUI=1 $(BIN)/python -m pytest -q tests/gui
 
 # The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
+# make demo DEMO_ARGS=--via-relay: seller A sells through the exchange's relay (docs/relay.md).
 demo: $(STAMP)
-	$(BIN)/python -m demo.run
+	$(BIN)/python -m demo.run $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools demo __init__.py

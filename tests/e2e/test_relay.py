@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -26,7 +28,7 @@ from bitwrk.daemon.events import JobDone, UnitDone
 from bitwrk.daemon.peer import sign_peer
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import NonceSource
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import REPO, ServerProcess
 from tests.e2e.relayproc import CutProxy, RelayProcess, relay_pair
 from tests.e2e.test_daemon_trading import ARTICLE, FakeRender, collect, fund, make_units
 
@@ -260,3 +262,14 @@ def test_tunnel_dropped_mid_render_ends_in_a_retrade(net: dict[str, Any]) -> Non
     finally:
         proxy.close()
 
+
+
+def test_relay_bench_quick_runs_and_prints_its_rows() -> None:
+    """The relay rows of ``make bench`` run end to end (figures are not asserted: they
+    depend on the machine's load)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.relay", "--quick"], cwd=REPO,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in ("sealed chunk stream, via relay", "relay throughput / direct",
+                "per-unit overhead of the relay"):
+        assert row in proc.stdout, proc.stdout
