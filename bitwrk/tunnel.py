@@ -197,6 +197,7 @@ class Stream:
         self._credit_changed.set()
         if not self.head.done():
             self.head.set_exception(TunnelError(f"stream reset: {self.reset_reason}"))
+            self.head.exception()  # marked as seen: nobody may be waiting for this head
 
 
 Opener = Callable[[Stream, dict[str, Any]], Awaitable[None]]

@@ -42,7 +42,7 @@ async def hello(session: aiohttp.ClientSession, url: str, key: PrivateKey,
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Any, Any]]:
     exchange, relay = await asyncio.to_thread(
         relay_pair, tmp_path, 0.5, False, ("--max-tunnels", "2", "--max-streams-per-seller",
-                                           "1"))
+                                           "1", "--body-idle", "2"))
     yield exchange, relay
     relay.close()
     exchange.close()
@@ -91,8 +91,12 @@ async def test_one_sellers_streams_are_capped(pair: tuple[Any, Any]) -> None:
         await release.wait()  # a render that takes its time
         return web.Response(body=b"sealed")
 
+    async def chunks(request: web.Request) -> web.Response:
+        return web.json_response({"bytes": len(await request.read())})
+
     app = web.Application()
     app.router.add_get("/bitwrk/v1/tx/{txid}/result", slow_result)
+    app.router.add_post("/bitwrk/v1/tx/{txid}/chunks", chunks)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -120,5 +124,25 @@ async def test_one_sellers_streams_are_capped(pair: tuple[Any, Any]) -> None:
         assert status == 429 and b"too_many_streams" in body
         release.set()
         assert await first == (200, b"sealed")
+        # a body that stalls mid-way ends its stream after --body-idle (2 s), not never
+        assert await _stalled_upload(relay.port, url.replace("/result", "/chunks"),
+                                     sign_peer(buyer, nonces, exchange_id, "chunks", txid))
+        assert relay.status()["streams"] == 0
         await tunnel.close()
     await runner.cleanup()
+
+
+async def _stalled_upload(port: int, url: str, headers: dict[str, str]) -> bool:
+    """Send a request whose body stops after 1,000 of 100,000 bytes; True when the relay
+    answers 502 (the stream ended) within 20 s."""
+    path = url.split(f":{port}", 1)[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n{head}\r\n"
+                 .encode() + b"x" * 1000)
+    await writer.drain()
+    try:
+        status = await asyncio.wait_for(reader.readline(), 20)
+    finally:
+        writer.close()
+    return b" 502 " in status
