@@ -40,7 +40,7 @@ from bitwrk.client import ExchangeClient
 from bitwrk.daemon.peer import Channel, sign_peer
 from bitwrk.daemon.relay import TunnelClient
 from bitwrk.keys import PrivateKey
-from bitwrk.protocol import NonceSource
+from bitwrk.protocol import NonceSource, work_secret_hash
 from tools.processes import REPO, free_port
 
 NAME = "relay"
@@ -112,11 +112,19 @@ class Buyer:
         self.session = session
         self.nonces = NonceSource()
 
-    async def trade(self) -> int:
+    async def trade(self, base: str = "http://127.0.0.1:9/bitwrk/v1") -> int:
+        """A matched transaction in TRANSMITTING, as a unit's requests find it: the buyer
+        committed to its work, the seller announced its endpoint (the relay learns the
+        parties from these public messages)."""
         async with ExchangeClient(self.exchange, self.seller) as s, \
                 ExchangeClient(self.exchange, self.key) as b:
             await s.place_bid("sell", ARTICLE, 10)
-            return int((await b.place_bid("buy", ARTICLE, 10))["txid"])
+            txid = int((await b.place_bid("buy", ARTICLE, 10))["txid"])
+            work = secrets.token_hex(32)
+            await b.send_message(txid, "work", workhash=work,
+                                 worksecrethash=work_secret_hash(work, secrets.token_hex(32)))
+            await s.send_message(txid, "endpoint", workerurl=f"{base}/tx/{txid}")
+            return txid
 
     async def call(self, method: str, url: str, action: str, txid: int,
                    body: object = None) -> bytes:
@@ -142,7 +150,8 @@ class Buyer:
         return len(plain) / MB / (time.perf_counter() - started)
 
     async def unit(self, base: str) -> float:
-        txid = await self.trade()  # not timed: bidding is the same either way
+        txid = await self.trade(base)  # not timed: bidding is the same either way
+        await asyncio.sleep(0.05)  # as long as a buyer takes to see the endpoint
         started = time.perf_counter()
         await self.call("POST", f"{base}/tx/{txid}/manifest", "manifest", txid, b"m" * 4000)
         channel = Channel.between(self.key, self.seller.public_key, self.exchange_id, txid)

@@ -273,7 +273,11 @@ def create_relay_app(config: RelayConfig) -> web.Application:
             capture = config.capture.open("ab") if config.capture is not None else None
             app[RELAY] = Relay(config, ExchangeGate(config.exchange_url, session),
                                capture=capture)
+            follower = asyncio.create_task(app[RELAY].gate.follow())
             yield
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
             for tun in list(app[RELAY].tunnels.values()):
                 await tun.mux.ws.close(code=1001, message=b"relay shutting down")
             if capture is not None:

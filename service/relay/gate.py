@@ -5,18 +5,26 @@ same public HTTP API as everyone else, so it needs no database and can run on an
 machine. A tunnel is for a *registered* seller — an address the exchange has accepted a
 signed request from (``last_nonce`` > 0: a probe, a bid). A stream is for the buyer of a
 live transaction with that seller; the parties of a transaction never change, so they are
-kept for a while, but a transaction seen retired is refused.
+kept for a while, but a transaction seen retired is refused. The relay follows the
+exchange's public event stream, where every transaction message appears (the seller's
+``endpoint`` before any buyer request), so a buyer's request seldom waits for a look-up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 
+from bitwrk.client import ExchangeClient
 from bitwrk.errors import BitwrkError, Forbidden, NotFound
+from bitwrk.retry import backoff, describe
+
+log = logging.getLogger("bitwrk.relay")
 
 PARTIES_TTL = 30.0  # seconds a looked-up transaction is trusted without asking again
 PARTIES_KEPT = 4096
@@ -59,6 +67,38 @@ class ExchangeGate:
             raise Forbidden("the exchange knows no signed request from this address: a tunnel"
                             " is for registered sellers (sign something first: a probe, a bid)")
 
+    async def follow(self) -> None:
+        """Learn transactions from the public event stream until cancelled."""
+        client = ExchangeClient(self.url, session=self.session)
+        failures = 0
+        while True:
+            try:
+                async for event in client.events():
+                    failures = 0
+                    if event.kind == "transaction":
+                        self.learn(event.data)
+            except (BitwrkError, aiohttp.ClientError, OSError, TimeoutError,
+                    ValueError) as exc:
+                log.info("event stream: %s; following again", describe(exc))
+            await asyncio.sleep(backoff(failures, base=0.5, cap=10.0))
+            failures += 1
+
+    def learn(self, tx: dict[str, Any]) -> None:
+        try:
+            txid, buyer, seller = int(tx["id"]), str(tx["buyer"]), str(tx["seller"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if tx.get("retired") is not None:
+            self._parties.pop(txid, None)  # the next request asks, and is refused
+            return
+        self._remember(txid, (time.monotonic(), buyer, seller))
+
+    def _remember(self, txid: int, known: tuple[float, str, str]) -> None:
+        self._parties[txid] = known
+        self._parties.move_to_end(txid)
+        while len(self._parties) > PARTIES_KEPT:
+            self._parties.popitem(last=False)
+
     async def check_trade(self, txid: int, buyer: str, seller: str) -> None:
         """Refuse unless ``buyer`` bought from ``seller`` in live transaction ``txid``."""
         now = time.monotonic()
@@ -71,8 +111,6 @@ class ExchangeGate:
             if tx.get("retired") is not None:
                 raise Forbidden(f"transaction {txid} is over ({tx.get('phase')})")
             known = (now, str(tx["buyer"]), str(tx["seller"]))
-            self._parties[txid] = known
-            while len(self._parties) > PARTIES_KEPT:
-                self._parties.popitem(last=False)
+            self._remember(txid, known)
         if (known[1], known[2]) != (buyer, seller):
             raise Forbidden(f"only the buyer of transaction {txid} may reach its seller")
