@@ -243,6 +243,12 @@ class Mux:
                 await self.send(frame(RESET, stream.id, reason.encode()[:200]))
         self.streams.pop(stream.id, None)
 
+    def reset_soon(self, stream: Stream, reason: str) -> None:
+        """``reset`` from code that must not wait (a cancelled handler's cleanup)."""
+        task = asyncio.ensure_future(self.reset(stream, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def forget(self, stream: Stream) -> None:
         self.streams.pop(stream.id, None)
 

@@ -188,6 +188,8 @@ class Daemon:
     async def _close(self) -> None:
         if self.seller is not None:
             await self.seller.stop()
+            if self.seller.reach.tunnel is not None:  # after the last unit was delivered
+                await self.seller.reach.tunnel.close()
         for runner in self._runners:
             await runner.cleanup()
         await self.watcher.close()
@@ -316,8 +318,6 @@ class Daemon:
         local = "127.0.0.1" if command.host in ("", "0.0.0.0", "::") else command.host
         reach = await choose(self.client, command.reach, direct, f"http://{local}:{port}",
                              command.relay_url)
-        if reach.tunnel is not None:
-            self.runtime.on_shutdown(reach.tunnel.close)
         self.seller.reach = reach
         self.endpoint_url = self.seller.endpoint_url = reach.url
         await self.seller.start()

@@ -44,7 +44,7 @@ from bitwrk.errors import (
 from bitwrk.protocol import verify_request
 from bitwrk.tunnel import FRAME, MAX_MESSAGE, Bucket, Mux, Stream, TunnelError
 
-from .gate import ExchangeGate
+from .gate import ExchangeGate, ExchangeUnavailable
 
 log = logging.getLogger("bitwrk.relay")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,7 +98,7 @@ RELAY = web.AppKey("relay", Relay)
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except SellerOffline as exc:
+    except (SellerOffline, ExchangeUnavailable) as exc:
         return web.json_response(exc.to_json(), status=503)
     except TunnelError as exc:
         return web.json_response(exc.to_json(), status=502)
@@ -202,6 +202,7 @@ async def _through(relay: Relay, tun: Tunnel, request: web.Request,
     stream = await tun.mux.open(head)
     upload = asyncio.create_task(_upload(relay, tun, request, stream))
     response: web.StreamResponse | None = None
+    complete = False
     try:
         answer = await _head_or_failed_upload(stream, upload)
         response = web.StreamResponse(status=int(answer.get("status", 502)))
@@ -213,6 +214,7 @@ async def _through(relay: Relay, tun: Tunnel, request: web.Request,
             relay.record(piece)
             await response.write(piece)
         await response.write_eof()
+        complete = True
         return response
     except (TunnelError, TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
         await tun.mux.reset(stream, f"relay: {type(exc).__name__}: {exc}")
@@ -223,7 +225,10 @@ async def _through(relay: Relay, tun: Tunnel, request: web.Request,
         upload.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await upload
-        tun.mux.forget(stream)
+        if not complete and stream.reset_reason is None:  # e.g. the buyer went away
+            tun.mux.reset_soon(stream, "the buyer's request ended")
+        else:
+            tun.mux.forget(stream)
 
 
 async def _head_or_failed_upload(stream: Stream,

@@ -170,10 +170,11 @@ def test_auto_mode_probes_and_falls_back_to_the_relay(tmp_path: Path) -> None:
             exchange.close()
 
 
-def test_tunnel_dropped_mid_transfer_then_the_relay_restarts(net: dict[str, Any]) -> None:
+def test_tunnel_dropped_mid_transfer_then_relay_and_exchange_restart(
+        net: dict[str, Any]) -> None:
     """Seller A (cheapest) sits behind a network we cut while the buyer's chunks are on
     their way; the unit is re-traded with seller B and paid once. Then the relay itself
-    is killed and restarted: both sellers reconnect and trade again."""
+    is killed and restarted: both sellers reconnect and trade again; then the exchange."""
     exchange: ServerProcess = net["exchange"]
     relay: RelayProcess = net["relay"]
     proxy = CutProxy(relay.port)
@@ -211,6 +212,11 @@ def test_tunnel_dropped_mid_transfer_then_the_relay_restarts(net: dict[str, Any]
         relay.wait_tunnels(2)
         buy(net, buyer, 2, os.urandom(100_000), "again", concurrency=2)
         check_ledger(exchange, buyer.address, 4)
+
+        exchange.restart()  # SIGKILL, same database and port: the tunnels stay up
+        buy(net, buyer, 2, os.urandom(100_000), "after", concurrency=2)
+        check_ledger(exchange, buyer.address, 6)
+        assert relay.status()["tunnels"] == 2
     finally:
         proxy.close()
 
