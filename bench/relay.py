@@ -119,7 +119,7 @@ class Buyer:
         async with ExchangeClient(self.exchange, self.seller) as s, \
                 ExchangeClient(self.exchange, self.key) as b:
             await s.place_bid("sell", ARTICLE, 10)
-            txid = int((await b.place_bid("buy", ARTICLE, 10))["txid"])
+            txid = int((await b.place_bid("buy", ARTICLE, 10)).txid or 0)
             work = secrets.token_hex(32)
             await b.send_message(txid, "work", workhash=work,
                                  worksecrethash=work_secret_hash(work, secrets.token_hex(32)))

@@ -28,6 +28,7 @@ from bitwrk.daemon.events import JobDone, UnitDone
 from bitwrk.daemon.peer import sign_peer
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import NonceSource
+from bitwrk.wire import Transaction
 from tests.e2e.conftest import REPO, ServerProcess
 from tests.e2e.relayproc import CutProxy, RelayProcess, relay_pair
 from tests.e2e.test_daemon_trading import ARTICLE, FakeRender, collect, fund, make_units
@@ -254,16 +255,16 @@ def test_tunnel_dropped_mid_render_ends_in_a_retrade(net: dict[str, Any]) -> Non
         assert any(t["seller"] == a.address for t in txs)
 
         # A's trade is never paid: it ends refunded once its deadline passes
-        async def settled() -> dict[str, Any]:
+        async def settled() -> Transaction:
             lost = next(t["id"] for t in txs if t["seller"] == a.address)
             async with ExchangeClient(exchange.url) as c:
                 for _ in range(150):
                     tx = await c.transaction(lost)
-                    if tx["retired"] is not None:
+                    if tx.retired is not None:
                         return tx
                     await asyncio.sleep(0.5)
             raise AssertionError("A's trade never settled")
-        assert asyncio.run(settled())["phase"] != "FINISHED"
+        assert asyncio.run(settled()).phase != "FINISHED"
         check_ledger(exchange, buyer.address, 1)
     finally:
         proxy.close()
