@@ -24,7 +24,7 @@ from ..keys import PrivateKey
 from ..protocol import SellerTerms
 from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
-from .endpoint import endpoint_app
+from .endpoint import TradeEndpoint, endpoint_app
 from .events import Event, JobDone
 from .identity_lock import IdentityInUse, IdentityLock
 from .journal import Journal
@@ -310,7 +310,8 @@ class Daemon:
                                   command.executor, command.offer, "", self.runtime.post,
                                   self.config.cache_dir / "work")
         (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
-        runner = web.AppRunner(endpoint_app(self.seller, exchange_id), access_log=None,
+        endpoint = TradeEndpoint(self.seller, exchange_id)
+        runner = web.AppRunner(endpoint_app(endpoint), access_log=None,
                                 shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, command.host, command.port).start()
@@ -319,8 +320,7 @@ class Daemon:
         base = command.public_url or f"http://{command.host}:{port}"
         direct = base.rstrip("/") + "/bitwrk/v1"
         check_endpoint_url(direct)  # what the exchange would refuse, refused now
-        local = "127.0.0.1" if command.host in ("", "0.0.0.0", "::") else command.host
-        reach = await choose(self.client, command.reach, direct, f"http://{local}:{port}",
+        reach = await choose(self.client, command.reach, direct, endpoint.serve,
                              command.relay_url)
         self.seller.reach = reach
         self.endpoint_url = self.seller.endpoint_url = reach.url

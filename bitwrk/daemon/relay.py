@@ -8,9 +8,10 @@ does it, and a mapped port still needs the probe — the relay covers every NAT.
 
 :class:`TunnelClient` keeps the seller's one outbound WebSocket to the relay: it answers
 the relay's fresh challenge with a signature of the seller's key on every (re)connect, and
-serves each stream the relay opens by making the same request to the seller's own
-endpoint on loopback — so every check of the endpoint (signed header, nonce, trade) holds
-unchanged, and the bodies stay the peer channel's ciphertext end to end.
+hands each stream the relay opens to the endpoint's own ``serve`` (the routes behind the
+HTTP endpoint, :class:`~bitwrk.daemon.endpoint.TradeEndpoint`) — so every check of the
+endpoint (signed header, nonce, trade) holds unchanged, no loopback HTTP hop costs time,
+and the bodies stay the peer channel's ciphertext end to end.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -29,14 +31,29 @@ from ..errors import BitwrkError
 from ..keys import PrivateKey
 from ..protocol import NonceSource, sign_request
 from ..retry import backoff, describe
-from ..tunnel import FRAME, MAX_MESSAGE, Mux, Stream, TunnelError
+from ..tunnel import MAX_MESSAGE, Mux, Stream, TunnelError
 from .peer import HEADER
 
 log = logging.getLogger("bitwrk.seller")
 MODES = ("auto", "direct", "relay")
 CONNECT_WAIT = 20.0  # seconds selling waits for the first tunnel before giving up on it
 LONG_ENOUGH = 30.0  # a tunnel up this long resets the reconnect backoff
-PROXIED = ("/bitwrk/v1/tx/",)
+
+
+class Answered(Protocol):
+    """What a served request returns (:class:`~bitwrk.daemon.endpoint.Answer`)."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+
+Serve = Callable[[str, str, "str | None", AsyncIterator[bytes]], Awaitable[Answered]]
 
 
 class RelayRefused(BitwrkError):
@@ -48,10 +65,10 @@ class RelayRefused(BitwrkError):
 class TunnelClient:
     """The seller's side of the tunnel: connect, authenticate, serve, reconnect."""
 
-    def __init__(self, relay_url: str, key: PrivateKey, local_url: str) -> None:
+    def __init__(self, relay_url: str, key: PrivateKey, serve: Serve) -> None:
         self.relay_url = relay_url.rstrip("/")
         self.key = key
-        self.local_url = local_url.rstrip("/")
+        self.serve = serve
         self.public_url: str | None = None  # the relay's URL for us, from its welcome
         self.up = asyncio.Event()
         self.state = "connecting"
@@ -112,19 +129,13 @@ class TunnelClient:
             raise TunnelError(f"tunnel closed ({mux.closed})")
 
     async def _serve(self, stream: Stream, head: dict[str, Any]) -> None:
-        """One buyer request: replayed against our own endpoint, the answer streamed back."""
-        assert self._session is not None
-        method, path = str(head.get("method")), str(head.get("path"))
-        if method not in ("GET", "POST") or not path.startswith(PROXIED) or ".." in path:
-            await stream.mux.reset(stream, "not a trade request")
-            return
-        headers = {HEADER: str(head.get("headers", {}).get(HEADER, ""))}
-        data = stream.body() if method == "POST" else None
-        async with self._session.request(method, self.local_url + path, headers=headers,
-                                         data=data) as resp:
-            await stream.send_head({"status": resp.status, "content_type": resp.content_type})
-            async for piece in resp.content.iter_chunked(FRAME):
-                await stream.write(piece)
+        """One buyer request: served by the endpoint's routes, the answer streamed back."""
+        headers = head.get("headers")
+        header = headers.get(HEADER) if isinstance(headers, dict) else None
+        answer = await self.serve(str(head.get("method")), str(head.get("path")),
+                                  str(header) if header is not None else None, stream.body())
+        await stream.send_head({"status": answer.status, "content_type": answer.content_type})
+        await stream.write(answer.body)
         await stream.end()
 
 
@@ -155,7 +166,7 @@ class Reach:
         return view
 
 
-async def choose(client: ExchangeClient, mode: str, direct_url: str, local_url: str,
+async def choose(client: ExchangeClient, mode: str, direct_url: str, serve: Serve,
                  relay_url: str | None = None) -> Reach:
     """Decide how buyers reach us; with a tunnel, it is up when this returns."""
     if mode not in MODES:
@@ -174,7 +185,7 @@ async def choose(client: ExchangeClient, mode: str, direct_url: str, local_url: 
     why = "forced (--via-relay)" if mode == "relay" else \
         f"not reachable directly ({probe.get('reason')})"
     assert client.key is not None
-    tunnel = TunnelClient(str(relay_url), client.key, local_url)
+    tunnel = TunnelClient(str(relay_url), client.key, serve)
     tunnel.start()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(tunnel.up.wait(), CONNECT_WAIT)

@@ -12,9 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bitwrk.client import ExchangeClient
+from bitwrk.daemon.endpoint import Answer
 from bitwrk.daemon.peer import sign_peer
 from bitwrk.daemon.relay import TunnelClient
 from bitwrk.keys import PrivateKey
@@ -48,6 +48,11 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[Any, Any]]:
     exchange.close()
 
 
+async def nothing(method: str, path: str, header: str | None,
+                  body: AsyncIterator[bytes]) -> Answer:
+    return Answer(404, b"")
+
+
 async def register(url: str, key: PrivateKey) -> None:
     async with ExchangeClient(url, key) as client:
         answer = await client.probe("http://127.0.0.1:9/bitwrk/v1")
@@ -70,7 +75,7 @@ async def test_tunnels_only_for_registered_sellers_and_fresh_challenges(
         for other in others:
             await register(exchange.url, other)
         # hold two tunnels, then a third is refused before the upgrade
-        clients = [TunnelClient(relay.url, other, "http://127.0.0.1:9") for other in others]
+        clients = [TunnelClient(relay.url, other, nothing) for other in others]
         for client in clients:
             client.start()
             await asyncio.wait_for(client.up.wait(), 20)
@@ -87,26 +92,18 @@ async def test_one_sellers_streams_are_capped(pair: tuple[Any, Any]) -> None:
     await asyncio.to_thread(fund, exchange, buyer.address, 100_000)
     release = asyncio.Event()
 
-    async def slow_result(request: web.Request) -> web.Response:
-        await release.wait()  # a render that takes its time
-        return web.Response(body=b"sealed")
+    async def serve(method: str, path: str, header: str | None,
+                    body: AsyncIterator[bytes]) -> Answer:
+        if path.endswith("/result"):
+            await release.wait()  # a render that takes its time
+            return Answer(200, b"sealed")
+        return Answer(200, str(sum([len(p) async for p in body])).encode())
 
-    async def chunks(request: web.Request) -> web.Response:
-        return web.json_response({"bytes": len(await request.read())})
-
-    app = web.Application()
-    app.router.add_get("/bitwrk/v1/tx/{txid}/result", slow_result)
-    app.router.add_post("/bitwrk/v1/tx/{txid}/chunks", chunks)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    local = f"http://127.0.0.1:{runner.addresses[0][1]}"
     async with ExchangeClient(exchange.url, seller) as s, \
             ExchangeClient(exchange.url, buyer) as b, aiohttp.ClientSession() as session:
         await s.place_bid("sell", ARTICLE, 100)
         txid = int((await b.place_bid("buy", ARTICLE, 100)).txid or 0)
-        tunnel = TunnelClient(relay.url, seller, local)
+        tunnel = TunnelClient(relay.url, seller, serve)
         tunnel.start()
         await asyncio.wait_for(tunnel.up.wait(), 20)
         url = f"{tunnel.public_url}/tx/{txid}/result"
@@ -129,7 +126,6 @@ async def test_one_sellers_streams_are_capped(pair: tuple[Any, Any]) -> None:
                                      sign_peer(buyer, nonces, exchange_id, "chunks", txid))
         assert relay.status()["streams"] == 0
         await tunnel.close()
-    await runner.cleanup()
 
 
 async def _stalled_upload(port: int, url: str, headers: dict[str, str]) -> bool:
