@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-from .errors import BitwrkError
+from .errors import TunnelError
 
 OPEN, HEAD, DATA, END, CREDIT, RESET = range(1, 7)
 _HEADER = struct.Struct(">BI")
@@ -41,12 +41,6 @@ FRAME = 64 * 1024  # body bytes per DATA frame
 WINDOW = 1024 * 1024  # unacknowledged body bytes per stream and direction
 MAX_MESSAGE = FRAME + 4096  # the largest WebSocket message either side accepts
 MAX_HEAD = 8 * 1024  # a request or response head, JSON
-
-
-class TunnelError(BitwrkError):
-    """A stream or the whole tunnel ended before its exchange was complete."""
-
-    code = "tunnel_error"
 
 
 class Socket(Protocol):

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 import aiohttp
 
 from ..client import ExchangeClient
-from ..errors import BitwrkError
+from ..errors import BitwrkError, TunnelError
 from ..keys import PrivateKey
 from ..protocol import NonceSource, sign_request
 from ..retry import backoff, describe
-from ..tunnel import MAX_MESSAGE, Mux, Stream, TunnelError
+from ..tunnel import MAX_MESSAGE, Mux, Stream
 from .peer import HEADER
 
 log = logging.getLogger("bitwrk.seller")

@@ -38,24 +38,20 @@ from bitwrk.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    SellerOffline,
     TooManyStreams,
+    TunnelError,
     http_status,
 )
 from bitwrk.protocol import verify_request
-from bitwrk.tunnel import FRAME, MAX_MESSAGE, Bucket, Mux, Stream, TunnelError
+from bitwrk.tunnel import FRAME, MAX_MESSAGE, Bucket, Mux, Stream
 
-from .gate import ExchangeGate, ExchangeUnavailable
+from .gate import ExchangeGate
 
 log = logging.getLogger("bitwrk.relay")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TX_PATH = re.compile(r"tx/([0-9]{1,19})/(manifest|chunks|result|receipt)")
 _ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{26,35}")
-
-
-class SellerOffline(BitwrkError):
-    """The seller holds no tunnel to this relay (now)."""
-
-    code = "seller_offline"
 
 
 @dataclass(frozen=True)
@@ -98,10 +94,6 @@ RELAY = web.AppKey("relay", Relay)
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except (SellerOffline, ExchangeUnavailable) as exc:
-        return web.json_response(exc.to_json(), status=503)
-    except TunnelError as exc:
-        return web.json_response(exc.to_json(), status=502)
     except BitwrkError as exc:
         return web.json_response(exc.to_json(), status=http_status(exc, 400))
 

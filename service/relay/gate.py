@@ -21,19 +21,13 @@ from typing import Any
 import aiohttp
 
 from bitwrk.client import ExchangeClient
-from bitwrk.errors import BitwrkError, Forbidden, NotFound
+from bitwrk.errors import BitwrkError, ExchangeUnavailable, Forbidden, NotFound
 from bitwrk.retry import backoff, describe
 
 log = logging.getLogger("bitwrk.relay")
 
 PARTIES_TTL = 30.0  # seconds a looked-up transaction is trusted without asking again
 PARTIES_KEPT = 4096
-
-
-class ExchangeUnavailable(BitwrkError):
-    """The relay could not ask its exchange (down, or answering garbage)."""
-
-    code = "exchange_unavailable"
 
 
 class ExchangeGate:

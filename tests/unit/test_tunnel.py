@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType
 
-from bitwrk.tunnel import DATA, WINDOW, Bucket, Mux, Stream, TunnelError, frame
+from bitwrk.errors import TunnelError
+from bitwrk.tunnel import DATA, WINDOW, Bucket, Mux, Stream, frame
 
 
 @dataclass
