@@ -1,8 +1,9 @@
 """Real Cycles renders through the relay (docs/relay.md), with real processes: a headless
-seller that sells ``--via-relay`` on loopback, and a seller in a "home" network namespace
-behind NAT that nobody can connect to — it finds out through the exchange's probe and
-falls back to the relay by itself. Both render the bundled scene bit-identical to a local
-render, and the relay's capture of everything it forwarded holds no plaintext scene bytes.
+seller that sells ``--via-relay`` on loopback, and two sellers in one "home" network
+namespace behind NAT that nobody can connect to — they find out through the exchange's
+probe and fall back to the relay by themselves. The bundled scene renders bit-identical to
+a local render, and the relay's capture of everything it forwarded holds no plaintext
+scene bytes.
 
 The namespace test builds its own topology (``ip netns``, veth pairs, nftables
 MASQUERADE, addresses from 198.18.0.0/15 assigned only inside the namespaces) and needs
@@ -77,7 +78,7 @@ def _nft(ns: str, rules: str) -> None:
 
 
 class Topology:
-    """isp (exchange, relay, buyer) — router (NAT) — home (seller): the home network
+    """isp (exchange, relay, buyer) — router (NAT) — home (sellers): the home network
     connects out through MASQUERADE, and the router forwards nothing in."""
 
     def __init__(self) -> None:
@@ -158,12 +159,12 @@ def topology() -> Iterator[Topology]:
     topo.down()
 
 
-def test_a_seller_behind_nat_falls_back_to_the_relay_and_renders(
+def test_two_sellers_behind_one_nat_fall_back_to_the_relay_and_render(
         topology: Topology, scene_dir: Path, references: Path, tmp_path: Path) -> None:
     exchange_url, relay_url = f"http://{ISP}:8480", f"http://{ISP}:8481"
     ex, relay = NsNode(tmp_path / "exchange", topology.isp), NsNode(tmp_path / "relay",
                                                                    topology.isp)
-    seller = NsNode(tmp_path / "seller", topology.home)
+    sellers = [NsNode(tmp_path / f"seller{i}", topology.home) for i in range(2)]
     buyer = NsNode(tmp_path / "buyer", topology.isp)
     db, capture = tmp_path / "exchange" / "ex.sqlite3", tmp_path / "relay" / "capture.bin"
     try:
@@ -174,11 +175,14 @@ def test_a_seller_behind_nat_falls_back_to_the_relay_and_renders(
         ex.wait_for("BitWrk exchange on")
         relay.wait_for("BitWrk relay on")
         # auto: the exchange may call private addresses here, yet its probe of the home
-        # endpoint cannot get through the NAT — so the seller tunnels out by itself
-        seller.start("bitwrk.seller", "--exchange", exchange_url, "--host", HOME, "--cpus",
-                     "0", "--min-price", "10", "--classes", "512M", "--status-port", "-1")
-        line = seller.wait_for(r"seller \S+ on (http\S+): .*", 180).group(0)
-        assert f"on {relay_url}/s/" in line and "via relay (not reachable directly" in line
+        # endpoints cannot get through the NAT — so both sellers tunnel out by themselves
+        for i, seller in enumerate(sellers):
+            seller.start("bitwrk.seller", "--exchange", exchange_url, "--host", HOME,
+                         "--cpus", str(i), "--min-price", str(10 + i), "--classes", "512M",
+                         "--status-port", "-1")
+        for seller in sellers:
+            line = seller.wait_for(r"seller \S+ on (http\S+): .*", 180).group(0)
+            assert f"on {relay_url}/s/" in line and "via relay (not reachable directly" in line
         address = buyer.address()
         got = buyer.run("service", "credit", address, "1000000", "--exchange", exchange_url,
                         "--db", str(db))
@@ -189,7 +193,9 @@ def test_a_seller_behind_nat_falls_back_to_the_relay_and_renders(
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert_identical(tmp_path / "out" / "Shot_0001", references, "plain")
         assert_no_plaintext(scene_dir / "scene.blend", capture)
-        assert "tunnel up" in relay.output()
+        assert relay.output().count("tunnel up") >= 2
+        # two units at once: each seller took one, through its own tunnel
+        assert all("rendered" in seller.output() for seller in sellers)
     finally:
-        codes = [node.stop() for node in (seller, relay, ex)]
-        assert codes[0] == 0, seller.output()[-2000:]
+        codes = [node.stop() for node in (*sellers, relay, ex)]
+        assert codes[:2] == [0, 0], [s.output()[-2000:] for s in sellers]
