@@ -30,6 +30,12 @@ $(STAMP): $(BIN)/python requirements-test.txt pyproject.toml
 	@if ! command -v bwrap >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; \
 	fi
+	@# The relay's NAT test builds network namespaces with ip (iproute2) and nft (nftables).
+	@if ! { command -v nft && command -v ip; } >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			nftables iproute2; \
+	fi
 	touch $(STAMP)
 
 $(BPY42)/.installed: requirements-test.txt
@@ -62,8 +68,9 @@ test-gui: $(STAMP)
 	BITWRK_GUI=1 $(BIN)/python -m pytest -q tests/gui
 
 # The main job on one machine: exchange, two sellers, a still and an animation (demo-output/).
+# make demo DEMO_ARGS=--via-relay: seller A sells through the exchange's relay (docs/relay.md).
 demo: $(STAMP)
-	$(BIN)/python -m demo.run
+	$(BIN)/python -m demo.run $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check bitwrk service tests bench blender operators panels tools demo __init__.py

@@ -29,14 +29,14 @@ def unregister() -> None:
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
          duration: float | None = None, unsandboxed: bool = False, host: str | None = None,
-         public_url: str | None = None, device: str = "cpu") -> int:
+         public_url: str | None = None, device: str = "cpu", reach: str = "auto") -> int:
     """Sell this computer's CPU cores (or, with ``device`` ``gpu[:BACKEND][:N]``, its GPU)
     from a headless Blender until Ctrl-C or SIGTERM (or ``duration`` seconds); returns 0
     after a clean stop. See :func:`.blender.headless.sell`."""
     from .blender import headless
 
     return headless.sell(exchange, cores, min_price, cost_class, duration, unsandboxed,
-                         host, public_url, device)
+                         host, public_url, device, reach)
 
 
 __all__: list[Any] = ["register", "sell", "unregister"]

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import exchange, exchange_load, render, soak, swarm, transfer, verify
+from bench import exchange, exchange_load, relay, render, soak, swarm, transfer, verify
 from bench.table import Row, print_table
 
 Collect = Callable[[bool], list[Row]]
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Collect] = {
     exchange.NAME: lambda quick: exchange.collect(quick=quick),
     exchange_load.NAME: lambda quick: exchange_load.collect(quick=quick),
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
+    relay.NAME: lambda quick: relay.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),
     verify.NAME: lambda quick: verify.collect(quick=quick),

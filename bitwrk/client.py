@@ -335,6 +335,12 @@ class ExchangeClient:
         result: dict[str, Any] = await self.get(path, interval=interval)
         return result
 
+    async def probe(self, url: str) -> dict[str, Any]:
+        """Ask the exchange to call back ``url`` (our endpoint): can buyers reach it?"""
+        answer: dict[str, Any] = await self.post_signed("/api/v1/probe",
+                                                        {"action": "probe", "url": url})
+        return answer
+
     async def set_relation(self, target: str, type: str = "trusts", enabled: bool = True
                            ) -> dict[str, Any]:
         fields: dict[str, Value] = {"action": "relation", "target": target, "type": type,

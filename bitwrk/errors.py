@@ -194,6 +194,27 @@ class TooManyStreams(BitwrkError):
     code = "too_many_streams"
 
 
+# --- the relay (service/relay/, docs/relay.md) -------------------------------------------------
+
+
+class TunnelError(BitwrkError):
+    """A relayed stream, or the seller's whole tunnel, ended before its exchange was done."""
+
+    code = "tunnel_error"
+
+
+class SellerOffline(BitwrkError):
+    """The seller holds no tunnel to this relay (now)."""
+
+    code = "seller_offline"
+
+
+class ExchangeUnavailable(BitwrkError):
+    """The relay could not ask its exchange (down, or answering garbage)."""
+
+    code = "exchange_unavailable"
+
+
 # --- payments (service/payments/) ------------------------------------------------------------
 
 
@@ -262,6 +283,9 @@ _STATUS_BY_CLASS: tuple[tuple[type[BitwrkError], int], ...] = (
     (TooManyBids, 403),
     (Barred, 403),
     (TooManyStreams, 429),
+    (TunnelError, 502),
+    (SellerOffline, 503),
+    (ExchangeUnavailable, 503),
 )
 HTTP_STATUS: dict[str, int] = {cls.code: status for cls, status in _STATUS_BY_CLASS}
 

@@ -133,6 +133,13 @@ def verify_request(body: Mapping[str, object]) -> str:
     return address
 
 
+def probe_document(exchange: str, address: str, nonce: str) -> str:
+    """What a seller's endpoint signs to answer the exchange's reachability probe
+    (service/probe.py): the nonce the exchange just chose, bound to exchange and seller."""
+    return canonical_document({"action": "probe_answer", "exchange": exchange,
+                               "address": address, "challenge": nonce})
+
+
 class NonceSource:
     """Strictly increasing nonces: microseconds since the epoch, or last + 1 if the clock
     has not moved on (or went back). Thread-safe; ``start`` resumes after a known nonce."""

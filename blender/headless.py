@@ -14,7 +14,7 @@ from . import bridge
 
 def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "512M",
          duration: float | None = None, unsandboxed: bool = False, host: str | None = None,
-         public_url: str | None = None, device: str = "cpu") -> int:
+         public_url: str | None = None, device: str = "cpu", reach: str = "auto") -> int:
     """Sell this computer's CPU cores from a headless Blender until Ctrl-C or SIGTERM
     (or ``duration`` seconds); returns 0 after a clean stop. ``device``: ``cpu``, or
     ``gpu`` / ``gpu:N`` / ``gpu:optix`` ... to sell GPU time (the ``~gpu`` articles).
@@ -30,6 +30,8 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
 
     The endpoint listens on ``host`` (default: this computer's LAN address, or
     ``$BITWRK_SELL_HOST``) and is announced as ``public_url`` when given (port forwarding).
+    ``reach``: "auto" (the exchange probes that URL; behind NAT the seller falls back to the
+    exchange's relay by itself), "direct" or "relay" (docs/relay.md).
     """
     import bpy
 
@@ -41,13 +43,12 @@ def sell(exchange: str, cores: int = 1, min_price: int = 10, cost_class: str = "
         url = b.selling.start(cores, min_price, (cost_class,),
                               "{}.{}".format(*bpy.app.version[:2]), host=host,
                               public_url=public_url, unsandboxed=unsandboxed,
-                              device=device)
+                              device=device, reach=reach)
         if unsandboxed:
             print("WARNING: selling without a sandbox: buyers' scenes run as your user",
                   flush=True)
         print(f"seller {b.status.address} on {url}: min {min_price} sat, {cores} core(s),"
-              f" device {device}",
-              flush=True)
+              f" device {device}, {b.status.sell_reach}", flush=True)
         _pump_until(b, stop, duration)
     except KeyboardInterrupt:
         pass

@@ -26,14 +26,15 @@ class Selling:
     def start(self, cores: int, min_price: int, classes: tuple[str, ...], blender: str,
               python: str | None = None, host: str | None = None, port: int = 0,
               public_url: str | None = None, unsandboxed: bool = False,
-              device: str = "cpu") -> str:
+              device: str = "cpu", reach: str = "auto") -> str:
         """Sell this computer's CPU cores (or, with ``device`` ``gpu[:BACKEND][:N]``, its
         GPU: the ``~gpu`` articles); returns the worker endpoint URL buyers are told
         (``public_url``, else ``http://host:port``). ``host`` None: ``$BITWRK_SELL_HOST``
         (tests and the demo set 127.0.0.1), else this computer's LAN address.
 
         Workers run in the OS sandbox; where there is none this raises
-        ``SandboxUnavailable`` unless the user opted out (``unsandboxed``)."""
+        ``SandboxUnavailable`` unless the user opted out (``unsandboxed``). ``reach``:
+        "auto" (behind NAT, the exchange's relay by itself), "direct" or "relay"."""
         if host is None:
             host = reachable(os.environ.get("BITWRK_SELL_HOST", ""))
         from ..bitwrk.articles import article_id
@@ -57,8 +58,9 @@ class Selling:
         articles = tuple(article_id(blender, c, gpu=pool.device.gpu) for c in classes)
         url: str = daemon.call(daemon.start_selling(
             StartSelling(Offer(articles, min_price, 1), RenderExecutor(pool), host, port,
-                         public_url)), 60)
+                         public_url, reach)), 60)
         self._bridge.status.selling = True
+        self._bridge.status.sell_reach = daemon.seller.reach.mode if daemon.seller else ""
         return url
 
     def stop(self, daemon: Daemon, timeout: float) -> None:

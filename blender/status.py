@@ -49,6 +49,7 @@ class Status:
     lan_workers: tuple[str, ...] = ()  # addresses the hub serves
     progress: Progress = field(default_factory=Progress)
     selling: bool = False
+    sell_reach: str = ""  # how buyers reach this seller: "direct" or "via relay"
     earned: int = 0
     estimate: tuple[int, int] | None = None  # (units, most satoshi)
     outage: str = ""  # "exchange unreachable since …, retrying (…)" while the daemon retries

@@ -2,7 +2,9 @@
 
 1. builds the demo scene with bpy (``demo/make_demo_scene.py``) into ``demo-output/scene/``;
 2. starts a local exchange (``python -m service``) on a fresh SQLite file in a work dir;
-3. starts two headless sellers (``python -m bitwrk.seller``), one CPU core each;
+3. starts two headless sellers (``python -m bitwrk.seller``), one CPU core each; with
+   ``--via-relay`` the exchange also runs its relay (``python -m service relay``) and seller
+   A sells through it, as a seller behind NAT would (docs/relay.md);
 4. credits the buyer play money and buys, through the exchange, a still cut into 4 tiles
    and a short animation, one unit per frame (``python -m bitwrk.buy``); the sellers render
    noisy tiles plus denoising passes, the buyer stitches and denoises each frame once and
@@ -127,6 +129,7 @@ class Seller:
     proc: Proc
     address: str = ""
     url: str = ""
+    reach: str = ""  # "direct" or "via relay", as the seller printed it
     units: Counter[str] = field(default_factory=Counter)
 
 
@@ -144,7 +147,9 @@ UNIT = re.compile(r"^\[#*\s*\] (\d+)/(\d+) f(\d+)_t(\d+) from (\S+) for (\d+) sa
 
 
 class Demo:
-    def __init__(self, work: Path, out: Path, size: Size) -> None:
+    def __init__(self, work: Path, out: Path, size: Size, via_relay: bool = False) -> None:
+        self.via_relay = via_relay
+        self.relay = ""
         self.work = work
         self.out = out
         self.size = size
@@ -206,9 +211,18 @@ class Demo:
         port = free_port()
         self.exchange = f"http://127.0.0.1:{port}"
         self.db.parent.mkdir(parents=True)
+        relay_args: list[str] = []
+        if self.via_relay:
+            relay_port = free_port()
+            self.relay = f"http://127.0.0.1:{relay_port}"
+            # loopback probes allowed: seller B's automatic choice finds it reachable
+            relay_args = ["--relay-url", self.relay, "--allow-local-probes"]
         proc = self.start("exchange", ["-m", "service", "--db", str(self.db), "--port",
-                                       str(port), "--network", "regtest"], self.env("exchange"))
+                                       str(port), "--network", "regtest", *relay_args],
+                          self.env("exchange"))
         self.ports.append(port)
+        if self.via_relay:
+            self.start_relay()
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError, ValueError):
@@ -220,17 +234,36 @@ class Demo:
                 raise RuntimeError(f"the exchange did not come up:\n{proc.output()[-2000:]}")
             time.sleep(0.1)
 
+    def start_relay(self) -> None:
+        """The exchange operator's relay for sellers behind NAT (docs/relay.md)."""
+        port = int(self.relay.rsplit(":", 1)[1])
+        proc = self.start("relay", ["-m", "service", "relay", "--exchange", self.exchange,
+                                    "--port", str(port)], self.env("relay"))
+        self.ports.append(port)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                get(self.relay + "/relay/v1/status")
+                say(f"relay on {self.relay} (advertised in the exchange's /api/v1/info)")
+                return
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the relay did not come up:\n{proc.output()[-2000:]}")
+            time.sleep(0.1)
+
     def start_sellers(self) -> None:
         for i, (cpu, price) in enumerate(SELLERS):
             label = f"seller {'AB'[i]}"
             name = f"seller-{'ab'[i]}"
+            relay = ["--via-relay"] if self.via_relay and i == 0 else []
             proc = self.start(name, ["-m", "bitwrk.seller", "--exchange", self.exchange,
                                      "--cpus", str(cpu), "--min-price", str(price),
-                                     "--classes", "512M,2G"], self.env(name))
+                                     "--classes", "512M,2G", *relay], self.env(name))
             self.sellers.append(Seller(label, cpu, price, proc))
         for seller in self.sellers:
             found = seller.proc.wait_for(r"seller (\S+) on (http://\S+): Blender", 180)
             seller.address, seller.url = found.group(1), found.group(2)
+            reach = seller.proc.wait_for(r", (direct|via relay) \(", 3)
+            seller.reach = reach.group(1)
             status = ""
             with contextlib.suppress(RuntimeError):  # the status page line follows
                 status = seller.proc.wait_for(r"status page: (http://\S+)", 3).group(1)
@@ -238,9 +271,9 @@ class Demo:
                 port = urllib.parse.urlsplit(url).port if url else None
                 if port is not None:
                     self.ports.append(port)
+            page = f"; status page {status}" if status else ""
             say(f"{seller.label}: {seller.address} on CPU {seller.cpu}, asks >= {seller.price}"
-                f" sat/unit, warm bpy worker ready" + (f"; status page {status}" if status
-                                                       else ""))
+                f" sat/unit, {seller.reach}, warm bpy worker ready{page}")
 
     def fund_buyer(self) -> str:
         text = self.run_py("buyer-account", ["-m", "bitwrk", "account"], 60, who="buyer")
@@ -439,9 +472,13 @@ def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, flo
                                                     seller.proc.output()))
         count = sum(seller.units.values())
         at_ask = " = units x ask" if earned[seller.label] == count * seller.price else ""
-        lines.append(f"{seller.label} (CPU {seller.cpu}, asks {seller.price} sat)"
+        lines.append(f"{seller.label} (CPU {seller.cpu}, asks {seller.price} sat, {seller.reach})"
                      f"  {count} units ({units}),"
                      f" rendering {rendered:.1f} s, earned {earned[seller.label]:,} sat{at_ask}")
+    if demo.via_relay:
+        relayed = [s.label for s in demo.sellers if s.reach == "via relay"]
+        lines.append(f"relay       {', '.join(relayed) or 'no seller'} sold via the relay at"
+                     f" {demo.relay} (buyers' requests forwarded, ciphertext only)")
     lines.append("")
     lines.append(f"wall time, through the exchange   {t_swarm:6.1f} s  (still {still.seconds:.1f}"
                  f" s + animation {anim.seconds:.1f} s, buyer commands end to end)")
@@ -478,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="work dir (default: a fresh temp dir,"
                         " removed after a successful run); must not exist yet")
     parser.add_argument("--quick", action="store_true", help="a smaller scene (tests)")
+    parser.add_argument("--via-relay", action="store_true",
+                        help="run the exchange's relay and let seller A sell through it")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -489,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         work = Path(tempfile.mkdtemp(prefix="bitwrk-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    demo = Demo(work, out, QUICK if args.quick else FULL)
+    demo = Demo(work, out, QUICK if args.quick else FULL, args.via_relay)
     ok = False
     code = 1
     try:

@@ -105,7 +105,8 @@ class BITWRK_PT_sell(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "sell_host")
         layout.prop(settings, "sell_public_url")
         if status.selling:
-            layout.label(text=f"selling · earned {format_amount(status.earned)}",
+            layout.label(text=f"selling {status.sell_reach} · earned"
+                              f" {format_amount(status.earned)}",
                          icon="CHECKMARK")
         else:
             layout.operator("bitwrk.sell")

@@ -1,5 +1,6 @@
 """``python -m service`` runs the exchange; ``python -m service credit ADDRESS SATOSHI``
 credits play money on a test network through an operator-signed deposit;
+``python -m service relay --exchange URL`` runs the relay for sellers behind NAT;
 ``python -m service payouts export|confirm TXID|list`` handles Bitcoin withdrawals."""
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator-key", type=Path, help="operator WIF file (test networks)")
     p.add_argument("--timeout-scale", type=float, default=1.0,
                    help="multiply every bid lifetime and transaction timeout (tests)")
+    p.add_argument("--relay-url", help="the relay sellers behind NAT use, advertised in"
+                                       " /api/v1/info (python -m service relay)")
+    p.add_argument("--allow-local-probes", action="store_true",
+                   help="reachability probes may call loopback/private addresses (tests)")
     p.add_argument("--no-deadline-shift", action="store_true",
                    help="after a restart, let deadlines that fell in the downtime expire at"
                         " once (default: move open deadlines later by the downtime)")
@@ -125,7 +130,8 @@ def serve(argv: list[str]) -> int:
         config = Config(db_path=db_path, operator=operator, network=args.network,
                         fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
                         payments=_payment_config(args), limits=_limits(args),
-                        shift_deadlines=not args.no_deadline_shift)
+                        shift_deadlines=not args.no_deadline_shift,
+                        relay_url=args.relay_url, allow_local_probes=args.allow_local_probes)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -177,6 +183,10 @@ async def _credit(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["relay"]:
+        from .relay.cli import main as relay_main
+
+        return relay_main(argv[1:])
     if argv[:1] == ["payouts"]:
         from .payments.cli import main as payouts_main
 

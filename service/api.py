@@ -145,6 +145,7 @@ async def info(request: web.Request) -> web.Response:
         "bid_lifetime": cfg.timeouts.bid_lifetime, "max_body": cfg.max_body,
         "max_price": cfg.max_price, "totals": views.totals(ex),
         "payments": cfg.payments.enabled, "limits": dataclasses.asdict(cfg.limits),
+        "relay": cfg.relay_url,
     })
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bitwrk.errors import BitwrkError, http_status
 
-from . import db, downtime, streams, trades
+from . import db, downtime, probe, streams, trades
 from .api import routes
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .committer import Committer
@@ -145,5 +145,6 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)
     app.add_routes(payment_routes)
+    probe.install(app)  # reachability probes for the relay choice (docs/relay.md)
     app.add_routes(web_pages.routes)  # the HTML pages and their static files
     return app

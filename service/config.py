@@ -115,6 +115,8 @@ class Config:
     payments: PaymentConfig = field(default_factory=PaymentConfig)
     limits: Limits = field(default_factory=Limits)
     shift_deadlines: bool = True  # on start, move open deadlines later by the downtime
+    relay_url: str | None = None  # the relay for sellers behind NAT (docs/relay.md)
+    allow_local_probes: bool = False  # reachability probes may call private addresses
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

@@ -166,6 +166,14 @@ class Exchange:
             ).fetchone()[0]
             raise ReplayError("nonce must be greater than the last accepted one", last=last)
 
+    def note_signer(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
+        """Record the nonce of a signed request that changes nothing else (a reachability
+        probe): it cannot be replayed, and the address is now known here (docs/relay.md)."""
+        address = signed[0]["address"]
+        with self.write():
+            self._use_nonce(address, signed[0]["nonce"])
+        return {"address": address}, []
+
     def balances(self, address: str) -> tuple[int, int]:
         row = self.db.execute(
             "SELECT available, blocked FROM accounts WHERE address = ?", (address,)

@@ -152,7 +152,7 @@ _TX_MESSAGE = _signed(
 _INFO = _object(["exchange", "network", "fee_bps", "time", "articles", "totals", "limits"],
                 exchange=_STR, network=_STR, fee_bps=_COUNT, time=_NUM,
                 articles={"type": "array", "items": _STR}, totals=_ANY_OBJECT,
-                limits=_ANY_OBJECT)
+                limits=_ANY_OBJECT, relay={"type": ["string", "null"]})
 _MARKET = _object(["article", "bids", "asks", "trades", "ohlc", "interval"],
                   article=_STR, bids=_LIST, asks=_LIST, trades=_LIST, ohlc=_LIST,
                   interval={"enum": [60, 300, 3600, 86400]})
@@ -219,6 +219,10 @@ PATHS: dict[str, dict[str, Any]] = {
         _signed("cancel_withdrawal", withdrawal=_INT64), _ID)},
     "/api/v1/accounts/{address}/withdrawals": {"get": _query(_op(
         "the account's withdrawals, newest first", _LIST, None, _ADDRESS), limit=_LIMIT)},
+    "/api/v1/probe": {"post": _op(
+        "call back a seller's endpoint URL: reachable directly, or use the relay"
+        " (docs/relay.md)", _ANY_OBJECT, _signed("probe", url={"type": "string",
+                                                               "maxLength": 256}))},
     "/api/v1/events/token": {"post": _op(
         "a token for the signer's private event stream (service/streams.py)", _TOKEN,
         _signed("events_token"))},

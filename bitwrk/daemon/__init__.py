@@ -32,11 +32,12 @@ from .commands import (
     StartLanHub,
     StartSelling,
 )
-from .endpoint import endpoint_app
+from .endpoint import TradeEndpoint, endpoint_app
 from .events import Event, JobDone
 from .identity_lock import IdentityInUse, IdentityLock
 from .journal import Journal
 from .lan import LanHub, LanWorker, lan_app
+from .relay import choose
 from .runtime import Runtime
 from .seller import Executor, Offer, SellerAgent
 from .spotcheck import CheckResources
@@ -161,6 +162,8 @@ class Daemon:
     async def _close(self) -> None:
         if self.seller is not None:
             await self.seller.stop()
+            if self.seller.reach.tunnel is not None:  # after the last unit was delivered
+                await self.seller.reach.tunnel.close()
         for runner in self._runners:
             await runner.cleanup()
         await self.watcher.close()
@@ -283,16 +286,20 @@ class Daemon:
                                   command.executor, command.offer, "", self.runtime.post,
                                   self.config.cache_dir / "work")
         (self.config.cache_dir / "work").mkdir(parents=True, exist_ok=True)
-        runner = web.AppRunner(endpoint_app(self.seller, exchange_id), access_log=None,
+        endpoint = TradeEndpoint(self.seller, exchange_id)
+        runner = web.AppRunner(endpoint_app(endpoint), access_log=None,
                                 shutdown_timeout=1.0)
         await runner.setup()
         await web.TCPSite(runner, command.host, command.port).start()
         self._runners.append(runner)
         port = runner.addresses[0][1]
         base = command.public_url or f"http://{command.host}:{port}"
-        self.endpoint_url = base.rstrip("/") + "/bitwrk/v1"
-        check_endpoint_url(self.endpoint_url)  # what the exchange would refuse, refused now
-        self.seller.endpoint_url = self.endpoint_url
+        direct = base.rstrip("/") + "/bitwrk/v1"
+        check_endpoint_url(direct)  # what the exchange would refuse, refused now
+        reach = await choose(self.client, command.reach, direct, endpoint.serve,
+                             command.relay_url)
+        self.seller.reach = reach
+        self.endpoint_url = self.seller.endpoint_url = reach.url
         await self.seller.start()
         return self.endpoint_url
 

@@ -46,6 +46,9 @@ class StartSelling:
     host: str = "127.0.0.1"
     port: int = 0
     public_url: str | None = None  # what buyers connect to; default http://host:port
+    # "auto": direct if the exchange's probe reaches it, else the relay; "direct"; "relay"
+    reach: str = "auto"
+    relay_url: str | None = None  # connect to this relay instead of the advertised one
 
 
 @dataclass(frozen=True)

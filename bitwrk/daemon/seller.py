@@ -34,6 +34,7 @@ from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
 from .peer import Channel
+from .relay import Reach
 from .watch import EventWatcher
 
 log = logging.getLogger("bitwrk.seller")
@@ -119,6 +120,7 @@ class SellerAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._waiters: set[asyncio.Task[None]] = set()
         self._lifetime: float | None = None
+        self.reach = Reach("direct", self.endpoint_url)  # the daemon sets how buyers reach us
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class SellerAgent:
             self.slot_trade.pop(slot, None)
 
     async def _work(self, slot: int, trade: SellTrade) -> None:
+        await self.reach.ready(PATIENCE)  # a tunnel reconnecting: give it a moment
         await self.client.send_message(trade.txid, "endpoint",
                                        workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
         tx = await self.watcher.wait_for_party(trade.txid, Phase.ESTABLISHING, PATIENCE,
@@ -399,7 +402,7 @@ class SellerAgent:
 
     def status(self) -> dict[str, Any]:
         return {"slots": dict(self.slot_state), "paused": not self.selling.is_set(),
-                "trades": sorted(self.trades)}
+                "trades": sorted(self.trades), "reach": self.reach.view()}
 
 
 def _until(deadline: float) -> float:

@@ -79,6 +79,7 @@ class StatusPage:
             "units": units_view(s), "earned": s.earned,
             "errors": [{"time": t, "text": text} for t, text in reversed(s.errors)],
             "balance": await self.balance(), "time": time.time(),
+            "reach": s.reach.view(),
         }
 
 

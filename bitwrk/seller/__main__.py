@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="worker endpoint address")
     p.add_argument("--port", type=int, default=0, help="worker endpoint port (0: any)")
     p.add_argument("--public-url", help="URL buyers reach the endpoint at")
+    reach = p.add_mutually_exclusive_group()
+    reach.add_argument("--via-relay", dest="reach", action="store_const", const="relay",
+                       default="auto", help="always sell through the exchange's relay")
+    reach.add_argument("--direct", dest="reach", action="store_const", const="direct",
+                       help="never use the relay (default: the exchange probes the endpoint"
+                            " and the relay is used when buyers cannot reach it)")
+    p.add_argument("--relay", help="relay URL (default: the one the exchange advertises)")
     p.add_argument("--memory", type=int,
                    help="memory (data segment) limit per worker, bytes (default: by cost class,"
                         " 1 GiB for 512M)")
@@ -156,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     device = ", ".join(Device.from_json(d).describe() for d in ready.get("chosen", [])) or "CPU"
     offer = Offer(articles, args.min_price, args.slots)
     executor = RenderExecutor(pool, args.max_job_bytes)
-    url = daemon.call(daemon.start_selling(StartSelling(offer, executor, args.host,
-                                                        args.port, args.public_url)), 60)
+    url = daemon.call(daemon.start_selling(StartSelling(
+        offer, executor, args.host, args.port, args.public_url, args.reach, args.relay)), 60)
+    assert daemon.seller is not None
+    reach = daemon.seller.reach
     print(f"seller {daemon.address} on {url}: Blender {version}, classes {','.join(classes)},"
           f" min {args.min_price} sat, cpus {sorted(_cpus(args))}, device {device},"
-          f" sandbox {pool.sandbox.kind}", flush=True)
+          f" sandbox {pool.sandbox.kind}, {reach.mode} ({reach.detail})", flush=True)
     page = _status_page(daemon, args.status_host, args.status_port)
     if page is not None:
         print(f"status page: {page}", flush=True)

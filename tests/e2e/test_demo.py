@@ -86,13 +86,15 @@ def assert_nothing_left(work: Path) -> None:
 
 def test_make_demo_target_runs_the_demo_after_the_test_install() -> None:
     text = (ROOT / "Makefile").read_text()
-    assert "\ndemo: $(STAMP)\n\t$(BIN)/python -m demo.run\n" in text
+    assert "\ndemo: $(STAMP)\n\t$(BIN)/python -m demo.run $(DEMO_ARGS)\n" in text
 
 
 def test_demo_renders_still_and_animation_and_cleans_up(tmp_path: Path) -> None:
     work, out = tmp_path / "work", tmp_path / "out"
-    done = subprocess.run(demo(work, out), cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    # seller A sells through the exchange's relay, as one behind NAT would (make demo
+    # DEMO_ARGS=--via-relay)
+    done = subprocess.run([*demo(work, out), "--via-relay"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     text = done.stdout
     assert done.returncode == 0, text[-3000:] + done.stderr[-3000:]
     for folder, frames in (("still", [3]), ("animation", [1, 2, 3])):
@@ -109,6 +111,7 @@ def test_demo_renders_still_and_animation_and_cleans_up(tmp_path: Path) -> None:
     for needle in ("units       7 bought and delivered (4 tiles + 3 frames), 7 trades settled",
                    "exactness   4 of 4 bought frames have the very pixels of the local render",
                    "seller A (CPU 0", "seller B (CPU 1", "wall time, through the exchange",
+                   "relay       seller A sold via the relay at", "asks 1200 sat, direct)",
                    "local, one bpy process, one core", "parallel efficiency",
                    "buyer spent", "sellers earned", "exchange fees", "ledger         balanced",
                    "demo total"):

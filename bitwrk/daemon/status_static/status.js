@@ -64,7 +64,8 @@ function render(s) {
   current = s;
   document.body.dataset.paused = s.paused ? "1" : "0";
   const who = document.getElementById("who");
-  who.textContent = `${s.address} · ${s.exchange}`;
+  const reach = s.reach ? ` · ${s.reach.mode}` : "";  // "direct" or "via relay"
+  who.textContent = `${s.address} · ${s.exchange}${reach}`;
   const button = document.getElementById("pause");
   button.disabled = s.stopping;
   button.textContent = s.paused ? "Resume selling" : "Pause selling";
