@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from . import store
 from .errors import Busy
 from .exchange import Exchange
 
@@ -22,7 +22,7 @@ MAX_BATCH = 256
 
 class Committer:
     """Owns the exchange's write path: queues ``submit``ted domain calls and runs each
-    loop turn's batch in one SQLite transaction (see the module text)."""
+    loop turn's batch in one store transaction (see the module text)."""
 
     def __init__(self, exchange: Exchange) -> None:
         self.ex = exchange
@@ -66,17 +66,17 @@ class Committer:
             for work, future in batch:
                 try:
                     outcomes.append((future, True, work()))
-                except sqlite3.OperationalError:
+                except store.FAILURES:
                     raise  # the store, not the request: the whole group fails
                 except Exception as exc:  # answered to its own request; the group goes on
                     outcomes.append((future, False, exc))
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except store.ERRORS as exc:
             log.warning("group commit failed (%s); %d requests answered busy", exc, len(batch))
             if db.in_transaction:
                 try:
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
+                except store.ERRORS:
                     log.exception("rollback failed")
             self.ex.reload_books()
             busy = Busy("the exchange's store is busy; nothing was changed, send it again")

@@ -7,8 +7,8 @@ retirement live in :mod:`service.trades`.
 
 from __future__ import annotations
 
+import random
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,11 +28,12 @@ from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
 from bitwrk.wire import BidState, BidType, Phase
 
-from . import admission, db, ledger
+from . import admission, db, ledger, store
 from .config import Config
 from .errors import SelfTrade
 from .events import Event
 from .matching import BookEntry, Books, trade_terms
+from .store import Conn, Row
 
 DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
@@ -73,8 +74,13 @@ RELATION_FIELDS = frozenset(
 
 
 class Exchange:
-    """The exchange's domain state over one SQLite connection: owns the order books, the
-    nonces, the ledger movements and the bids' and transactions' rows.
+    """The exchange's domain state over one store connection (service.store): owns the
+    order books, the nonces, the ledger movements and the bids' and transactions' rows.
+
+    On a shared store (PostgreSQL, several processes) the in-memory book is this
+    process's copy: matching an article first takes the article's advisory lock (held to
+    the group's COMMIT) and reads the bids other processes placed since; a resting bid
+    another process took is found out by the claiming UPDATE, which never trades it.
 
     Every state-changing method runs inside ``write()`` (one savepoint of the group
     commit) and returns its view plus the events to publish after COMMIT; nothing here
@@ -83,9 +89,16 @@ class Exchange:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, config: Config, clock: Callable[[], float] = time.time
+        self, conn: Conn, config: Config, clock: Callable[[], float] = time.time
     ) -> None:
         self.db = conn
+        self.shared = store.shared(conn)
+        # Row locks for read-then-write on a shared store (one process: not needed).
+        self.for_update = " FOR UPDATE" if self.shared else ""
+        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.shared else ""
+        # This process's row of the ledger totals: processes never wait on each other's.
+        self.shard = random.randrange(1, 1024) if self.shared else 0
+        self._seen: dict[str, int] = {}  # article -> highest bid id in this process's book
         self.cfg = config
         self.clock = clock
         self.exchange_id = db.meta(conn, "exchange_id") or ""
@@ -105,7 +118,7 @@ class Exchange:
     # -- plumbing -------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[Conn]:
         """One atomic unit of change; any exception undoes all of it. Inside a group commit
         (see :mod:`service.committer`) it is a savepoint of the group's transaction."""
         if self.db.in_transaction:
@@ -137,15 +150,55 @@ class Exchange:
             "SELECT article, id, address, type, price, fee, expires FROM bids"
             " WHERE state = 'placed' ORDER BY id"
         )
+        self._seen.clear()
         for article, *entry in rows:
             self.books.get(article).add(BookEntry(*entry))
+            self._seen[article] = entry[0]
         self.avoids = {(s, t) for s, t in self.db.execute(
             "SELECT source, target FROM relations WHERE type = 'avoids' AND enabled = 1")}
 
     def avoided(self, a: str, b: str) -> bool:
         """Whether either party signed that it avoids the other (a buyer that caught a
         seller cheating, say): then their bids pass each other by."""
+        if self.shared:  # another process may have stored the relation
+            return self.db.execute(
+                "SELECT 1 FROM relations WHERE type = 'avoids' AND enabled = 1 AND"
+                " ((source = ? AND target = ?) OR (source = ? AND target = ?))",
+                (a, b, b, a)).fetchone() is not None
         return (a, b) in self.avoids or (b, a) in self.avoids
+
+    def claim_article(self, article: str) -> None:
+        """Shared store: serialize matching of ``article`` across processes and bring this
+        process's book up to date (inside ``write()``). Bids of an article are inserted
+        only under its lock, so every one with a higher id than the book has seen is
+        committed and visible once the lock is granted."""
+        if not self.shared:
+            return
+        self.db.execute("SELECT pg_advisory_xact_lock(?)", (store.lock_key(article),))
+        rows = self.db.execute(
+            "SELECT id, address, type, price, fee, expires FROM bids"
+            " WHERE article = ? AND state = 'placed' AND id > ? ORDER BY id",
+            (article, self._seen.get(article, 0)),
+        ).fetchall()
+        book = self.books.get(article)
+        for row in rows:
+            book.add(BookEntry(*row))
+        if rows:
+            self._seen[article] = int(rows[-1][0])
+
+    def refresh_book(self, article: str) -> None:
+        """Shared store: re-read ``article``'s resting bids (for views; matching needs only
+        ``claim_article``)."""
+        if not self.shared:
+            return
+        book = self.books.get(article)
+        fresh = self.books.replace(article)
+        for row in self.db.execute(
+            "SELECT id, address, type, price, fee, expires FROM bids"
+            " WHERE article = ? AND state = 'placed' ORDER BY id", (article,)):
+            fresh.add(BookEntry(*row))
+            self._seen[article] = max(self._seen.get(article, 0), int(row[0]))
+        fresh.version = book.version + 1
 
     def _use_nonce(self, address: str, nonce: int) -> None:
         cur = self.db.execute(
@@ -182,11 +235,14 @@ class Exchange:
                     (delta, account),
                 )
         self.db.execute(  # running totals: /info reads these, never the whole table
-            "INSERT INTO ledger_totals(kind, available, blocked, fee, world) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(kind) DO UPDATE SET available = available + excluded.available,"
-            " blocked = blocked + excluded.blocked, fee = fee + excluded.fee,"
-            " world = world + excluded.world",
-            (str(m.kind), m.available_delta, m.blocked_delta, m.fee_delta, m.world_delta),
+            "INSERT INTO ledger_totals(kind, shard, available, blocked, fee, world)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(kind, shard) DO UPDATE SET"
+            " available = ledger_totals.available + excluded.available,"
+            " blocked = ledger_totals.blocked + excluded.blocked,"
+            " fee = ledger_totals.fee + excluded.fee,"
+            " world = ledger_totals.world + excluded.world",
+            (str(m.kind), self.shard, m.available_delta, m.blocked_delta, m.fee_delta,
+             m.world_delta),
         )
         self.db.execute(
             "INSERT INTO movements(time, kind, available_account, available_delta,"
@@ -219,6 +275,7 @@ class Exchange:
         book = self.books.get(article.id)
         with self.write():
             self._use_nonce(address, fields["nonce"])
+            self.claim_article(article.id)
             admission.check_bid(self, address, side, article.trusted, now)
             if side == BidType.BUY:
                 available = self.balances(address)[0]
@@ -239,6 +296,7 @@ class Exchange:
             resting, events = self._match(article.id, entry, now)
         if resting is None:
             book.add(entry)
+            self._seen[article.id] = max(self._seen.get(article.id, 0), bid_id)
             self.on_deadline(expires)
             if side == BidType.BUY:
                 events.append(self._account_event(address))
@@ -307,7 +365,8 @@ class Exchange:
         now = self.clock()
         with self.write():
             self._use_nonce(address, fields["nonce"])
-            row = self.db.execute("SELECT * FROM bids WHERE id = ?", (bid_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT * FROM bids WHERE id = ?" + self.for_update, (bid_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no bid {bid_id}")
             if row["address"] != address:
@@ -322,7 +381,7 @@ class Exchange:
         events = [Event("bid", bid, to=(address,)), self._account_event(address)]
         return bid, [*events, Event("book", {"article": row["article"]}, public=True)]
 
-    def close_bid(self, row: sqlite3.Row, state: BidState, now: float) -> None:
+    def close_bid(self, row: Row, state: BidState, now: float) -> None:
         self.db.execute(
             "UPDATE bids SET state = ?, closed = ? WHERE id = ?", (state, now, row["id"])
         )
@@ -333,8 +392,8 @@ class Exchange:
     def expire_bids(self, now: float, limit: int) -> list[Event]:
         """Close placed bids past their lifetime (inside ``write()``)."""
         rows = self.db.execute(
-            "SELECT * FROM bids WHERE state = 'placed' AND expires <= ? ORDER BY expires LIMIT ?",
-            (now, limit),
+            "SELECT * FROM bids WHERE state = 'placed' AND expires <= ? ORDER BY expires LIMIT ?"
+            + self.skip_locked, (now, limit),
         ).fetchall()
         events: list[Event] = []
         for row in rows:
