@@ -62,7 +62,7 @@ class Committer:
         db = self.ex.db
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
-            db.execute("BEGIN IMMEDIATE")
+            store.begin(db)
             for work, future in batch:
                 try:
                     outcomes.append((future, True, work()))

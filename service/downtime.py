@@ -36,7 +36,7 @@ def resume(conn: Conn, now: float, shift: bool = True) -> float:
     down = 0.0 if last is None else max(0.0, now - float(last))
     if store.shared(conn) and down <= ALIVE_GAP:
         down = 0.0  # another exchange process is running: the exchange was never down
-    conn.execute("BEGIN IMMEDIATE")
+    store.begin(conn)
     try:
         if shift and down > 0:
             bids = conn.execute("UPDATE bids SET expires = expires + ? WHERE state = 'placed'",

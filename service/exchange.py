@@ -78,9 +78,9 @@ class Exchange:
     order books, the nonces, the ledger movements and the bids' and transactions' rows.
 
     On a shared store (PostgreSQL, several processes) the in-memory book is this
-    process's copy: matching an article first takes the article's advisory lock (held to
-    the group's COMMIT) and reads the bids other processes placed since; a resting bid
-    another process took is found out by the claiming UPDATE, which never trades it.
+    process's copy: a write transaction holds the store's writer lock (service.store),
+    and matching an article first reads the bids other processes placed since; a resting
+    bid another process took is found out by the claiming UPDATE, which never trades it.
 
     Every state-changing method runs inside ``write()`` (one savepoint of the group
     commit) and returns its view plus the events to publish after COMMIT; nothing here
@@ -131,7 +131,7 @@ class Exchange:
                 raise
             self.db.execute("RELEASE request")
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        store.begin(self.db)
         try:
             yield self.db
         except BaseException:
@@ -168,13 +168,11 @@ class Exchange:
         return (a, b) in self.avoids or (b, a) in self.avoids
 
     def claim_article(self, article: str) -> None:
-        """Shared store: serialize matching of ``article`` across processes and bring this
-        process's book up to date (inside ``write()``). Bids of an article are inserted
-        only under its lock, so every one with a higher id than the book has seen is
-        committed and visible once the lock is granted."""
+        """Shared store: bring this process's book of ``article`` up to date (inside
+        ``write()``). Bids are inserted only under the writer lock this transaction holds,
+        so every bid with a higher id than the book has seen is committed and visible."""
         if not self.shared:
             return
-        self.db.execute("SELECT pg_advisory_xact_lock(?)", (store.lock_key(article),))
         rows = self.db.execute(
             "SELECT id, address, type, price, fee, expires FROM bids"
             " WHERE article = ? AND state = 'placed' AND id > ? ORDER BY id",

@@ -86,6 +86,23 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+# Several exchange processes write one at a time: each group commit (and each retirement
+# sweep) takes this advisory lock first, so writers never wait on each other in a cycle.
+WRITER_LOCK = lock_key("writer")
+
+
+def begin(conn: Conn) -> None:
+    """Start a top-level write transaction; on a shared store once it holds WRITER_LOCK
+    (bounded by the connection's lock timeout: then nothing is left open)."""
+    conn.execute("BEGIN IMMEDIATE")
+    if shared(conn):
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
 def meta(conn: Conn, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])

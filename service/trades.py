@@ -15,9 +15,8 @@ from . import ledger, reputation, views
 from .events import Event
 from .exchange import Exchange, Signed, int_field
 from .phases import OPEN_PHASES, Settlement, TxView, on_timeout, required_fields, step
-from .store import Row, lock_key
+from .store import Row
 
-RETIRE_LOCK = lock_key("retirement")
 ENVELOPE = frozenset({"action", "exchange", "address", "nonce", "txid", "revision"})
 
 
@@ -144,12 +143,9 @@ def expire_transactions(ex: Exchange, now: float, limit: int) -> list[Event]:
 
 def retire_due(ex: Exchange, now: float, limit: int = 500) -> list[Event]:
     """Expire bids and time out transactions whose deadline is ``now`` or earlier. On a
-    shared store one process sweeps at a time (the others skip this round), and the rows
-    it takes are locked, so a deadline fires once however many processes run."""
+    shared store a sweep holds the writer lock and locks the rows it takes (which are
+    re-checked once locked), so a deadline fires once however many processes run."""
     with ex.write():
-        if ex.shared and not ex.db.execute("SELECT pg_try_advisory_xact_lock(?)",
-                                           (RETIRE_LOCK,)).fetchone()[0]:
-            return []
         events = ex.expire_bids(now, limit)
         events += expire_transactions(ex, now, limit)
     return events
