@@ -219,19 +219,21 @@ class Exchange:
 
     def move(self, m: ledger.Movement, now: float, **refs: Any) -> None:
         """Apply a movement to the balances and record it (inside ``write()``)."""
-        for account, column, delta in (
-            (m.available_account, "available", m.available_delta),
-            (m.blocked_account, "blocked", m.blocked_delta),
-        ):
-            if delta:
+        # One statement per account touched (a round trip each on PostgreSQL): both
+        # columns at once; a new account is inserted with the deltas (CHECKs apply).
+        deltas: dict[str, list[int]] = {}
+        if m.available_delta:
+            deltas.setdefault(str(m.available_account), [0, 0])[0] += m.available_delta
+        if m.blocked_delta:
+            deltas.setdefault(str(m.blocked_account), [0, 0])[1] += m.blocked_delta
+        for account, (available, blocked) in deltas.items():
+            if not self.db.execute(
+                "UPDATE accounts SET available = available + ?, blocked = blocked + ?"
+                " WHERE address = ?", (available, blocked, account),
+            ).rowcount:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO accounts(address, created) VALUES (?, ?)",
-                    (account, now),
-                )
-                self.db.execute(
-                    f"UPDATE accounts SET {column} = {column} + ? WHERE address = ?",
-                    (delta, account),
-                )
+                    "INSERT INTO accounts(address, created, available, blocked)"
+                    " VALUES (?, ?, ?, ?)", (account, now, available, blocked))
         self.db.execute(  # running totals: /info reads these, never the whole table
             "INSERT INTO ledger_totals(kind, shard, available, blocked, fee, world)"
             " VALUES (?,?,?,?,?,?) ON CONFLICT(kind, shard) DO UPDATE SET"
