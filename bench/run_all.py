@@ -14,7 +14,16 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import exchange, exchange_load, render, soak, swarm, transfer, verify
+from bench import (
+    exchange,
+    exchange_load,
+    exchange_pg,
+    render,
+    soak,
+    swarm,
+    transfer,
+    verify,
+)
 from bench.table import Row, print_table
 
 Collect = Callable[[bool], list[Row]]
@@ -22,6 +31,7 @@ Collect = Callable[[bool], list[Row]]
 BENCHMARKS: dict[str, Collect] = {
     exchange.NAME: lambda quick: exchange.collect(quick=quick),
     exchange_load.NAME: lambda quick: exchange_load.collect(quick=quick),
+    exchange_pg.NAME: lambda quick: exchange_pg.collect(quick=quick),
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),
