@@ -134,10 +134,11 @@ class Exchange:
         store.begin(self.db)
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     def reload_books(self) -> None:
         """Rebuild the order books from the store (after a failed group commit)."""

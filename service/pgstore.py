@@ -155,10 +155,7 @@ class PgConnection:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory,
-                                    options=f"-c lock_timeout={LOCK_TIMEOUT_MS}"
-                                            f" -c statement_timeout={STATEMENT_TIMEOUT_MS}")
-        self.conn.adapters.register_loader("numeric", _Numeric)
+        self.conn = self._connect()
         self._sql: dict[str, tuple[str, bool]] = {}
         self._trace: Callable[[str], object] | None = None
 
@@ -169,6 +166,13 @@ class PgConnection:
             hit = self._sql[sql] = (text, text.endswith(" RETURNING id"))
         return hit
 
+    def _connect(self) -> psycopg.Connection[Row]:
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
+                               options=f"-c lock_timeout={LOCK_TIMEOUT_MS}"
+                                       f" -c statement_timeout={STATEMENT_TIMEOUT_MS}")
+        conn.adapters.register_loader("numeric", _Numeric)
+        return conn
+
     def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
         """As sqlite3's: ``trace`` sees each statement as the domain wrote it (tests)."""
         self._trace = trace
@@ -176,6 +180,9 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         if self._trace is not None:
             self._trace(sql)
+        if self.conn.broken:  # PostgreSQL restarted, say: what was open is gone anyway
+            log.warning("store connection lost; reconnecting")
+            self.conn = self._connect()
         if sql.strip().upper() == "COMMIT":
             self._check_not_failed()
         text, returning = self._translated(sql)
@@ -286,6 +293,15 @@ class EventRelay:
             self._wake.set()
 
     async def run(self) -> None:
+        """Relay until cancelled; a lost connection is opened again after a second."""
+        while True:
+            try:
+                await self._run_once()
+            except psycopg.Error as exc:
+                log.warning("event relay lost its connection (%s); reconnecting", exc)
+            await asyncio.sleep(1.0)
+
+    async def _run_once(self) -> None:
         listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
         try:
