@@ -133,15 +133,17 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
         app[EXCHANGE] = Exchange(conn, config, clock)
         app[COMMITTER] = Committer(app[EXCHANGE])
         streams.ensure_secret(app[EXCHANGE])
-        tasks = [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
-                 asyncio.create_task(app[BUS].run()),
-                 asyncio.create_task(_heartbeat(conn, clock))]
-        if config.store_url and store.shared(conn):
+        tasks = []
+        if config.store_url and store.shared(conn):  # other processes' events, from now on
             from .pgstore import EventRelay
 
             relay = EventRelay(config.store_url, app[BUS].publish_remote)
+            await relay.start()
             app[BUS].relay = relay.send
             tasks.append(asyncio.create_task(relay.run()))
+        tasks += [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
+                  asyncio.create_task(app[BUS].run()),
+                  asyncio.create_task(_heartbeat(conn, clock))]
         yield
         for task in tasks:
             task.cancel()

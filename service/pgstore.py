@@ -17,7 +17,6 @@ asynchronous connections (:class:`EventRelay`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -285,37 +284,49 @@ class EventRelay:
         self._publish = publish
         self._outbox: list[Event] = []
         self._wake = asyncio.Event()
-        self._sender: psycopg.AsyncConnection[Any] | None = None
+        self._connections: tuple[psycopg.AsyncConnection[Any],
+                                 psycopg.AsyncConnection[Any]] | None = None
 
     def send(self, events: list[Event]) -> None:
         if events:
             self._outbox.extend(events)
             self._wake.set()
 
+    async def start(self) -> None:
+        """Connect and LISTEN: called before the process serves, so that it hears every
+        event the other processes commit from then on."""
+        listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except BaseException:
+            await listener.close()
+            raise
+        await listener.execute(f"LISTEN {CHANNEL}")
+        self._connections = (listener, sender)
+
     async def run(self) -> None:
-        """Relay until cancelled; a lost connection is opened again after a second."""
+        """Relay until cancelled; lost connections are opened again after a second (the
+        events of that second are lost to the other processes; clients re-read state)."""
         while True:
             try:
-                await self._run_once()
+                if self._connections is None:
+                    await self.start()
+                assert self._connections is not None
+                listener, sender = self._connections
+                try:
+                    await asyncio.gather(self._listen(listener, sender.info.backend_pid),
+                                         self._send_forever(sender))
+                finally:
+                    self._connections = None
+                    await listener.close()
+                    await sender.close()
             except psycopg.Error as exc:
                 log.warning("event relay lost its connection (%s); reconnecting", exc)
             await asyncio.sleep(1.0)
 
-    async def _run_once(self) -> None:
-        listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        try:
-            await listener.execute(f"LISTEN {CHANNEL}")
-            await asyncio.gather(self._listen(listener), self._send_forever(self._sender))
-        finally:
-            await listener.close()
-            await self._sender.close()
-
-    async def _listen(self, listener: psycopg.AsyncConnection[Any]) -> None:
-        assert self._sender is not None
-        own = self._sender.info.backend_pid
+    async def _listen(self, listener: psycopg.AsyncConnection[Any], own: int) -> None:
         async for note in listener.notifies():
-            if note.pid == own:
+            if note.pid == own:  # this process's own events, already published here
                 continue
             try:
                 self._publish(_decode(note.payload))
@@ -328,7 +339,4 @@ class EventRelay:
             self._wake.clear()
             events, self._outbox = self._outbox, []
             for payload in _encode(events):
-                with contextlib.suppress(psycopg.Error):  # logged below; subscribers re-read
-                    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
-                    continue
-                log.warning("could not relay %d events", len(events))
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))

@@ -91,16 +91,27 @@ def lock_key(name: str) -> int:
 WRITER_LOCK = lock_key("writer")
 
 
-def begin(conn: Conn) -> None:
+def begin(conn: Conn, wait: bool = True) -> bool:
     """Start a top-level write transaction; on a shared store once it holds WRITER_LOCK
-    (bounded by the connection's lock timeout: then nothing is left open)."""
-    conn.execute("BEGIN IMMEDIATE")
-    if shared(conn):
-        try:
+    (bounded by the connection's lock timeout: then nothing is left open). With ``wait``
+    false, False when another process holds the lock (and nothing is left open)."""
+    if not shared(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        return True
+    conn.execute("BEGIN")
+    try:
+        if wait:
             conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
-        except BaseException:
+            return True
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(?)", (WRITER_LOCK,)).fetchone()
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
+        raise
+    if not got[0]:
+        conn.execute("ROLLBACK")
+        return False
+    return True
 
 
 def meta(conn: Conn, key: str) -> str | None:
