@@ -35,8 +35,10 @@ from .cas import ChunkStore, JobManifest
 from .client import describe
 from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
 from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
-from .errors import BitwrkError, ExchangeUnreachable
+from .errors import AddressError, BitwrkError, ExchangeUnreachable
+from .keys import address_network, check_address
 from .money import fee_for
+from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
@@ -196,7 +198,55 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of a known seller's units whose secret patches this machine "
                         "re-renders before paying (0-1; a seller's units are always checked "
                         "until one passes; default %(default)s)")
+    p.add_argument("--min-seller-finished", type=_count(MAX_MIN_FINISHED), default=0,
+                   metavar="N", help="trade only with sellers that finished at least N trades"
+                                     " on this exchange (default 0: new sellers too)")
+    p.add_argument("--max-seller-lost-pct", type=_count(100), default=100, metavar="P",
+                   help="trade only with sellers that lost at most P %% of their decided "
+                        "trades (finished + disputes lost) in dispute (default 100)")
+    p.add_argument("--exclude-seller", action="append", default=[], metavar="ADDR",
+                   type=_address,
+                   help="never trade with this seller (repeatable, at most "
+                        f"{MAX_EXCLUDED})")
     return p
+
+
+def _count(maximum: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from 0 to {maximum}")
+        return value
+    return parse
+
+
+def describe_terms(terms: SellerTerms) -> str:
+    parts = [f">= {terms.min_finished} finished trades"] if terms.min_finished else []
+    if terms.max_lost_pct < 100:
+        parts.append(f"<= {terms.max_lost_pct} % of decided trades lost in dispute")
+    if terms.exclude:
+        parts.append(f"not the {len(terms.exclude)} excluded")
+    return ", ".join(parts)
+
+
+def _address(text: str) -> str:
+    try:
+        address_network(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
+def seller_terms(args: argparse.Namespace, network: str) -> SellerTerms:
+    """The mandate's seller terms; excluded sellers must be addresses of the exchange's
+    network (a bad one is refused before any bid, not on every bid)."""
+    for seller in args.exclude_seller:
+        try:
+            check_address(seller, network)
+        except AddressError as exc:
+            raise AddressError(f"--exclude-seller {seller}: {exc}") from None
+    return SellerTerms(args.min_seller_finished, args.max_seller_lost_pct,
+                       frozenset(args.exclude_seller))
 
 
 def _rate(text: str) -> float:
@@ -256,14 +306,18 @@ def run(args: argparse.Namespace) -> int:
             # that job, so its bids and unstarted trades are withdrawn.
             _give_up(daemon, quietly=True)
             _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
+            terms = seller_terms(args, exchange["network"])
             units = manifests(job_plan, files, daemon.store)
             job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
                                                    time.time() + args.timeout,
-                                                   args.check_rate),
+                                                   args.check_rate, terms),
                          tuple(units), Path(tmp) / "results",
                          concurrency=args.concurrency)
             print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
                   f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+            if terms.to_fields():  # the exchange matches only such sellers: say so
+                print(f"sellers: {describe_terms(terms)} (the exchange matches no others)",
+                      flush=True)
             daemon.submit(job)
             try:
                 done, final = _wait(daemon, job.job_id, len(units), deadline)
@@ -286,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_funds(daemon: Daemon, per_unit: int) -> None:
     """Refuse at once when not even one unit can be paid (rather than bid in vain)."""
     assert daemon.client is not None
-    available = int(daemon.call(daemon.client.account(), 30)["available"])
+    available = daemon.call(daemon.client.account(), 30).available
     if available < per_unit:
         raise BitwrkError(
             f"not enough money on the exchange: {available} sat available, a unit may cost "

@@ -26,19 +26,21 @@ from bitwrk.errors import (
 )
 from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
-from bitwrk.wire import BidState, BidType, Phase
+from bitwrk.protocol import BID_TERMS, SellerTerms
+from bitwrk.wire import Bid, BidState, BidType, Phase, Transaction, wire_view
 
-from . import admission, db, ledger, store
+from . import admission, db, ledger, reputation, store
 from .config import Config
 from .errors import SelfTrade
 from .events import Event
-from .matching import BookEntry, Books, trade_terms
+from .matching import NO_TERMS, BookEntry, Books, bid_terms, seller_admitted, trade_terms
 from .store import Conn, Row
 
 DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 Signed = tuple[dict[str, Any], str, str]  # (fields, canonical document, signature)
 
+BID_COLUMNS = ", ".join(Bid.sent_fields())  # what the API shows of a bid
 
 def int_field(fields: dict[str, Any], name: str, minimum: int = 0) -> int:
     value = fields.get(name)
@@ -54,13 +56,22 @@ def str_field(fields: dict[str, Any], name: str, choices: tuple[str, ...]) -> st
     return str(value)
 
 
-def exact_fields(fields: dict[str, Any], allowed: frozenset[str]) -> None:
-    extra = set(fields) - allowed - {"signature"}
+def exact_fields(fields: dict[str, Any], allowed: frozenset[str],
+                 optional: frozenset[str] = frozenset()) -> None:
+    extra = set(fields) - allowed - optional - {"signature"}
     missing = allowed - set(fields)
     if extra or missing:
         raise InvalidRequest(
             "wrong set of fields", unexpected=sorted(extra), missing=sorted(missing)
         )
+
+
+def book_entry(bid_id: int, address: str, side: str, price: int, fee: int, expires: float,
+               document: str) -> BookEntry:
+    """A resting bid as the book holds it, from its row: a buy bid's seller terms are
+    read back from the document it signed."""
+    terms = SellerTerms.from_document(document) if side == BidType.BUY else NO_TERMS
+    return BookEntry(bid_id, address, BidType(side), price, fee, expires, terms)
 
 
 BID_FIELDS = frozenset({"action", "exchange", "address", "nonce", "type", "article", "price"})
@@ -148,12 +159,12 @@ class Exchange:
 
     def _load_books(self) -> None:
         rows = self.db.execute(
-            "SELECT article, id, address, type, price, fee, expires FROM bids"
+            "SELECT article, id, address, type, price, fee, expires, document FROM bids"
             " WHERE state = 'placed' ORDER BY id"
         )
         self._seen.clear()
         for article, *entry in rows:
-            self.books.get(article).add(BookEntry(*entry))
+            self.books.get(article).add(book_entry(*entry))
             self._seen[article] = entry[0]
         self.avoids = {(s, t) for s, t in self.db.execute(
             "SELECT source, target FROM relations WHERE type = 'avoids' AND enabled = 1")}
@@ -175,13 +186,13 @@ class Exchange:
         if not self.shared:
             return
         rows = self.db.execute(
-            "SELECT id, address, type, price, fee, expires FROM bids"
+            "SELECT id, address, type, price, fee, expires, document FROM bids"
             " WHERE article = ? AND state = 'placed' AND id > ? ORDER BY id",
             (article, self._seen.get(article, 0)),
         ).fetchall()
         book = self.books.get(article)
         for row in rows:
-            book.add(BookEntry(*row))
+            book.add(book_entry(*row))
         if rows:
             self._seen[article] = int(rows[-1][0])
 
@@ -193,9 +204,9 @@ class Exchange:
         book = self.books.get(article)
         fresh = self.books.replace(article)
         for row in self.db.execute(
-            "SELECT id, address, type, price, fee, expires FROM bids"
+            "SELECT id, address, type, price, fee, expires, document FROM bids"
             " WHERE article = ? AND state = 'placed' ORDER BY id", (article,)):
-            fresh.add(BookEntry(*row))
+            fresh.add(book_entry(*row))
             self._seen[article] = max(self._seen.get(article, 0), int(row[0]))
         fresh.version = book.version + 1
 
@@ -265,9 +276,10 @@ class Exchange:
 
     def place_bid(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
         fields, document, signature = signed
-        exact_fields(fields, BID_FIELDS)
+        exact_fields(fields, BID_FIELDS, optional=BID_TERMS)
         address = fields["address"]
         side = BidType(str_field(fields, "type", tuple(BidType)))
+        terms = bid_terms(fields, side, self.cfg.network)
         article = parse_article(fields["article"])
         price = check_price(fields["price"], maximum=self.cfg.max_price)
         fee = fee_for(price, self.cfg.fee_bps)
@@ -293,7 +305,7 @@ class Exchange:
             assert bid_id is not None
             if side == BidType.BUY:
                 self.move(ledger.block_for_bid(address, price + fee), now, bid_id=bid_id)
-            entry = BookEntry(bid_id, address, side, price, fee, expires)
+            entry = BookEntry(bid_id, address, side, price, fee, expires, terms)
             resting, events = self._match(article.id, entry, now)
         if resting is None:
             book.add(entry)
@@ -313,7 +325,7 @@ class Exchange:
     ) -> tuple[BookEntry | None, list[Event]]:
         book = self.books.get(article)
         def allowed(resting: BookEntry) -> bool:
-            return not self.avoided(entry.address, resting.address)
+            return self._may_trade(entry, resting, now)
 
         while (resting := book.counterpart(entry, now, allowed)) is not None:
             claimed = self.db.execute(
@@ -328,6 +340,15 @@ class Exchange:
                 return resting, self._trade(article, entry, resting, now)
             book.remove(resting.bid_id)  # memory was behind the store; never trade it
         return None, []
+
+    def _may_trade(self, entry: BookEntry, resting: BookEntry, now: float) -> bool:
+        """Neither party avoids the other, the seller is not barred (its resting ask may be
+        older than the bar), and the buy bid's seller terms admit the seller's record."""
+        if self.avoided(entry.address, resting.address):
+            return False
+        if entry.type == BidType.BUY and reputation.barred_until(self.db, resting.address, now):
+            return False
+        return seller_admitted(entry, resting, lambda seller: reputation.of(self.db, seller))
 
     def _trade(
         self, article: str, entry: BookEntry, resting: BookEntry, now: float
@@ -354,7 +375,8 @@ class Exchange:
         trade = {"article": article, "txid": txid, "price": price, "time": now}
         return [
             Event("bid", self.bid(resting.bid_id), to=(resting.address,)),
-            Event("transaction", self.transaction(txid or 0), to=parties),
+            Event("transaction", wire_view(Transaction, self.transaction(txid or 0)),
+                  to=parties),
             Event("trade", trade, public=True),
             self._account_event(buy.address),
         ]
@@ -487,16 +509,15 @@ class Exchange:
     # -- views ----------------------------------------------------------------------------
 
     def bid(self, bid_id: int) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT id, address, type, article, price, fee, state, created, expires, closed,"
-            " txid FROM bids WHERE id = ?",
-            (bid_id,),
-        ).fetchone()
+        """The bid as the API shows it (``bitwrk.wire.Bid``: not its signed document)."""
+        row = self.db.execute(f"SELECT {BID_COLUMNS} FROM bids WHERE id = ?",
+                              (bid_id,)).fetchone()
         if row is None:
             raise NotFound(f"no bid {bid_id}")
-        return dict(row)
+        return wire_view(Bid, row)
 
     def transaction(self, txid: int) -> dict[str, Any]:
+        """The whole row (private columns too): ``views`` shapes what the API shows."""
         row = self.db.execute("SELECT * FROM transactions WHERE id = ?", (txid,)).fetchone()
         if row is None:
             raise NotFound(f"no transaction {txid}")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from bitwrk.wire import Phase
+from bitwrk.wire import Phase, Reputation
 
 from .config import Limits
 from .errors import Barred
 from .store import Conn, Row
 
-COUNTS = ("finished", "disputed", "disputes_lost", "establish_timeouts")
+COUNTS = Reputation.sent_fields()  # the public record is exactly the wire's
 
 
 def _bump(db: Conn, seller: str, column: str) -> None:
