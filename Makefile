@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-test
 BPY42 := .venv-bpy42
 BPY51 := .venv-bpy51
 PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
-MATRIX_EXCLUDE := -e '^bpy==' -e '^playwright==' -e '^numpy=='
+MATRIX_EXCLUDE := -e '^bpy==' -e '^playwright==' -e '^numpy==' -e '^psycopg'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
