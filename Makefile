@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-test
 BPY42 := .venv-bpy42
 BPY51 := .venv-bpy51
 PY313 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13)
-MATRIX_EXCLUDE := -e '^bpy==' -e '^playwright==' -e '^numpy=='
+MATRIX_EXCLUDE := -e '^bpy==' -e '^playwright==' -e '^numpy==' -e '^psycopg'
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(STAMP): $(BIN)/python requirements-test.txt pyproject.toml
 	@# The browser tests drive Debian's chromium (Playwright's own download is not reachable).
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+	@# The exchange's tests and bench also run on a real PostgreSQL server, started in a temp dir.
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 	@# Sellers run every render worker inside bubblewrap (tests prove the sandbox holds).
 	@if ! command -v bwrap >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

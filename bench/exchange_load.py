@@ -99,7 +99,8 @@ def prefill(db_path: Path, count: int) -> None:
                  (account, now))
     for kind, sign in (("bid", -1), ("bid_release", 1)):
         n = (count + (1 if kind == "bid" else 0)) // 2
-        conn.execute("INSERT OR REPLACE INTO ledger_totals VALUES (?, ?, ?, 0, 0)",
+        conn.execute("INSERT OR REPLACE INTO ledger_totals(kind, shard, available, blocked,"
+                     " fee, world) VALUES (?, 0, ?, ?, 0, 0)",
                      (kind, sign * n, -sign * n))
     conn.execute("COMMIT")
     conn.close()

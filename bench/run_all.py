@@ -14,7 +14,17 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import exchange, exchange_load, relay, render, soak, swarm, transfer, verify
+from bench import (
+    exchange,
+    exchange_load,
+    exchange_pg,
+    relay,
+    render,
+    soak,
+    swarm,
+    transfer,
+    verify,
+)
 from bench.table import Row, print_table
 
 Collect = Callable[[bool], list[Row]]
@@ -22,6 +32,7 @@ Collect = Callable[[bool], list[Row]]
 BENCHMARKS: dict[str, Collect] = {
     exchange.NAME: lambda quick: exchange.collect(quick=quick),
     exchange_load.NAME: lambda quick: exchange_load.collect(quick=quick),
+    exchange_pg.NAME: lambda quick: exchange_pg.collect(quick=quick),
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
     relay.NAME: lambda quick: relay.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),

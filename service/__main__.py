@@ -22,14 +22,19 @@ from bitwrk.keys import NETWORKS, PrivateKey, address_network, is_test_network
 
 from .app import create_app
 from .config import Config, Limits, PaymentConfig, Timeouts, default_data_dir
+from .db import MIGRATIONS
 from .limits import BACKLOG, ConnectionGuard, quiet_accept_errors, quiet_logs, raise_fd_limit
+from .store import connect as connect_store
+from .store import is_url
 
 DEFAULT_PORT = 8480
 
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service", description="Run the BitWrk exchange.")
-    p.add_argument("--db", type=Path, help="SQLite file (default: in the user data dir)")
+    p.add_argument("--db", "--store-url", dest="db", type=_store_arg, metavar="FILE|URL",
+                   help="SQLite file (default: in the user data dir) or a PostgreSQL URL,"
+                        " postgresql://user@host/dbname (docs/postgresql.md)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--network", choices=NETWORKS, default="regtest")
@@ -101,6 +106,23 @@ def _payment_config(args: argparse.Namespace) -> PaymentConfig:
     )
 
 
+def _store_arg(text: str) -> Path | str:
+    return text if is_url(text) else Path(text)
+
+
+def _migrate(argv: list[str]) -> int:
+    """``python -m service migrate --db FILE|URL``: create or upgrade the schema, then exit
+    (before starting new exchange processes on an upgraded release)."""
+    p = argparse.ArgumentParser(prog="python -m service migrate",
+                                description="Create or upgrade the exchange's store.")
+    p.add_argument("--db", "--store-url", dest="db", type=_store_arg, metavar="FILE|URL",
+                   default=default_data_dir() / "exchange.sqlite3")
+    args = p.parse_args(argv)
+    connect_store(args.db).close()  # migrates, under a lock where processes share it
+    print(f"store {args.db} is at the current schema (version {len(MIGRATIONS)})")
+    return 0
+
+
 def _credit_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m service credit",
                                 description="Credit play money (test networks only).")
@@ -120,14 +142,19 @@ def _key_path(db: Path | None, key: Path | None) -> Path:
 
 def serve(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
-    db_path = args.db or default_data_dir() / "exchange.sqlite3"
+    url = args.db if isinstance(args.db, str) else None
+    file = args.db if isinstance(args.db, Path) else None
+    db_path = file or default_data_dir() / "exchange.sqlite3"
     operator = args.operator
     if operator is None:
         if not is_test_network(args.network):
             sys.exit("on mainnet pass --operator ADDRESS (the operator signs offline)")
-        operator = load_or_create_key(_key_path(args.db, args.operator_key), args.network).address
+        if url is not None and args.operator_key is None:
+            sys.exit("with a PostgreSQL store pass --operator or --operator-key (every"
+                     " exchange process must share the operator)")
+        operator = load_or_create_key(_key_path(file, args.operator_key), args.network).address
     try:
-        config = Config(db_path=db_path, operator=operator, network=args.network,
+        config = Config(db_path=db_path, store_url=url, operator=operator, network=args.network,
                         fee_bps=args.fee_bps, timeouts=Timeouts().scaled(args.timeout_scale),
                         payments=_payment_config(args), limits=_limits(args),
                         shift_deadlines=not args.no_deadline_shift,
@@ -138,7 +165,7 @@ def serve(argv: list[str]) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     quiet_logs()
     print(f"BitWrk exchange on http://{args.host}:{args.port} network={args.network} "
-          f"db={db_path} operator={operator}", flush=True)
+          f"db={url or db_path} operator={operator}", flush=True)
     asyncio.run(_run(config, args.host, args.port))
     return 0
 
@@ -191,6 +218,8 @@ def main(argv: list[str]) -> int:
         from .payments.cli import main as payouts_main
 
         return payouts_main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        return _migrate(argv[1:])
     if argv[:1] == ["credit"]:
         try:
             return asyncio.run(_credit(_credit_parser().parse_args(argv[1:])))

@@ -18,7 +18,7 @@ from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
 from bitwrk.wire import BidState
 
-from . import streams, trades, views
+from . import store, streams, trades, views
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .errors import RequestTimeout
 from .events import Event
@@ -147,6 +147,19 @@ async def info(request: web.Request) -> web.Response:
         "payments": cfg.payments.enabled, "limits": dataclasses.asdict(cfg.limits),
         "relay": cfg.relay_url,
     })
+
+
+@routes.get("/api/v1/health")
+async def health(request: web.Request) -> web.Response:
+    """200 when this process's store connection answers, 503 when not: for a load
+    balancer in front of several exchange processes (docs/postgresql.md)."""
+    ex = _ex(request)
+    kind = "postgresql" if ex.shared else "sqlite"
+    try:
+        ex.db.execute("SELECT 1").fetchone()
+    except store.ERRORS as exc:
+        return _json({"ok": False, "store": kind, "error": str(exc)[:200]}, status=503)
+    return _json({"ok": True, "store": kind, "subscribers": request.app[BUS].subscribers})
 
 
 @routes.get("/api/v1/openapi.json")

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from bitwrk.errors import BitwrkError, http_status
 
-from . import db, downtime, probe, streams, trades
+from . import db, downtime, probe, store, streams, trades
 from .api import routes
 from .appkeys import BUS, COMMITTER, CONFIG, EXCHANGE
 from .committer import Committer
 from .config import Config
-from .events import EventBus
+from .events import Event, EventBus
 from .exchange import Exchange
 from .payments.api import routes as payment_routes
 from .web import pages as web_pages
@@ -29,6 +29,7 @@ log = logging.getLogger("bitwrk.exchange")
 SERVING_BUSY_MS = 250
 RETIRE_BATCH = 500
 MAX_SLEEP = 30.0
+SHARED_RETRY = 0.05  # seconds
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,6 +66,7 @@ async def _retire_forever(ex: Exchange, bus: EventBus) -> None:
 
     ex.on_deadline = on_deadline
     while True:
+        events: list[Event] = []
         try:
             events = trades.retire_due(ex, ex.clock(), RETIRE_BATCH)
             bus.publish(events)
@@ -77,17 +79,20 @@ async def _retire_forever(ex: Exchange, bus: EventBus) -> None:
             deadline = ex.clock() + 1.0
         target[0] = math.inf if deadline is None else deadline
         wake.clear()
-        delay = min(MAX_SLEEP, max(0.0, target[0] - ex.clock()))
+        # Shared store: a due row another process holds (or sweeps) is not ours to wait on
+        # in a busy loop; it is gone or still due a moment later.
+        floor = SHARED_RETRY if ex.shared and not events else 0.0
+        delay = min(MAX_SLEEP, max(floor, target[0] - ex.clock()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), delay)
 
 
-async def _heartbeat(conn: sqlite3.Connection, clock: Callable[[], float]) -> None:
+async def _heartbeat(conn: store.Conn, clock: Callable[[], float]) -> None:
     """Note in the store that the exchange is alive (see :mod:`service.downtime`)."""
     while True:
         try:
             downtime.note_alive(conn, clock())
-        except sqlite3.Error:
+        except store.ERRORS:
             log.exception("heartbeat not stored; trying again")
         await asyncio.sleep(downtime.HEARTBEAT)
 
@@ -115,32 +120,43 @@ def create_app(config: Config, clock: Callable[[], float] = time.time) -> web.Ap
     app[CONFIG] = config
     app[BUS] = EventBus(config.limits, config.keepalive_seconds)
 
-    async def store(app: web.Application) -> AsyncIterator[None]:
-        conn = db.connect(config.db_path)
-        # The loop never waits longer than this for another connection's write lock; the
-        # committer answers the batch "busy" instead (issue 11).
-        conn.execute(f"PRAGMA busy_timeout={SERVING_BUSY_MS}")
-        checkpoints = db.Checkpointer(config.db_path)
-        checkpoints.start(conn)
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        conn = store.connect(config.store)
+        checkpoints = None
+        if isinstance(conn, sqlite3.Connection):
+            # The loop never waits longer than this for another connection's write lock;
+            # the committer answers the batch "busy" instead (issue 11).
+            conn.execute(f"PRAGMA busy_timeout={SERVING_BUSY_MS}")
+            checkpoints = db.Checkpointer(config.db_path)
+            checkpoints.start(conn)
         downtime.resume(conn, clock(), config.shift_deadlines)  # before the books load
         app[EXCHANGE] = Exchange(conn, config, clock)
         app[COMMITTER] = Committer(app[EXCHANGE])
         streams.ensure_secret(app[EXCHANGE])
-        tasks = [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
-                 asyncio.create_task(app[BUS].run()),
-                 asyncio.create_task(_heartbeat(conn, clock))]
+        tasks = []
+        if config.store_url and store.shared(conn):  # other processes' events, from now on
+            from .pgstore import EventRelay
+
+            relay = EventRelay(config.store_url, app[BUS].publish_remote)
+            await relay.start()
+            app[BUS].relay = relay.send
+            tasks.append(asyncio.create_task(relay.run()))
+        tasks += [asyncio.create_task(_retire_forever(app[EXCHANGE], app[BUS])),
+                  asyncio.create_task(app[BUS].run()),
+                  asyncio.create_task(_heartbeat(conn, clock))]
         yield
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         conn.close()
-        await asyncio.to_thread(checkpoints.stop)
+        if checkpoints is not None:
+            await asyncio.to_thread(checkpoints.stop)
 
     async def close_streams(app: web.Application) -> None:
         app[BUS].close()
 
-    app.cleanup_ctx.append(store)
+    app.cleanup_ctx.append(open_store)
     app.cleanup_ctx.append(payments_watcher)  # after store: it needs the exchange
     app.on_shutdown.append(close_streams)
     app.add_routes(routes)

@@ -117,6 +117,14 @@ class Config:
     shift_deadlines: bool = True  # on start, move open deadlines later by the downtime
     relay_url: str | None = None  # the relay for sellers behind NAT (docs/relay.md)
     allow_local_probes: bool = False  # reachability probes may call private addresses
+    # postgresql://user@host/db: a shared PostgreSQL store instead of the SQLite file
+    # (docs/postgresql.md); several exchange processes may then serve it together.
+    store_url: str | None = None
+
+    @property
+    def store(self) -> str | Path:
+        """What ``service.store.connect`` opens: the PostgreSQL URL, else the SQLite file."""
+        return self.store_url or self.db_path
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:

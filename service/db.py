@@ -12,6 +12,8 @@ import secrets
 import sqlite3
 from pathlib import Path
 
+from .store import Conn
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the exchange core
     """
@@ -210,6 +212,25 @@ MIGRATIONS: tuple[str, ...] = (
         FROM transactions t GROUP BY seller;
     CREATE INDEX bids_open_by_address ON bids(address) WHERE state = 'placed'
     """,
+    # 5 (issue 15): ledger totals in shards, so several exchange processes never wait on
+    # one row (each writes its own shard; SQLite's one process uses shard 0); an index for
+    # reading one article's resting bids from the store
+    """
+    CREATE TABLE ledger_totals_sharded(
+        kind TEXT NOT NULL,
+        shard INTEGER NOT NULL DEFAULT 0,
+        available INTEGER NOT NULL,
+        blocked INTEGER NOT NULL,
+        fee INTEGER NOT NULL,
+        world INTEGER NOT NULL,
+        PRIMARY KEY (kind, shard)
+    );
+    INSERT INTO ledger_totals_sharded(kind, shard, available, blocked, fee, world)
+        SELECT kind, 0, available, blocked, fee, world FROM ledger_totals;
+    DROP TABLE ledger_totals;
+    ALTER TABLE ledger_totals_sharded RENAME TO ledger_totals;
+    CREATE INDEX bids_placed_article ON bids(article, id) WHERE state = 'placed'
+    """,
 )
 
 
@@ -257,7 +278,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
 
 
-def meta(conn: sqlite3.Connection, key: str) -> str | None:
+def meta(conn: Conn, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 

@@ -12,28 +12,31 @@ one heartbeat too generous; it is never short.
 from __future__ import annotations
 
 import logging
-import sqlite3
 
-from . import db
+from . import db, store
+from .store import Conn
 
 log = logging.getLogger("bitwrk.exchange")
 HEARTBEAT = 1.0  # seconds between notes of "alive at"
 _KEY = "alive_at"
+ALIVE_GAP = 3 * HEARTBEAT  # on a shared store, a heartbeat this fresh is another process
 
 
-def note_alive(conn: sqlite3.Connection, now: float) -> None:
+def note_alive(conn: Conn, now: float) -> None:
     """Record ``now`` as the latest moment the exchange was known to be running."""
     if conn.in_transaction:  # never inside a request's transaction: try again next beat
         return
     conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_KEY, repr(now)))
 
 
-def resume(conn: sqlite3.Connection, now: float, shift: bool = True) -> float:
+def resume(conn: Conn, now: float, shift: bool = True) -> float:
     """Move open deadlines later by the downtime since the last heartbeat (when ``shift``);
     returns that downtime in seconds (0 on a first start)."""
     last = db.meta(conn, _KEY)
     down = 0.0 if last is None else max(0.0, now - float(last))
-    conn.execute("BEGIN IMMEDIATE")
+    if store.shared(conn) and down <= ALIVE_GAP:
+        down = 0.0  # another exchange process is running: the exchange was never down
+    store.begin(conn)
     try:
         if shift and down > 0:
             bids = conn.execute("UPDATE bids SET expires = expires + ? WHERE state = 'placed'",

@@ -75,6 +75,8 @@ class EventBus:
         # New on every start: a client seeing another epoch in ``hello`` knows the exchange
         # restarted (event ids start again) and that it must re-read what it waits for.
         self.epoch = secrets.token_hex(8)
+        # Set on a shared store (service.pgstore.EventRelay.send): events to other processes.
+        self.relay: Callable[[list[Event]], None] | None = None
 
     def subscribe(self, sub: Subscription) -> None:
         """Register ``sub``; TooManyStreams at the total or the per-address cap."""
@@ -102,7 +104,14 @@ class EventBus:
         return self._count
 
     def publish(self, events: list[Event]) -> None:
-        """Queue ``events`` for their streams: O(1) per event and target, no I/O here."""
+        """Queue ``events`` for their streams: O(1) per event and target, no I/O here; on
+        a shared store also hand them to the relay for the other exchange processes."""
+        if self.relay is not None:
+            self.relay(events)
+        self.publish_remote(events)
+
+    def publish_remote(self, events: list[Event]) -> None:
+        """Queue events to this process's streams only (those another process relayed)."""
         for event in events:
             targets: set[str | None] = set(event.to)
             if event.public:

@@ -7,8 +7,8 @@ retirement live in :mod:`service.trades`.
 
 from __future__ import annotations
 
+import random
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,11 +29,12 @@ from bitwrk.money import MAX_SATOSHI, check_price, fee_for
 from bitwrk.protocol import BID_TERMS, SellerTerms
 from bitwrk.wire import Bid, BidState, BidType, Phase, Transaction, wire_view
 
-from . import admission, db, ledger, reputation
+from . import admission, db, ledger, reputation, store
 from .config import Config
 from .errors import SelfTrade
 from .events import Event
 from .matching import NO_TERMS, BookEntry, Books, bid_terms, seller_admitted, trade_terms
+from .store import Conn, Row
 
 DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
@@ -65,6 +66,14 @@ def exact_fields(fields: dict[str, Any], allowed: frozenset[str],
         )
 
 
+def book_entry(bid_id: int, address: str, side: str, price: int, fee: int, expires: float,
+               document: str) -> BookEntry:
+    """A resting bid as the book holds it, from its row: a buy bid's seller terms are
+    read back from the document it signed."""
+    terms = SellerTerms.from_document(document) if side == BidType.BUY else NO_TERMS
+    return BookEntry(bid_id, address, BidType(side), price, fee, expires, terms)
+
+
 BID_FIELDS = frozenset({"action", "exchange", "address", "nonce", "type", "article", "price"})
 CANCEL_FIELDS = frozenset({"action", "exchange", "address", "nonce", "bid"})
 DEPOSIT_FIELDS = frozenset(
@@ -76,8 +85,13 @@ RELATION_FIELDS = frozenset(
 
 
 class Exchange:
-    """The exchange's domain state over one SQLite connection: owns the order books, the
-    nonces, the ledger movements and the bids' and transactions' rows.
+    """The exchange's domain state over one store connection (service.store): owns the
+    order books, the nonces, the ledger movements and the bids' and transactions' rows.
+
+    On a shared store (PostgreSQL, several processes) the in-memory book is this
+    process's copy: a write transaction holds the store's writer lock (service.store),
+    and matching an article first reads the bids other processes placed since; a resting
+    bid another process took is found out by the claiming UPDATE, which never trades it.
 
     Every state-changing method runs inside ``write()`` (one savepoint of the group
     commit) and returns its view plus the events to publish after COMMIT; nothing here
@@ -86,9 +100,16 @@ class Exchange:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, config: Config, clock: Callable[[], float] = time.time
+        self, conn: Conn, config: Config, clock: Callable[[], float] = time.time
     ) -> None:
         self.db = conn
+        self.shared = store.shared(conn)
+        # Row locks for read-then-write on a shared store (one process: not needed).
+        self.for_update = " FOR UPDATE" if self.shared else ""
+        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.shared else ""
+        # This process's row of the ledger totals: processes never wait on each other's.
+        self.shard = random.randrange(1, 1024) if self.shared else 0
+        self._seen: dict[str, int] = {}  # article -> highest bid id in this process's book
         self.cfg = config
         self.clock = clock
         self.exchange_id = db.meta(conn, "exchange_id") or ""
@@ -108,7 +129,7 @@ class Exchange:
     # -- plumbing -------------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[Conn]:
         """One atomic unit of change; any exception undoes all of it. Inside a group commit
         (see :mod:`service.committer`) it is a savepoint of the group's transaction."""
         if self.db.in_transaction:
@@ -121,13 +142,14 @@ class Exchange:
                 raise
             self.db.execute("RELEASE request")
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        store.begin(self.db)
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     def reload_books(self) -> None:
         """Rebuild the order books from the store (after a failed group commit)."""
@@ -140,18 +162,53 @@ class Exchange:
             "SELECT article, id, address, type, price, fee, expires, document FROM bids"
             " WHERE state = 'placed' ORDER BY id"
         )
-        for article, bid_id, address, side, price, fee, expires, document in rows:
-            # a buy bid's seller terms are read back from the document it signed
-            terms = SellerTerms.from_document(document) if side == BidType.BUY else NO_TERMS
-            self.books.get(article).add(
-                BookEntry(bid_id, address, side, price, fee, expires, terms))
+        self._seen.clear()
+        for article, *entry in rows:
+            self.books.get(article).add(book_entry(*entry))
+            self._seen[article] = entry[0]
         self.avoids = {(s, t) for s, t in self.db.execute(
             "SELECT source, target FROM relations WHERE type = 'avoids' AND enabled = 1")}
 
     def avoided(self, a: str, b: str) -> bool:
         """Whether either party signed that it avoids the other (a buyer that caught a
         seller cheating, say): then their bids pass each other by."""
+        if self.shared:  # another process may have stored the relation
+            return self.db.execute(
+                "SELECT 1 FROM relations WHERE type = 'avoids' AND enabled = 1 AND"
+                " ((source = ? AND target = ?) OR (source = ? AND target = ?))",
+                (a, b, b, a)).fetchone() is not None
         return (a, b) in self.avoids or (b, a) in self.avoids
+
+    def claim_article(self, article: str) -> None:
+        """Shared store: bring this process's book of ``article`` up to date (inside
+        ``write()``). Bids are inserted only under the writer lock this transaction holds,
+        so every bid with a higher id than the book has seen is committed and visible."""
+        if not self.shared:
+            return
+        rows = self.db.execute(
+            "SELECT id, address, type, price, fee, expires, document FROM bids"
+            " WHERE article = ? AND state = 'placed' AND id > ? ORDER BY id",
+            (article, self._seen.get(article, 0)),
+        ).fetchall()
+        book = self.books.get(article)
+        for row in rows:
+            book.add(book_entry(*row))
+        if rows:
+            self._seen[article] = int(rows[-1][0])
+
+    def refresh_book(self, article: str) -> None:
+        """Shared store: re-read ``article``'s resting bids (for views; matching needs only
+        ``claim_article``)."""
+        if not self.shared:
+            return
+        book = self.books.get(article)
+        fresh = self.books.replace(article)
+        for row in self.db.execute(
+            "SELECT id, address, type, price, fee, expires, document FROM bids"
+            " WHERE article = ? AND state = 'placed' ORDER BY id", (article,)):
+            fresh.add(book_entry(*row))
+            self._seen[article] = max(self._seen.get(article, 0), int(row[0]))
+        fresh.version = book.version + 1
 
     def _use_nonce(self, address: str, nonce: int) -> None:
         cur = self.db.execute(
@@ -182,25 +239,30 @@ class Exchange:
 
     def move(self, m: ledger.Movement, now: float, **refs: Any) -> None:
         """Apply a movement to the balances and record it (inside ``write()``)."""
-        for account, column, delta in (
-            (m.available_account, "available", m.available_delta),
-            (m.blocked_account, "blocked", m.blocked_delta),
-        ):
-            if delta:
+        # One statement per account touched (a round trip each on PostgreSQL): both
+        # columns at once; a new account is inserted with the deltas (CHECKs apply).
+        deltas: dict[str, list[int]] = {}
+        if m.available_delta:
+            deltas.setdefault(str(m.available_account), [0, 0])[0] += m.available_delta
+        if m.blocked_delta:
+            deltas.setdefault(str(m.blocked_account), [0, 0])[1] += m.blocked_delta
+        for account, (available, blocked) in deltas.items():
+            if not self.db.execute(
+                "UPDATE accounts SET available = available + ?, blocked = blocked + ?"
+                " WHERE address = ?", (available, blocked, account),
+            ).rowcount:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO accounts(address, created) VALUES (?, ?)",
-                    (account, now),
-                )
-                self.db.execute(
-                    f"UPDATE accounts SET {column} = {column} + ? WHERE address = ?",
-                    (delta, account),
-                )
+                    "INSERT INTO accounts(address, created, available, blocked)"
+                    " VALUES (?, ?, ?, ?)", (account, now, available, blocked))
         self.db.execute(  # running totals: /info reads these, never the whole table
-            "INSERT INTO ledger_totals(kind, available, blocked, fee, world) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(kind) DO UPDATE SET available = available + excluded.available,"
-            " blocked = blocked + excluded.blocked, fee = fee + excluded.fee,"
-            " world = world + excluded.world",
-            (str(m.kind), m.available_delta, m.blocked_delta, m.fee_delta, m.world_delta),
+            "INSERT INTO ledger_totals(kind, shard, available, blocked, fee, world)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(kind, shard) DO UPDATE SET"
+            " available = ledger_totals.available + excluded.available,"
+            " blocked = ledger_totals.blocked + excluded.blocked,"
+            " fee = ledger_totals.fee + excluded.fee,"
+            " world = ledger_totals.world + excluded.world",
+            (str(m.kind), self.shard, m.available_delta, m.blocked_delta, m.fee_delta,
+             m.world_delta),
         )
         self.db.execute(
             "INSERT INTO movements(time, kind, available_account, available_delta,"
@@ -234,6 +296,7 @@ class Exchange:
         book = self.books.get(article.id)
         with self.write():
             self._use_nonce(address, fields["nonce"])
+            self.claim_article(article.id)
             admission.check_bid(self, address, side, article.trusted, now)
             if side == BidType.BUY:
                 available = self.balances(address)[0]
@@ -254,6 +317,7 @@ class Exchange:
             resting, events = self._match(article.id, entry, now)
         if resting is None:
             book.add(entry)
+            self._seen[article.id] = max(self._seen.get(article.id, 0), bid_id)
             self.on_deadline(expires)
             if side == BidType.BUY:
                 events.append(self._account_event(address))
@@ -332,7 +396,8 @@ class Exchange:
         now = self.clock()
         with self.write():
             self._use_nonce(address, fields["nonce"])
-            row = self.db.execute("SELECT * FROM bids WHERE id = ?", (bid_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT * FROM bids WHERE id = ?" + self.for_update, (bid_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no bid {bid_id}")
             if row["address"] != address:
@@ -347,7 +412,7 @@ class Exchange:
         events = [Event("bid", bid, to=(address,)), self._account_event(address)]
         return bid, [*events, Event("book", {"article": row["article"]}, public=True)]
 
-    def close_bid(self, row: sqlite3.Row, state: BidState, now: float) -> None:
+    def close_bid(self, row: Row, state: BidState, now: float) -> None:
         self.db.execute(
             "UPDATE bids SET state = ?, closed = ? WHERE id = ?", (state, now, row["id"])
         )
@@ -358,8 +423,8 @@ class Exchange:
     def expire_bids(self, now: float, limit: int) -> list[Event]:
         """Close placed bids past their lifetime (inside ``write()``)."""
         rows = self.db.execute(
-            "SELECT * FROM bids WHERE state = 'placed' AND expires <= ? ORDER BY expires LIMIT ?",
-            (now, limit),
+            "SELECT * FROM bids WHERE state = 'placed' AND expires <= ? ORDER BY expires LIMIT ?"
+            + self.skip_locked, (now, limit),
         ).fetchall()
         events: list[Event] = []
         for row in rows:

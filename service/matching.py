@@ -151,5 +151,10 @@ class Books:
             book = self._books[article] = OrderBook()
         return book
 
+    def replace(self, article: str) -> OrderBook:
+        """A fresh, empty book for ``article`` (re-read from a shared store)."""
+        book = self._books[article] = OrderBook()
+        return book
+
     def articles(self) -> list[str]:
         return sorted(a for a, b in self._books.items() if len(b))

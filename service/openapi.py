@@ -149,6 +149,8 @@ _TX_MESSAGE = _signed(
     reason={"type": "string", "maxLength": 500},
     outcome={"type": "string", "enum": ["seller", "buyer"]},
 )
+_HEALTH = _object(["ok", "store"], ok={"type": "boolean"},
+                  store={"enum": ["sqlite", "postgresql"]})
 _INFO = _object(["exchange", "network", "fee_bps", "time", "articles", "totals", "limits"],
                 exchange=_STR, network=_STR, fee_bps=_COUNT, time=_NUM,
                 articles={"type": "array", "items": _STR}, totals=_ANY_OBJECT,
@@ -161,6 +163,7 @@ _TOKEN = _object(["address", "token", "expires"], address=_STR, token=_STR, expi
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/info": {"get": _op("exchange id, network, fee, articles, totals, limits", _INFO)},
     "/api/v1/openapi.json": {"get": _op("this document", _ANY_OBJECT)},
+    "/api/v1/health": {"get": _op("the store answers (load balancers probe this)", _HEALTH)},
     "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _optional(
         _signed("bid", type={"type": "string", "enum": [str(t) for t in BidType]},
                 article=_ARTICLE_ID, price=_PRICE), **_SELLER_TERMS))},

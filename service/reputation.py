@@ -9,23 +9,23 @@ transactions' history (migration 3 back-fills them from it).
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from bitwrk.wire import Phase, Reputation
 
 from .config import Limits
 from .errors import Barred
+from .store import Conn, Row
 
 COUNTS = Reputation.sent_fields()  # the public record is exactly the wire's
 
 
-def _bump(db: sqlite3.Connection, seller: str, column: str) -> None:
+def _bump(db: Conn, seller: str, column: str) -> None:
     db.execute("INSERT OR IGNORE INTO reputation(address) VALUES (?)", (seller,))
     db.execute(f"UPDATE reputation SET {column} = {column} + 1 WHERE address = ?", (seller,))
 
 
-def record(db: sqlite3.Connection, row: sqlite3.Row, new: Phase, now: float,
+def record(db: Conn, row: Row, new: Phase, now: float,
            limits: Limits) -> None:
     """Count the transition of transaction ``row`` (its pre-state) to phase ``new``."""
     old, seller = Phase(row["phase"]), str(row["seller"])
@@ -47,7 +47,7 @@ def record(db: sqlite3.Connection, row: sqlite3.Row, new: Phase, now: float,
         )
 
 
-def of(db: sqlite3.Connection, address: str) -> dict[str, int]:
+def of(db: Conn, address: str) -> dict[str, int]:
     row = db.execute(
         "SELECT finished, disputed, disputes_lost, establish_timeouts FROM reputation"
         " WHERE address = ?", (address,),
@@ -55,20 +55,20 @@ def of(db: sqlite3.Connection, address: str) -> dict[str, int]:
     return {name: 0 if row is None else int(row[name]) for name in COUNTS}
 
 
-def barred_until(db: sqlite3.Connection, address: str, now: float) -> float | None:
+def barred_until(db: Conn, address: str, now: float) -> float | None:
     row = db.execute(
         "SELECT barred_until FROM reputation WHERE address = ?", (address,)
     ).fetchone()
     return float(row[0]) if row is not None and row[0] > now else None
 
 
-def check_may_sell(db: sqlite3.Connection, address: str, now: float) -> None:
+def check_may_sell(db: Conn, address: str, now: float) -> None:
     until = barred_until(db, address, now)
     if until is not None:
         raise Barred("this seller missed its endpoint too often and may not sell yet",
                      until=until)
 
 
-def account_fields(db: sqlite3.Connection, address: str, now: float) -> dict[str, Any]:
+def account_fields(db: Conn, address: str, now: float) -> dict[str, Any]:
     """The account view's part: ``reputation`` (exactly the four counts) and ``barred_until``."""
     return {"reputation": of(db, address), "barred_until": barred_until(db, address, now)}

@@ -6,7 +6,6 @@ movement and the revision bump commit together or not at all.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from bitwrk.errors import Forbidden, InvalidRequest, NotFound, StaleRevision, WrongPhase
@@ -16,11 +15,12 @@ from . import ledger, reputation, views
 from .events import Event
 from .exchange import Exchange, Signed, int_field
 from .phases import OPEN_PHASES, Settlement, TxView, on_timeout, required_fields, step
+from .store import Row
 
 ENVELOPE = frozenset({"action", "exchange", "address", "nonce", "txid", "revision"})
 
 
-def role_of(ex: Exchange, row: sqlite3.Row, address: str, action: str) -> str:
+def role_of(ex: Exchange, row: Row, address: str, action: str) -> str:
     """Which party ``address`` is in this transaction for ``action``."""
     if action == "resolve" and address == ex.cfg.operator:
         return "operator"
@@ -41,7 +41,8 @@ def send_message(ex: Exchange, signed: Signed) -> tuple[dict[str, Any], list[Eve
     now = ex.clock()
     with ex.write():
         ex._use_nonce(address, fields["nonce"])
-        row = ex.db.execute("SELECT * FROM transactions WHERE id = ?", (txid,)).fetchone()
+        row = ex.db.execute("SELECT * FROM transactions WHERE id = ?" + ex.for_update,
+                            (txid,)).fetchone()
         if row is None:
             raise NotFound(f"no transaction {txid}")
         role = role_of(ex, row, address, str(action))
@@ -80,7 +81,7 @@ def _refuse_reused_result(ex: Exchange, txid: int, encresulthash: str) -> None:
 
 
 def _change(
-    ex: Exchange, row: sqlite3.Row, phase: Phase, updates: dict[str, str],
+    ex: Exchange, row: Row, phase: Phase, updates: dict[str, str],
     timeout: float | None, now: float,
 ) -> None:
     reputation.record(ex.db, row, phase, now, ex.cfg.limits)  # the seller's public record
@@ -93,7 +94,7 @@ def _change(
     )
 
 
-def _settle(ex: Exchange, row: sqlite3.Row, outcome: Settlement, now: float) -> None:
+def _settle(ex: Exchange, row: Row, outcome: Settlement, now: float) -> None:
     price, fee = row["price"], row["fee"]
     if outcome == Settlement.PAY_SELLER:
         movement = ledger.settle(row["buyer"], row["seller"], price, fee)
@@ -103,7 +104,7 @@ def _settle(ex: Exchange, row: sqlite3.Row, outcome: Settlement, now: float) -> 
 
 
 def _record(
-    ex: Exchange, row: sqlite3.Row, now: float, sender: str, role: str, action: str,
+    ex: Exchange, row: Row, now: float, sender: str, role: str, action: str,
     post: Phase, document: str | None, signature: str | None,
 ) -> None:
     ex.db.execute(
@@ -114,7 +115,7 @@ def _record(
     )
 
 
-def _after(ex: Exchange, row: sqlite3.Row) -> tuple[dict[str, Any], list[Event]]:
+def _after(ex: Exchange, row: Row) -> tuple[dict[str, Any], list[Event]]:
     view = views.public_transaction(ex, row["id"])
     parties = (row["buyer"], row["seller"])
     events = [Event("transaction", view, to=parties, public=True)]
@@ -127,7 +128,7 @@ def expire_transactions(ex: Exchange, now: float, limit: int) -> list[Event]:
     """End open transactions past their deadline (inside ``write()``)."""
     rows = ex.db.execute(
         "SELECT * FROM transactions WHERE timeout IS NOT NULL AND timeout <= ?"
-        " ORDER BY timeout LIMIT ?",
+        " ORDER BY timeout LIMIT ?" + ex.skip_locked,
         (now, limit),
     ).fetchall()
     events: list[Event] = []
@@ -141,7 +142,9 @@ def expire_transactions(ex: Exchange, now: float, limit: int) -> list[Event]:
 
 
 def retire_due(ex: Exchange, now: float, limit: int = 500) -> list[Event]:
-    """Expire bids and time out transactions whose deadline is ``now`` or earlier."""
+    """Expire bids and time out transactions whose deadline is ``now`` or earlier. On a
+    shared store a sweep holds the writer lock and locks the rows it takes (which are
+    re-checked once locked), so a deadline fires once however many processes run."""
     with ex.write():
         events = ex.expire_bids(now, limit)
         events += expire_transactions(ex, now, limit)
@@ -151,6 +154,6 @@ def retire_due(ex: Exchange, now: float, limit: int = 500) -> list[Event]:
 def next_deadline(ex: Exchange) -> float | None:
     row = ex.db.execute(
         "SELECT MIN(d) FROM (SELECT MIN(expires) AS d FROM bids WHERE state = 'placed'"
-        " UNION ALL SELECT MIN(timeout) FROM transactions WHERE timeout IS NOT NULL)"
+        " UNION ALL SELECT MIN(timeout) FROM transactions WHERE timeout IS NOT NULL) AS due"
     ).fetchone()
     return None if row[0] is None else float(row[0])

@@ -90,10 +90,11 @@ def market(ex: Exchange, article: str, interval: int, limit: int) -> dict[str, A
     hit = ex.market_cache.get(key)
     if hit is not None and hit[0] == version and now - hit[1] < MARKET_TTL:
         return hit[2]
+    ex.refresh_book(article)  # a shared store: other processes' bids, seen within the TTL
     view = _market(ex, article, interval, limit)
     if len(ex.market_cache) >= MARKET_CACHE:
         ex.market_cache.clear()
-    ex.market_cache[key] = (version, now, view)
+    ex.market_cache[key] = (ex.books.get(article).version, now, view)
     return view
 
 
@@ -132,13 +133,25 @@ def ohlc(trades: list[dict[str, Any]], interval: int) -> list[dict[str, Any]]:
 
 
 def articles(ex: Exchange) -> list[str]:
+    if ex.shared:  # other processes trade too: ask the store (an index skip-scan)
+        return [r[0] for r in ex.db.execute(_ARTICLES)]
     return sorted(ex.traded | set(ex.books.articles()))
+
+
+_ARTICLES = (
+    "WITH RECURSIVE t(a) AS (SELECT MIN(article) FROM transactions UNION ALL"
+    " SELECT (SELECT MIN(article) FROM transactions WHERE article > t.a) FROM t"
+    " WHERE t.a IS NOT NULL)"
+    " SELECT a FROM t WHERE a IS NOT NULL"
+    " UNION SELECT DISTINCT article FROM bids WHERE state = 'placed' ORDER BY 1")
 
 
 def totals(ex: Exchange) -> dict[str, int]:
     """The ledger invariant's terms from the running per-kind totals (constant time):
     Σ balances + fees + pending withdrawals = Σ deposits − Σ paid withdrawals."""
-    sums = {r["kind"]: r for r in ex.db.execute("SELECT * FROM ledger_totals")}
+    sums = {r["kind"]: r for r in ex.db.execute(  # one row per kind and process shard
+        "SELECT kind, SUM(available) AS available, SUM(blocked) AS blocked, SUM(fee) AS fee,"
+        " SUM(world) AS world FROM ledger_totals GROUP BY kind")}
     deposit = sums.get("deposit")
     return {"available": sum(r["available"] for r in sums.values()),
             "blocked": sum(r["blocked"] for r in sums.values()),

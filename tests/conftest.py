@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from bitwrk.cas.sealing import WRAPPED_KEY_SIZE
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document, sign_request, work_secret_hash
+from tools.pgserver import PgServer
 
 ARTICLE = "net.bitwrk/blender/5.0/2G"
 _nonces = itertools.count(1)
@@ -60,3 +64,18 @@ def receipt(buyer: PrivateKey, exchange: str, txid: int, seller: str, enc: str) 
 def sealed_key() -> str:
     """Stands in for a result key sealed to the buyer (the exchange checks only its form)."""
     return secrets.token_hex(WRAPPED_KEY_SIZE)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL for the whole session (tools/pgserver.py), its template migrated;
+    ``pg_server.new_database()`` gives each test a fresh database."""
+    try:
+        server = PgServer()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    try:
+        server.template()
+        yield server
+    finally:
+        server.stop()

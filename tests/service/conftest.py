@@ -16,6 +16,7 @@ from service.exchange import Exchange
 from service.trades import retire_due
 from service.views import audit_totals
 from tests.conftest import ARTICLE, Clock, Party, receipt, sealed_key, work_secret
+from tools.pgserver import PgServer
 
 
 class Api:
@@ -133,10 +134,23 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Every service test runs on both stores: None is the SQLite file in tmp_path, else a
+    fresh database on the session's PostgreSQL (tests/conftest.py)."""
+    if request.param == "sqlite":
+        return None
+    if request.node.get_closest_marker("sqlite_only") is not None:
+        pytest.skip("reads the SQLite file itself")
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_database()
+
+
 @pytest.fixture
-async def api(aiohttp_client: Any, tmp_path: Path, operator: Party, clock: Clock
-              ) -> AsyncIterator[Api]:
-    client = await aiohttp_client(create_app(make_config(tmp_path, operator), clock))
+async def api(aiohttp_client: Any, tmp_path: Path, operator: Party, clock: Clock,
+              store_url: str | None) -> AsyncIterator[Api]:
+    config = make_config(tmp_path, operator, store_url=store_url)
+    client = await aiohttp_client(create_app(config, clock))
     yield Api(client, operator, clock)
 
 

@@ -160,8 +160,17 @@ async def test_a_locked_store_is_answered_busy_and_nothing_hangs(
     """Another connection holds the write lock: the batch is answered 503 within the
     bounded busy timeout (not left hanging), GETs still answer, and after the lock is
     released the same requests succeed."""
-    other = sqlite3.connect(str(api.ex.cfg.db_path), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    other: Any
+    if api.ex.shared:  # PostgreSQL: another session locks the accounts against writes
+        import psycopg
+
+        assert api.ex.cfg.store_url is not None
+        other = psycopg.connect(api.ex.cfg.store_url, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE accounts IN EXCLUSIVE MODE")
+    else:
+        other = sqlite3.connect(str(api.ex.cfg.db_path), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
     try:
         started = time.monotonic()
         data = await api.bid(buyer, "buy", 100, status=503)

@@ -18,7 +18,8 @@ TABLES = ("accounts", "bids", "transactions", "messages", "movements", "deposits
 
 def snapshot(api: Api) -> list[Any]:
     db = api.ex.db
-    return [db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in TABLES]
+    return [sorted(map(tuple, db.execute(f"SELECT * FROM {t}").fetchall()), key=repr)
+            for t in TABLES]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -16,12 +17,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from bitwrk.errors import BitwrkError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document, work_secret_hash
-from service import db
+from service import db, pgstore
 from service.config import Config, Timeouts
 from service.exchange import Exchange
+from service.store import Conn
 from service.trades import retire_due, send_message
 from service.views import audit_totals, totals
 from tests.conftest import Clock
+from tools.pgserver import PgServer
 
 KEYS = [PrivateKey.from_wif(PrivateKey.generate().to_wif()) for _ in range(4)]
 OPERATOR = PrivateKey.generate()
@@ -36,10 +39,13 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.clock = Clock()
         config = Config(db_path=Path(":memory:"), operator=OPERATOR.address,
                         timeouts=Timeouts(bid_lifetime=120))
-        self.ex = Exchange(db.connect(":memory:"), config, self.clock)
+        self.ex = Exchange(self.open_store(), config, self.clock)
         self.nonce = itertools.count(1)
         self.secrets: dict[int, str] = {}
         self.uids = itertools.count()
+
+    def open_store(self) -> Conn:
+        return db.connect(":memory:")
 
     def signed(self, key: PrivateKey, **fields: Any) -> tuple[dict[str, Any], str, str]:
         body = {"exchange": self.ex.exchange_id, "address": key.address,
@@ -48,7 +54,7 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def snapshot(self) -> list[list[Any]]:
         tables = ("accounts", "bids", "transactions", "messages", "movements", "deposits")
-        return [self.ex.db.execute(f"SELECT * FROM {t}").fetchall() for t in tables]
+        return [self.ex.db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables]
 
     def attempt(self, fn: Any, *args: Any) -> None:
         """Run a request; a refused one must leave the store exactly as it was."""
@@ -190,3 +196,31 @@ class ExchangeMachine(RuleBasedStateMachine):
 ExchangeMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=50,
                                              deadline=None)
 TestExchangeProperties = ExchangeMachine.TestCase
+
+
+class PgExchangeMachine(ExchangeMachine):
+    """The same machine on PostgreSQL (issue 15): one database, emptied per example."""
+
+    url = ""  # a fresh database of the session's server, set by ``pg_database``
+
+    def open_store(self) -> Conn:
+        conn = pgstore.connect(self.url)
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename NOT IN ('meta', 'schema_version')")]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        return conn
+
+    def teardown(self) -> None:
+        self.ex.db.close()
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer) -> None:
+    PgExchangeMachine.url = pg_server.new_database()
+
+
+PgExchangeMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=40,
+                                               deadline=None)
+TestExchangePropertiesPostgres = pytest.mark.usefixtures("pg_database")(
+    PgExchangeMachine.TestCase)

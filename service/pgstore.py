@@ -1,0 +1,342 @@
+"""PostgreSQL store: psycopg 3 behind the small connection interface the domain uses.
+
+Every difference between the two stores lives here. The domain (service.exchange,
+trades, payments) writes SQLite-flavoured SQL with ``?`` parameters; :func:`translate`
+rewrites the handful of SQLite idioms it uses (``INSERT OR IGNORE``/``OR REPLACE``,
+``BEGIN IMMEDIATE``, ``last_insert_rowid()``) and the schema's types (INTEGER is 64-bit,
+REAL is a double in SQLite). The migrations are the same list as SQLite's
+(:data:`service.db.MIGRATIONS`), translated, with the few statements the SQL cannot share
+overridden in :data:`_OVERRIDES`; the version lives in ``schema_version``.
+
+The driver is synchronous on purpose: the exchange's domain is synchronous (one group
+commit per loop turn, see service.committer), so a blocking call per statement keeps one
+code path for both stores. Events between processes use LISTEN/NOTIFY on two extra
+asynchronous connections (:class:`EventRelay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.adapt import Loader
+
+from . import db
+from .events import Event
+
+log = logging.getLogger("bitwrk.exchange")
+CHANNEL = "bitwrk_events"
+MAX_PAYLOAD = 7000  # bytes per NOTIFY (PostgreSQL's limit is 8000)
+LOCK_TIMEOUT_MS = 2000  # a statement never waits longer for a row or advisory lock
+STATEMENT_TIMEOUT_MS = 10000
+MIGRATE_LOCK = 0x6269747772  # advisory lock key: one process migrates at a time
+
+# Primary keys of the tables the domain writes with INSERT OR REPLACE.
+_KEYS = {"meta": "key", "relations": "source, type, target", "ledger_totals": "kind, shard"}
+# Tables with an ``id`` identity column: an INSERT into them returns it (cursor.lastrowid).
+_ID_TABLES = frozenset({"bids", "transactions", "messages", "movements", "payout_batches",
+                        "withdrawals"})
+_INSERT = re.compile(r"^\s*INSERT\s+(OR\s+(IGNORE|REPLACE)\s+)?INTO\s+(\w+)\s*\(([^)]*)\)",
+                     re.I | re.S)
+# Migration 4 back-fills reputation with SUM(boolean), which PostgreSQL does not add.
+_OVERRIDES = {
+    "SUM(phase = 'FINISHED')": "SUM((phase = 'FINISHED')::int)",
+    "SUM(EXISTS(": "SUM((EXISTS(",
+    "m.action = 'dispute'))": "m.action = 'dispute'))::int)",
+    "AND m.post_phase = 'CANCELLED'))": "AND m.post_phase = 'CANCELLED'))::int)",
+    "SUM(phase = 'EXPIRED' AND workerurl IS NULL)":
+        "SUM((phase = 'EXPIRED' AND workerurl IS NULL)::int)",
+}
+
+
+class _Numeric(Loader):
+    """SUM over BIGINT is NUMERIC in PostgreSQL: load whole numbers as int, as SQLite does."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        return float(text) if any(c in text for c in ".eEnN") else int(text)
+
+
+class Row(tuple[Any, ...]):
+    """A result row read by position or by column name, like sqlite3.Row."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    return lambda values: Row(values, names)
+
+
+def translate(sql: str) -> str:
+    """SQLite-flavoured domain SQL -> PostgreSQL (see the module text)."""
+    text = sql.strip()
+    upper = text.upper()
+    if upper == "BEGIN IMMEDIATE":
+        return "BEGIN"
+    text = text.replace("%", "%%").replace("?", "%s")
+    text = text.replace("last_insert_rowid()", "lastval()")
+    match = _INSERT.match(text)
+    if match is None:
+        return text
+    mode, table = (match.group(2) or "").upper(), match.group(3)
+    text = "INSERT INTO" + text[match.group(0).upper().index(" INTO") + 5:]
+    if mode == "IGNORE":
+        text += " ON CONFLICT DO NOTHING"
+    elif mode == "REPLACE":
+        key = _KEYS[table]
+        columns = [c.strip() for c in match.group(4).split(",")]
+        keys = {k.strip() for k in key.split(",")}
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+        text += f" ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    if table in _ID_TABLES and "RETURNING" not in upper:
+        text += " RETURNING id"
+    return text
+
+
+def translate_schema(script: str) -> str:
+    """A migration's DDL for PostgreSQL: 64-bit integers, doubles, identity ids."""
+    for old, new in _OVERRIDES.items():
+        script = script.replace(old, new)
+    script = re.sub(r"\bid INTEGER PRIMARY KEY\b",
+                    "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", script)
+    script = re.sub(r"\bINTEGER\b", "BIGINT", script)
+    return re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
+
+
+class Cursor:
+    """The part of sqlite3.Cursor the domain reads."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], returning_id: bool) -> None:
+        self._cur = cur
+        self.rowcount = cur.rowcount
+        self.lastrowid: int | None = None
+        self._first: Any = None
+        if returning_id and cur.description is not None:
+            row = cur.fetchone()
+            self.lastrowid = None if row is None else int(row[0])
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """A psycopg connection that speaks the sqlite3 subset the exchange uses. Autocommit
+    with explicit BEGIN/COMMIT, as the SQLite connection is opened."""
+
+    shared = True  # several exchange processes may share this store
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = self._connect()
+        self._sql: dict[str, tuple[str, bool]] = {}
+        self._trace: Callable[[str], object] | None = None
+
+    def _translated(self, sql: str) -> tuple[str, bool]:
+        hit = self._sql.get(sql)
+        if hit is None:
+            text = translate(sql)
+            hit = self._sql[sql] = (text, text.endswith(" RETURNING id"))
+        return hit
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
+                               options=f"-c lock_timeout={LOCK_TIMEOUT_MS}"
+                                       f" -c statement_timeout={STATEMENT_TIMEOUT_MS}")
+        conn.adapters.register_loader("numeric", _Numeric)
+        return conn
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """As sqlite3's: ``trace`` sees each statement as the domain wrote it (tests)."""
+        self._trace = trace
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        if self._trace is not None:
+            self._trace(sql)
+        if self.conn.broken:  # PostgreSQL restarted, say: what was open is gone anyway
+            log.warning("store connection lost; reconnecting")
+            self.conn = self._connect()
+        if sql.strip().upper() == "COMMIT":
+            self._check_not_failed()
+        text, returning = self._translated(sql)
+        cur = self.conn.cursor()
+        if params:
+            cur.execute(text, tuple(params))
+        else:
+            cur.execute(text.replace("%%", "%"))
+        return Cursor(cur, returning)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        for params in rows:
+            self.execute(sql, params)
+
+    def _check_not_failed(self) -> None:
+        # COMMIT of a failed transaction answers ROLLBACK without an error: never let a
+        # group believe it committed when PostgreSQL threw its work away.
+        if self.conn.info.transaction_status == pq.TransactionStatus.INERROR:
+            raise psycopg.errors.InFailedSqlTransaction("the transaction failed; not committed")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(url: str, migrate_schema: bool = True) -> PgConnection:
+    conn = PgConnection(url)
+    if migrate_schema:
+        migrate(conn)
+    return conn
+
+
+def schema_version(conn: PgConnection) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version(version BIGINT NOT NULL)")
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def migrate(conn: PgConnection) -> None:
+    """Apply every migration newer than the store's, each atomically; an advisory lock
+    lets several processes start at once (DDL is transactional in PostgreSQL)."""
+    schema_version(conn)
+    for version, script in enumerate(db.MIGRATIONS, start=1):
+        conn.execute("BEGIN")
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATE_LOCK,))
+            if schema_version(conn) >= version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in translate_schema(script).split(";"):
+                if statement.strip():
+                    conn.conn.execute(statement)
+            if version == 1:
+                conn.execute("INSERT INTO meta(key, value) VALUES ('exchange_id', ?)",
+                              ("bitwrk-" + secrets.token_hex(8),))
+            conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+# -- events between processes -----------------------------------------------------------------
+
+
+def _encode(events: list[Event]) -> Iterator[str]:
+    """Events as JSON payloads of at most MAX_PAYLOAD bytes each."""
+    batch: list[str] = []
+    size = 2
+    for event in events:
+        item = json.dumps([event.kind, event.data, list(event.to), event.public], default=str)
+        if len(item) + 1 > MAX_PAYLOAD:
+            log.warning("event %s too large to relay (%d bytes)", event.kind, len(item))
+            continue
+        if size + len(item) + 1 > MAX_PAYLOAD:
+            yield "[" + ",".join(batch) + "]"
+            batch, size = [], 2
+        batch.append(item)
+        size += len(item) + 1
+    if batch:
+        yield "[" + ",".join(batch) + "]"
+
+
+def _decode(payload: str) -> list[Event]:
+    return [Event(kind, data, tuple(to), public) for kind, data, to, public in json.loads(payload)]
+
+
+class EventRelay:
+    """Sends this process's committed events to the other exchange processes and
+    publishes theirs here (LISTEN/NOTIFY): a subscriber on any process hears every event.
+
+    Sent after the commit, like the local publish, so what a crash loses is what the local
+    subscribers would have lost too (clients re-read state on reconnect)."""
+
+    def __init__(self, url: str, publish: Callable[[list[Event]], None]) -> None:
+        self.url = url
+        self._publish = publish
+        self._outbox: list[Event] = []
+        self._wake = asyncio.Event()
+        self._connections: tuple[psycopg.AsyncConnection[Any],
+                                 psycopg.AsyncConnection[Any]] | None = None
+
+    def send(self, events: list[Event]) -> None:
+        if events:
+            self._outbox.extend(events)
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Connect and LISTEN: called before the process serves, so that it hears every
+        event the other processes commit from then on."""
+        listener = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except BaseException:
+            await listener.close()
+            raise
+        await listener.execute(f"LISTEN {CHANNEL}")
+        self._connections = (listener, sender)
+
+    async def run(self) -> None:
+        """Relay until cancelled; lost connections are opened again after a second (the
+        events of that second are lost to the other processes; clients re-read state)."""
+        while True:
+            try:
+                if self._connections is None:
+                    await self.start()
+                assert self._connections is not None
+                listener, sender = self._connections
+                try:
+                    await asyncio.gather(self._listen(listener, sender.info.backend_pid),
+                                         self._send_forever(sender))
+                finally:
+                    self._connections = None
+                    await listener.close()
+                    await sender.close()
+            except psycopg.Error as exc:
+                log.warning("event relay lost its connection (%s); reconnecting", exc)
+            await asyncio.sleep(1.0)
+
+    async def _listen(self, listener: psycopg.AsyncConnection[Any], own: int) -> None:
+        async for note in listener.notifies():
+            if note.pid == own:  # this process's own events, already published here
+                continue
+            try:
+                self._publish(_decode(note.payload))
+            except (ValueError, TypeError):
+                log.warning("unreadable event payload from pid %d", note.pid)
+
+    async def _send_forever(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            events, self._outbox = self._outbox, []
+            for payload in _encode(events):
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
