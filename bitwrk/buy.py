@@ -3,7 +3,11 @@ render a scene through the exchange, headless (scripts and CI).
 
 The scene is probed and packed (every dependency), each frame is cut into tiles (units),
 the units are bought under a mandate, and each frame is stitched — and denoised once,
-when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``.
+when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``. One bpy process,
+started first, probes the scene while this one packs and connects, and then composes each
+frame as soon as its last unit has landed (:mod:`bitwrk.render.composer`): after the last
+unit only that unit's frame is left to compose. ``--quote`` renders one small sample tile
+here and prints the job's estimated time and price from the market's asks, buying nothing.
 
 Exit codes: 0 done; 1 failed (a unit could not be bought, a broken scene, compositing);
 2 bad arguments; 3 the exchange stayed unreachable (``--wait-exchange`` seconds at start,
@@ -17,28 +21,30 @@ trades that were already working and withdraws the rest before it starts its own
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .articles import COST_CLASSES
-from .cas import ChunkStore, JobManifest
-from .client import describe
-from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
-from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
 from .errors import BitwrkError, ExchangeUnreachable
-from .money import fee_for
+from .render.composer import Composer
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
+
+# The daemon, the chunk store and the exchange client (aiohttp) take most of a second to
+# import: they are imported once the compose process is started, so that it overlaps.
+if TYPE_CHECKING:
+    from .cas import ChunkStore
+    from .daemon import Daemon
+    from .daemon.events import JobDone, UnitDone
 
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -56,19 +62,6 @@ class Plan:
     article: str
     units: list[tuple[str, JobSpec]]  # (unit id, spec)
     frames: list[int]
-
-
-def probe(blend: Path) -> dict[str, Any]:
-    """The scene's render settings, read in a separate bpy process (scripts off)."""
-    out = subprocess.run([sys.executable, "-m", "bitwrk.render.scene", str(blend)],
-                         capture_output=True, text=True, timeout=300, env=_bpy_env())
-    try:
-        info: dict[str, Any] = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        raise BitwrkError(f"cannot read {blend}: {out.stderr.strip()[-500:]}") from None
-    if out.returncode != 0 or "error" in info:
-        raise BitwrkError(f"cannot read {blend}: {info.get('message', info)}")
-    return info
 
 
 def _bpy_env() -> dict[str, str]:
@@ -131,35 +124,47 @@ def pack_files(blend: Path, workdir: Path, allow_missing: bool) -> tuple[str, di
 def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
               ) -> list[tuple[str, bytes]]:
     """One canonical manifest per unit; the files are chunked into the store once."""
+    from .cas import JobManifest
+
     first = JobManifest.from_files(plan_.units[0][1].to_json(), files, store)
     return [(uid, JobManifest(spec.to_json(), first.files).to_json())
             for uid, spec in plan_.units]
 
 
-def compose(plan_: Plan, results: dict[str, Path], blend: Path, out: Path, scene: str,
-            workdir: Path, timeout: float = 3600.0) -> list[Path]:
-    """Stitch (and denoise) every frame in one bpy process; the files written."""
-    requests, written = [], []
-    for frame in plan_.frames:
-        stem = out / f"{scene}_{frame:04d}"
-        request = {"tiles": [{"path": str(results[uid]), "spec": spec.to_json()}
-                             for uid, spec in plan_.units if spec.frame == frame],
-                   "exr": f"{stem}.exr", "png": f"{stem}.png", "blend": str(blend)}
-        path = workdir / f"compose-{frame}.json"
-        path.write_text(json.dumps(request))
-        requests.append(str(path))
-        written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
-    try:
-        done = subprocess.run([sys.executable, "-m", "bitwrk.render.compose", *requests],
-                              capture_output=True, text=True, timeout=timeout, env=_bpy_env())
-    except subprocess.TimeoutExpired:
-        raise JobTimeout(f"compositing not finished within --timeout ({timeout:.0f} s left)"
-                         ) from None
-    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    bad = [a for a in answers if not a.get("ok")]
-    if done.returncode != 0 or bad or len(answers) != len(requests):
-        raise BitwrkError(f"compositing failed: {bad or done.stderr[-1000:]}")
-    return written
+class FrameOutput:
+    """Hands each frame to the compose process as soon as its last unit has landed."""
+
+    def __init__(self, plan_: Plan, out: Path, scene: str, composer: Composer) -> None:
+        self.specs = dict(plan_.units)
+        self.missing = {f: {u for u, s in plan_.units if s.frame == f} for f in plan_.frames}
+        self.out, self.scene, self.composer = out, scene, composer
+        self.results: dict[str, Path] = {}
+        self.written: list[Path] = []
+
+    def landed(self, unit_id: str, result: Path) -> None:
+        self.results[unit_id] = result
+        frame = self.specs[unit_id].frame
+        self.missing[frame].discard(unit_id)
+        if self.missing[frame]:
+            return
+        stem = self.out / f"{self.scene}_{frame:04d}"
+        self.composer.submit({"tiles": [{"path": str(self.results[u]), "spec": s.to_json()}
+                                        for u, s in self.specs.items() if s.frame == frame],
+                              "exr": f"{stem}.exr", "png": f"{stem}.png"})
+        self.written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
+
+    def finish(self, deadline: float) -> list[Path]:
+        """Wait for the frames handed over; the files written."""
+        try:
+            answers = self.composer.finish(max(1.0, deadline - time.monotonic()))
+        except BitwrkError as exc:
+            if time.monotonic() >= deadline:
+                raise JobTimeout("compositing not finished within --timeout") from None
+            raise BitwrkError(f"compositing failed: {exc}") from None
+        bad = [a for a in answers if not a.get("ok")]
+        if bad:
+            raise BitwrkError(f"compositing failed: {bad}")
+        return self.written
 
 
 def _frames(text: str | None, info: dict[str, Any]) -> list[int]:
@@ -192,10 +197,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
-    p.add_argument("--check-rate", type=_rate, default=Mandate.check_rate,
+    p.add_argument("--check-rate", type=_rate, default=None,
                    help="share of a known seller's units whose secret patches this machine "
                         "re-renders before paying (0-1; a seller's units are always checked "
-                        "until one passes; default %(default)s)")
+                        "until one passes; default 0.2)")
+    p.add_argument("--quote", action="store_true",
+                   help="buy nothing: render one small sample tile here and print the job's "
+                        "estimated time and price from the market's current asks")
     return p
 
 
@@ -224,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # one clear line, never a traceback, for whatever went wrong
+        from .client import describe
+
         logging.getLogger("bitwrk.buy").debug("failed", exc_info=True)
         print(f"error: {describe(exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -234,53 +244,92 @@ def run(args: argparse.Namespace) -> int:
     deadline = started + args.timeout
     blend = args.scene.resolve()
     with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
-          ThreadPoolExecutor(1) as background):
-        probing = background.submit(probe, blend)  # a bpy process: overlap it with packing
+          Composer(blend, _bpy_env()) as composer):  # probes while this process packs
+        from .daemon import Daemon, DaemonConfig  # meanwhile: see the imports above
+
         try:
             name, files = pack_files(blend, Path(tmp), args.allow_missing)
         except BitwrkError:
-            probing.result()  # Blender's own word on a broken file is the clearer error
+            composer.probe()  # Blender's own word on a broken file is the clearer error
             raise
-        info = probing.result()
-        check_scripts(info, args.allow_missing)
-        frames = _frames(args.frames, info)
-        job_plan = plan(info, name, frames, args.tiles, args.cost_class)
-        fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
-        budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
+        if args.quote:
+            return quote(args, composer, name)
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
         try:
             exchange = daemon.start()
-            # A run killed mid-job left its job in the journal, and the daemon took it up
-            # again: trades already working are fetched and paid, but nobody will compose
-            # that job, so its bids and unstarted trades are withdrawn.
-            _give_up(daemon, quietly=True)
-            _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
-            units = manifests(job_plan, files, daemon.store)
-            job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
-                                                   time.time() + args.timeout,
-                                                   args.check_rate),
-                         tuple(units), Path(tmp) / "results",
-                         concurrency=args.concurrency)
-            print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
-                  f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
-            daemon.submit(job)
-            try:
-                done, final = _wait(daemon, job.job_id, len(units), deadline)
-            except BaseException:
-                _give_up(daemon)
-                raise
-            _give_up(daemon, quietly=True)  # nothing left open behind this run
+            info = composer.probe()
+            check_scripts(info, args.allow_missing)
+            job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
+            output = FrameOutput(job_plan, args.out, info["scene"], composer)
+            done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp), deadline,
+                               output.landed)
         finally:
-            daemon.stop(STOP_WAIT)
+            daemon.stop(STOP_WAIT)  # meanwhile the composer works on the last frame
         if final.failed:
             print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
             return 1
-        results = {e.unit_id: Path(e.result) for e in done}
-        written = compose(job_plan, results, Path(tmp) / "pack" / name, args.out,
-                          info["scene"], Path(tmp), max(1.0, deadline - time.monotonic()))
+        written = output.finish(deadline)
     _summary(done, final, written, time.monotonic() - started)
     return 0
+
+
+def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job_plan: Plan,
+         files: dict[str, Path], tmp: Path, deadline: float,
+         landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
+    """Buy every unit of ``job_plan``; ``landed`` hears of each result as it arrives."""
+    from .daemon import BuyJob, Mandate
+    from .money import fee_for
+
+    fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
+    budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
+    check_rate = Mandate.check_rate if args.check_rate is None else args.check_rate
+    # A run killed mid-job left its job in the journal, and the daemon took it up again:
+    # trades already working are fetched and paid, but nobody will compose that job, so its
+    # bids and unstarted trades are withdrawn.
+    _give_up(daemon, quietly=True)
+    _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
+    units = manifests(job_plan, files, daemon.store)
+    job = BuyJob(job_plan.article, Mandate(args.max_price, budget, time.time() + args.timeout,
+                                           check_rate),
+                 tuple(units), tmp / "results", concurrency=args.concurrency)
+    print(f"buying {len(units)} units of {job_plan.article} for {len(job_plan.frames)} "
+          f"frame(s) at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+    daemon.submit(job)
+    try:
+        done, final = _wait(daemon, job.job_id, len(units), deadline, landed)
+    except BaseException:
+        _give_up(daemon)
+        raise
+    _give_up(daemon, quietly=True)  # nothing left open behind this run
+    return done, final
+
+
+def quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
+    """Print the job's estimated time and price (``--quote``); nothing is bought."""
+    from .quote import Quote, asks_within, sample_rect
+
+    info = composer.probe()
+    job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
+    first = job_plan.units[0][1]
+    sample = first.with_rect(sample_rect(first.width, first.height))
+    market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
+    seconds = composer.test_tile(sample.to_json())
+    q = Quote(job_plan.article, len(job_plan.frames),
+              tuple(spec.rect.pixels for _uid, spec in job_plan.units), sample.rect.pixels,
+              seconds, asks_within(market, args.max_price), args.max_price, fee_bps)
+    for line in q.lines():
+        print(line)
+    print("nothing bought (--quote)", flush=True)
+    return 0
+
+
+async def _market(url: str, article: str, wait: float) -> tuple[dict[str, Any], int]:
+    """The article's market view and the exchange's fee, without an identity."""
+    from .client import ExchangeClient
+
+    async with ExchangeClient(url, retry_for=wait) as client:
+        return await client.market(article), int((await client.info())["fee_bps"])
 
 
 def _check_funds(daemon: Daemon, per_unit: int) -> None:
@@ -304,11 +353,15 @@ def _give_up(daemon: Daemon, quietly: bool = False) -> None:
     try:
         daemon.call(daemon.cancel_jobs(), STOP_WAIT)
     except Exception as exc:  # leaving anyway: say what could not be cancelled
+        from .client import describe
+
         print(f"warning: could not cancel everything: {describe(exc)}", file=sys.stderr)
 
 
-def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
-          ) -> tuple[list[UnitDone], JobDone]:
+def _wait(daemon: Daemon, job_id: str, total: int, deadline: float,
+          landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
+    from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
+
     done: list[UnitDone] = []
     while time.monotonic() < deadline:
         event = daemon.runtime.wait_event(0.5)
@@ -319,6 +372,7 @@ def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
             bar = "#" * (20 * len(done) // total)
             print(f"[{bar:<20}] {len(done)}/{total} {event.unit_id} from {event.seller[:14]}"
                   f" for {event.price} sat", flush=True)
+            landed(event.unit_id, Path(event.result))
         elif isinstance(event, UnitFailed) and event.final:
             print(f"unit {event.unit_id} failed: {event.reason}", flush=True)
         elif isinstance(event, Crashed):

@@ -1,0 +1,206 @@
+"""The buyer's long-lived bpy process: probe the scene, then compose frames as they land.
+
+Started first thing in a purchase, it pays ``import bpy`` and opening the file while the
+buyer packs and trades (docs/buying.md, "Where the time goes"). It answers on stdout, one
+JSON line each:
+
+- at start, the scene's description (:func:`bitwrk.render.scene.probe`):
+  ``{"probe": {...}}`` or ``{"error": ..., "message": ...}``;
+- per line on stdin ``{"compose": REQUEST}`` (a :class:`ComposeRequest` without ``blend``:
+  the open file is used) one ``{"ok": true, "exr": ..., "seconds": {...}}`` or
+  ``{"ok": false, "code": ..., "error": ...}`` — the frame stitched, denoised once, written;
+- per line ``{"test_tile": SPEC}`` the seconds one core takes to render that
+  :class:`JobSpec` here (the quote's sample), after which the process only quotes.
+
+It ends at the end of stdin. :class:`Composer` runs it from the buyer's side; a frame's
+file is bit-identical to what ``python -m bitwrk.render.compose`` writes for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import BitwrkError
+from .errors import ComposeError, RenderError
+
+
+def _serve(blend: Path, scene: str | None, out: IO[str]) -> int:
+    from . import compat
+    from .compose import ComposeRequest, compose
+    from .jobspec import JobSpec
+    from .scene import probe
+
+    def say(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    try:
+        info = probe(blend, scene)
+    except RenderError as exc:
+        say(exc.to_json())
+        return 1
+    say({"probe": info})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            message = json.loads(line)
+            if "test_tile" in message:
+                say({"ok": True, "seconds": _test_tile(JobSpec.from_json(message["test_tile"]))})
+                continue
+            result = compose(ComposeRequest.from_json(message["compose"]), info["scene"])
+        except (BitwrkError, OSError, ValueError, KeyError, TypeError) as exc:
+            code = exc.code if isinstance(exc, BitwrkError) else ComposeError.code
+            say({"ok": False, "code": code, "error": str(exc)})
+            continue
+        say({"ok": True, "exr": str(result.exr), "png": str(result.png) if result.png else None,
+             "denoised": result.denoised, "seconds": result.seconds})
+    compat.close_file(sys.modules["bpy"])
+    return 0
+
+
+def _test_tile(spec: Any) -> float:
+    """Render ``spec`` on one thread as a seller would; its seconds (render + save)."""
+    import bpy
+
+    from ..seller.tile import render
+
+    with tempfile.TemporaryDirectory(prefix="bitwrk-quote-") as tmp:
+        return render(bpy, spec, Path(tmp) / "tile.exr", threads=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .bpyprocess import isolate_user_dirs, private_stdout
+
+    parser = argparse.ArgumentParser(prog="python -m bitwrk.render.composer",
+                                     description="Probe a .blend, then compose frames "
+                                                 "from stdin (one JSON line each).")
+    parser.add_argument("blend", type=Path)
+    parser.add_argument("--scene", help="scene name (default: the file's active scene)")
+    args = parser.parse_args(argv)
+    isolate_user_dirs()
+    return _serve(args.blend.resolve(), args.scene, private_stdout())
+
+
+# -- the buyer's side -------------------------------------------------------------------------
+
+
+class Composer:
+    """Runs ``python -m bitwrk.render.composer`` and talks to it (no bpy in this process).
+
+    :meth:`probe` waits for the scene's description; :meth:`submit` hands over a frame
+    (never blocks); :meth:`finish` closes stdin and waits for every answer. Use it as a
+    context manager: leaving kills the process if it still runs.
+    """
+
+    def __init__(self, blend: Path, env: dict[str, str] | None = None) -> None:
+        self.blend = blend
+        self._answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bitwrk.render.composer", str(blend)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env=env)
+        self.pending = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._info: dict[str, Any] | None = None
+
+    def __enter__(self) -> Composer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self._answers.put(json.loads(line))
+        self._answers.put(None)  # the process ended
+
+    def _next(self, timeout: float) -> dict[str, Any]:
+        try:
+            answer = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise ComposeError(f"the compose process did not answer within {timeout:.0f} s"
+                               ) from None
+        if answer is None:
+            self._answers.put(None)  # every later caller learns it too
+            raise ComposeError(f"the compose process ended: {self.stderr()}")
+        return answer
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()[-1000:]
+
+    def probe(self, timeout: float = 300.0) -> dict[str, Any]:
+        """The scene's render settings; raises :class:`BitwrkError` for a broken file."""
+        if self._info is None:
+            answer = self._next(timeout)
+            if "probe" not in answer:
+                raise BitwrkError(f"cannot read {self.blend}: {answer.get('message', answer)}")
+            self._info = dict(answer["probe"])
+        return self._info
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise ComposeError(f"the compose process ended: {self.stderr()}") from None
+        self.pending += 1
+
+    def submit(self, request: dict[str, Any]) -> None:
+        """Compose one frame (a compose request as JSON); answered in :meth:`finish`."""
+        self._send({"compose": request})
+
+    def test_tile(self, spec: dict[str, Any], timeout: float = 600.0) -> float:
+        """Seconds one core takes to render ``spec`` (a JobSpec as JSON) in this scene."""
+        self._send({"test_tile": spec})
+        answer = self._next(timeout)
+        self.pending -= 1
+        if not answer.get("ok"):
+            raise BitwrkError(f"test render failed: {answer.get('error')}")
+        return float(answer["seconds"])
+
+    def finish(self, timeout: float) -> list[dict[str, Any]]:
+        """Every answer still due, in order; then the process ends."""
+        end = time.monotonic() + timeout
+        answers = []
+        while self.pending:
+            answers.append(self._next(max(0.1, end - time.monotonic())))
+            self.pending -= 1
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(max(1.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise ComposeError("the compose process did not end") from None
+        return answers
+
+    def close(self) -> None:
+        """Kill the process if it still runs (an error, or leaving early)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        self._stderr.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
