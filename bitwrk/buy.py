@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .articles import COST_CLASSES
 from .errors import BitwrkError, ExchangeUnreachable
-from .render.composer import Composer
+from .render.composer import Composer, FrameOutput
 from .render.jobspec import JobSpec
 from .render.tiling import auto_count, tiles
 
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
 STOP_WAIT = 30.0  # seconds for cancelling and stopping the daemon on the way out
+END_SPLIT_MAX = 4  # tiles a frame of the last round is cut into at most (docs/buying.md)
 
 
 class JobTimeout(BitwrkError):
@@ -83,21 +84,39 @@ def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str) 
 
 
 def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: str,
-         cost_class: str) -> Plan:
+         cost_class: str, sellers: int = 0) -> Plan:
+    """The job's units. With ``tiles_arg`` "auto" and ``sellers`` free now, frames of a last
+    round that would leave sellers idle are cut into tiles (:func:`end_split`)."""
     version = info["blender"]
+    specs = [frame_spec(info, blend_name, frame, version) for frame in frames]
+    counts = [auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+              for spec in specs]
+    split = end_split(counts, sellers) if tiles_arg == "auto" else 1
+    if split > 1:
+        left = len(counts) % sellers
+        counts[-left:] = [split] * left
     units: list[tuple[str, JobSpec]] = []
     classes = []
-    for frame in frames:
-        spec = frame_spec(info, blend_name, frame, version)
-        count = auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+    for spec, count in zip(specs, counts, strict=True):
         for i, rect in enumerate(tiles(spec.width, spec.height, count)):
             unit = spec.with_rect(rect)
             classes.append(unit.cost_class())
-            units.append((f"f{frame:05d}_t{i:03d}", unit))
+            units.append((f"f{spec.frame:05d}_t{i:03d}", unit))
     needed = max(classes, key=COST_CLASSES.__getitem__)
     if COST_CLASSES[needed] > COST_CLASSES[cost_class]:
         cost_class = needed  # --tiles N made tiles bigger than the asked class
     return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
+
+
+def end_split(counts: list[int], sellers: int) -> int:
+    """Tiles for each frame of the last round, when frames are one unit each: a job of F
+    frames on S sellers ends with F mod S frames, leaving the other sellers idle while they
+    render; cut into S // (F mod S) tiles (at most END_SPLIT_MAX) they keep every seller busy.
+    1 when no seller would idle (F a multiple of S): then nothing costs an extra unit."""
+    left = len(counts) % sellers if sellers > 1 else 0
+    if not left or any(c != 1 for c in counts):
+        return 1
+    return min(END_SPLIT_MAX, sellers // left)
 
 
 def check_scripts(info: dict[str, Any], allow: bool) -> None:
@@ -129,42 +148,6 @@ def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
     first = JobManifest.from_files(plan_.units[0][1].to_json(), files, store)
     return [(uid, JobManifest(spec.to_json(), first.files).to_json())
             for uid, spec in plan_.units]
-
-
-class FrameOutput:
-    """Hands each frame to the compose process as soon as its last unit has landed."""
-
-    def __init__(self, plan_: Plan, out: Path, scene: str, composer: Composer) -> None:
-        self.specs = dict(plan_.units)
-        self.missing = {f: {u for u, s in plan_.units if s.frame == f} for f in plan_.frames}
-        self.out, self.scene, self.composer = out, scene, composer
-        self.results: dict[str, Path] = {}
-        self.written: list[Path] = []
-
-    def landed(self, unit_id: str, result: Path) -> None:
-        self.results[unit_id] = result
-        frame = self.specs[unit_id].frame
-        self.missing[frame].discard(unit_id)
-        if self.missing[frame]:
-            return
-        stem = self.out / f"{self.scene}_{frame:04d}"
-        self.composer.submit({"tiles": [{"path": str(self.results[u]), "spec": s.to_json()}
-                                        for u, s in self.specs.items() if s.frame == frame],
-                              "exr": f"{stem}.exr", "png": f"{stem}.png"})
-        self.written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
-
-    def finish(self, deadline: float) -> list[Path]:
-        """Wait for the frames handed over; the files written."""
-        try:
-            answers = self.composer.finish(max(1.0, deadline - time.monotonic()))
-        except BitwrkError as exc:
-            if time.monotonic() >= deadline:
-                raise JobTimeout("compositing not finished within --timeout") from None
-            raise BitwrkError(f"compositing failed: {exc}") from None
-        bad = [a for a in answers if not a.get("ok")]
-        if bad:
-            raise BitwrkError(f"compositing failed: {bad}")
-        return self.written
 
 
 def _frames(text: str | None, info: dict[str, Any]) -> list[int]:
@@ -260,8 +243,8 @@ def run(args: argparse.Namespace) -> int:
             exchange = daemon.start()
             info = composer.probe()
             check_scripts(info, args.allow_missing)
-            job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
-            output = FrameOutput(job_plan, args.out, info["scene"], composer)
+            job_plan = _plan(args, daemon, info, name)
+            output = FrameOutput(job_plan.units, args.out, info["scene"], composer)
             done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp), deadline,
                                output.landed)
         finally:
@@ -269,9 +252,28 @@ def run(args: argparse.Namespace) -> int:
         if final.failed:
             print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
             return 1
-        written = output.finish(deadline)
+        try:
+            written = output.finish(max(1.0, deadline - time.monotonic()))
+        except BitwrkError as exc:
+            if time.monotonic() >= deadline:
+                raise JobTimeout("compositing not finished within --timeout") from None
+            raise BitwrkError(f"compositing failed: {exc}") from None
     _summary(done, final, written, time.monotonic() - started)
     return 0
+
+
+def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
+    """The units; with ``--tiles auto`` the last round fits the sellers asking now."""
+    frames = _frames(args.frames, info)
+    job_plan = plan(info, name, frames, args.tiles, args.cost_class)
+    if args.tiles != "auto" or daemon.client is None:
+        return job_plan
+    from .quote import asks_within
+
+    market = daemon.call(daemon.client.market(job_plan.article), 30)
+    sellers = sum(n for _p, n in asks_within(market, args.max_price))
+    return plan(info, name, frames, args.tiles, args.cost_class,
+                min(sellers, args.concurrency))
 
 
 def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job_plan: Plan,

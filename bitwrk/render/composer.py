@@ -32,12 +32,12 @@ from typing import IO, Any
 
 from ..errors import BitwrkError
 from .errors import ComposeError, RenderError
+from .jobspec import JobSpec
 
 
 def _serve(blend: Path, scene: str | None, out: IO[str]) -> int:
     from . import compat
     from .compose import ComposeRequest, compose
-    from .jobspec import JobSpec
     from .scene import probe
 
     def say(message: dict[str, Any]) -> None:
@@ -200,6 +200,40 @@ class Composer:
                 with contextlib.suppress(OSError, ValueError):
                     stream.close()
         self._stderr.close()
+
+
+class FrameOutput:
+    """Hands each frame to a :class:`Composer` as soon as its last unit has landed;
+    ``units`` are (unit id, spec) pairs, frames written to ``out/<scene>_<frame>.exr/.png``."""
+
+    def __init__(self, units: list[tuple[str, JobSpec]], out: Path, scene: str,
+                 composer: Composer) -> None:
+        self.specs = dict(units)
+        self.missing: dict[int, set[str]] = {}
+        for unit_id, spec in units:
+            self.missing.setdefault(spec.frame, set()).add(unit_id)
+        self.out, self.scene, self.composer = out, scene, composer
+        self.results: dict[str, Path] = {}
+        self.written: list[Path] = []
+
+    def landed(self, unit_id: str, result: Path) -> None:
+        self.results[unit_id] = result
+        frame = self.specs[unit_id].frame
+        self.missing[frame].discard(unit_id)
+        if self.missing[frame]:
+            return
+        stem = self.out / f"{self.scene}_{frame:04d}"
+        self.composer.submit({"tiles": [{"path": str(self.results[u]), "spec": s.to_json()}
+                                        for u, s in self.specs.items() if s.frame == frame],
+                              "exr": f"{stem}.exr", "png": f"{stem}.png"})
+        self.written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
+
+    def finish(self, timeout: float) -> list[Path]:
+        """Wait for every frame handed over; the files written. Raises ComposeError."""
+        bad = [a for a in self.composer.finish(timeout) if not a.get("ok")]
+        if bad:
+            raise ComposeError(f"{bad}")
+        return self.written
 
 
 if __name__ == "__main__":
