@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from bench import exchange, exchange_load, render, soak, swarm, transfer, verify
+from bench import demo, exchange, exchange_load, render, soak, swarm, transfer, verify
 from bench.table import Row, print_table
 
 Collect = Callable[[bool], list[Row]]
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Collect] = {
     transfer.NAME: lambda quick: transfer.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),
+    demo.NAME: lambda quick: demo.collect(quick=quick),  # beside the swarm's targets
     verify.NAME: lambda quick: verify.collect(quick=quick),
     soak.NAME: lambda quick: soak.run(),  # one size: the faults need the full timeline
 }

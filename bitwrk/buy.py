@@ -259,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
                 raise JobTimeout("compositing not finished within --timeout") from None
             raise BitwrkError(f"compositing failed: {exc}") from None
     _summary(done, final, written, time.monotonic() - started)
+    print(f"  {output.report()}", flush=True)
     return 0
 
 

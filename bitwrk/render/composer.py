@@ -126,7 +126,9 @@ class Composer:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith("{"):
-                self._answers.put(json.loads(line))
+                answer = json.loads(line)
+                answer["at"] = time.monotonic()  # when it arrived here
+                self._answers.put(answer)
         self._answers.put(None)  # the process ended
 
     def _next(self, timeout: float) -> dict[str, Any]:
@@ -215,9 +217,12 @@ class FrameOutput:
         self.out, self.scene, self.composer = out, scene, composer
         self.results: dict[str, Path] = {}
         self.written: list[Path] = []
+        self.seconds: dict[str, float] = {}  # stitch, denoise, write: summed over frames
+        self.last_landed = self.last_written = 0.0  # monotonic
 
     def landed(self, unit_id: str, result: Path) -> None:
         self.results[unit_id] = result
+        self.last_landed = time.monotonic()
         frame = self.specs[unit_id].frame
         self.missing[frame].discard(unit_id)
         if self.missing[frame]:
@@ -230,10 +235,22 @@ class FrameOutput:
 
     def finish(self, timeout: float) -> list[Path]:
         """Wait for every frame handed over; the files written. Raises ComposeError."""
-        bad = [a for a in self.composer.finish(timeout) if not a.get("ok")]
+        answers = self.composer.finish(timeout)
+        bad = [a for a in answers if not a.get("ok")]
         if bad:
             raise ComposeError(f"{bad}")
+        for answer in answers:
+            for step, seconds in answer["seconds"].items():
+                self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+        self.last_written = max((a["at"] for a in answers), default=self.last_landed)
         return self.written
+
+    def report(self) -> str:
+        """Where compositing took its time, and how much of it came after the last unit."""
+        steps = " + ".join(f"{step} {sec:.1f}" for step, sec in self.seconds.items())
+        frames = len(self.written) // 2
+        return (f"composed {frames} frame(s) as their units landed ({steps} s); the last "
+                f"{max(0.0, self.last_written - self.last_landed):.2f} s after the last unit")
 
 
 if __name__ == "__main__":
