@@ -79,6 +79,22 @@ def _test_tile(spec: Any) -> float:
         return render(bpy, spec, Path(tmp) / "tile.exr", threads=1)
 
 
+# For a process that cannot ``-m bitwrk...`` (the extension: ``bitwrk`` lives inside it; a
+# Blender binary: its Python has no bpy module): ROOT holds bitwrk/, arguments follow "--".
+BOOTSTRAP = ("import sys; sys.path.insert(0, {root!r}); "
+             "from bitwrk.render.composer import main; "
+             "sys.exit(main(sys.argv[sys.argv.index('--') + 1:]))")
+
+
+def command(root: Path, blender_binary: str | None = None) -> list[str]:
+    """How to start this process from the extension: ``bpy`` module or ``blender -b``."""
+    code = BOOTSTRAP.format(root=str(root))
+    if blender_binary:
+        return [blender_binary, "-b", "--factory-startup", "--python-exit-code", "1",
+                "--python-expr", code, "--"]
+    return [sys.executable, "-I", "-c", code, "--"]
+
+
 def main(argv: list[str] | None = None) -> int:
     from .bpyprocess import isolate_user_dirs, private_stdout
 
@@ -103,12 +119,13 @@ class Composer:
     context manager: leaving kills the process if it still runs.
     """
 
-    def __init__(self, blend: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, blend: Path, env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.blend = blend
         self._answers: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bitwrk.render.composer", str(blend)],
+            [*(command or [sys.executable, "-m", "bitwrk.render.composer"]), str(blend)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env=env)
         self.pending = 0
