@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m demo.run``): the whole of BitWrk on one machine, in about a minute.
+"""``make demo`` (``python -m demo.run``): the whole of BitWrk on one machine, in about 90 s.
 
 1. builds the demo scene with bpy (``demo/make_demo_scene.py``) into ``demo-output/scene/``;
 2. starts a local exchange (``python -m service``) on a fresh SQLite file in a work dir;
