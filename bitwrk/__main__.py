@@ -28,8 +28,8 @@ async def _balances(url: str, address: str) -> str:
         info = await client.info()
         acct = await client.account(address)
     return (f"exchange  {url} ({info['network']})\n"
-            f"available {format_amount(acct['available'])} ({acct['available']} sat)\n"
-            f"blocked   {format_amount(acct['blocked'])} ({acct['blocked']} sat)")
+            f"available {format_amount(acct.available)} ({acct.available} sat)\n"
+            f"blocked   {format_amount(acct.blocked)} ({acct.blocked} sat)")
 
 
 def main(argv: list[str]) -> int:

@@ -338,7 +338,7 @@ async def _market(url: str, article: str, wait: float) -> tuple[dict[str, Any], 
 def _check_funds(daemon: Daemon, per_unit: int) -> None:
     """Refuse at once when not even one unit can be paid (rather than bid in vain)."""
     assert daemon.client is not None
-    available = int(daemon.call(daemon.client.account(), 30)["available"])
+    available = daemon.call(daemon.client.account(), 30).available
     if available < per_unit:
         raise BitwrkError(
             f"not enough money on the exchange: {available} sat available, a unit may cost "

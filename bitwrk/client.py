@@ -30,15 +30,18 @@ from .errors import (
     ExchangeUnreachable,
     ReplayError,
     StaleRevision,
+    WireError,
     error_classes,
 )
 from .keys import PrivateKey
 from .protocol import NonceSource, Value, sign_request
 from .retry import backoff, describe, is_transient
+from .wire import Account, Bid, Ledger, Message, Transaction, WireRecord
 
 log = logging.getLogger("bitwrk.client")
 _ERRORS = error_classes()
 T = TypeVar("T")
+R = TypeVar("R", bound=WireRecord)
 __all__ = ["ExchangeClient", "Landed", "ServerEvent", "backoff", "describe", "is_transient",
            "raise_for_error"]
 class Landed(ReplayError):
@@ -247,64 +250,59 @@ class ExchangeClient:
         result: dict[str, Any] = await self.get("/api/v1/openapi.json")
         return result
 
-    async def place_bid(self, type: str, article: str, price: int) -> dict[str, Any]:
+    async def place_bid(self, type: str, article: str, price: int) -> Bid:
         fields: dict[str, Value] = {"action": "bid", "type": type, "article": article,
                                     "price": price}
         sent = time.time()
         try:
-            result: dict[str, Any] = await self.post_signed("/api/v1/bids", fields)
+            return Bid.from_json(await self.post_signed("/api/v1/bids", fields))
         except Landed:
             return await self._landed_bid(type, article, price, sent)
-        return result
 
-    async def _landed_bid(self, type: str, article: str, price: int, sent: float
-                          ) -> dict[str, Any]:
+    async def _landed_bid(self, type: str, article: str, price: int, sent: float) -> Bid:
         """The bid whose acknowledgement was lost: this client's newest with these terms
         (signed requests of one client go one at a time, so none came after it)."""
         for bid in await self.bids(limit=20):
-            if ((bid["type"], bid["article"], bid["price"]) == (type, article, price)
-                    and bid["created"] >= sent - 60):
+            if ((bid.type, bid.article, bid.price) == (type, article, price)
+                    and bid.created >= sent - 60):
                 return bid
         raise BitwrkError("a bid was acknowledged as placed but cannot be found")
 
-    async def bid(self, bid_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.get(f"/api/v1/bids/{bid_id}")
-        return result
+    async def bid(self, bid_id: int) -> Bid:
+        return Bid.from_json(await self.get(f"/api/v1/bids/{bid_id}"))
 
-    async def cancel_bid(self, bid_id: int) -> dict[str, Any]:
+    async def cancel_bid(self, bid_id: int) -> Bid:
         fields: dict[str, Value] = {"action": "cancel_bid", "bid": bid_id}
         try:
-            result: dict[str, Any] = await self.post_signed(f"/api/v1/bids/{bid_id}/cancel",
-                                                            fields)
+            return Bid.from_json(await self.post_signed(f"/api/v1/bids/{bid_id}/cancel",
+                                                        fields))
         except Landed:
             return await self.bid(bid_id)
-        return result
 
-    async def transaction(self, txid: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.get(f"/api/v1/transactions/{txid}")
-        return result
+    async def transaction(self, txid: int) -> Transaction:
+        """The transaction with its messages."""
+        return Transaction.from_json(await self.get(f"/api/v1/transactions/{txid}"))
 
-    async def messages(self, txid: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.get(f"/api/v1/transactions/{txid}/messages")
-        return result
+    async def messages(self, txid: int) -> list[Message]:
+        found = await self.get(f"/api/v1/transactions/{txid}/messages")
+        return _records(Message, found, f"messages of transaction {txid}")
 
     async def send_message(
         self, txid: int, action: str, revision: int | None = None, **fields: Value
-    ) -> dict[str, Any]:
-        """Send a transaction message. Without ``revision`` it is read from the exchange, and
-        re-read if the other party's message got in first (buyer and seller both speak in
-        ESTABLISHING); with an explicit ``revision`` a stale one is an error."""
+    ) -> Transaction:
+        """Send a transaction message; the answer is the transaction after it (without its
+        messages). Without ``revision`` it is read from the exchange, and re-read if the
+        other party's message got in first (buyer and seller both speak in ESTABLISHING);
+        with an explicit ``revision`` a stale one is an error."""
         for attempt in range(4):
             current = revision
             if current is None:
-                current = int((await self.transaction(txid))["revision"])
+                current = (await self.transaction(txid)).revision
             body: dict[str, Value] = {"action": action, "txid": txid, "revision": current,
                                       **fields}
             try:
-                result: dict[str, Any] = await self.post_signed(
-                    f"/api/v1/transactions/{txid}/messages", body
-                )
-                return result
+                return Transaction.from_json(await self.post_signed(
+                    f"/api/v1/transactions/{txid}/messages", body))
             except Landed:
                 return await self.transaction(txid)
             except StaleRevision:
@@ -312,23 +310,23 @@ class ExchangeClient:
                     raise
         raise AssertionError("unreachable")
 
-    async def account(self, address: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = await self.get(f"/api/v1/accounts/{address or self.address}")
-        return result
+    async def account(self, address: str | None = None) -> Account:
+        """Available and blocked balance, deposit address, pending deposits (each with its
+        confirmations and the number required), pending withdrawals and reputation."""
+        return Account.from_json(await self.get(f"/api/v1/accounts/{address or self.address}"))
 
     async def ledger(
         self, address: str | None = None, before: int | None = None, limit: int = 50
-    ) -> dict[str, Any]:
+    ) -> Ledger:
         path = f"/api/v1/accounts/{address or self.address}/ledger"
-        result: dict[str, Any] = await self.get(path, before=before, limit=limit)
-        return result
+        return Ledger.from_json(await self.get(path, before=before, limit=limit))
 
     async def bids(
         self, address: str | None = None, state: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
+    ) -> list[Bid]:
+        """The account's bids, newest first."""
         path = f"/api/v1/accounts/{address or self.address}/bids"
-        result: list[dict[str, Any]] = await self.get(path, state=state, limit=limit)
-        return result
+        return _records(Bid, await self.get(path, state=state, limit=limit), "bids")
 
     async def market(self, article: str, interval: int = 60) -> dict[str, Any]:
         path = "/api/v1/market/" + quote(article, safe="/~")
@@ -386,9 +384,8 @@ class ExchangeClient:
         result: dict[str, Any] = await self.post_signed("/api/v1/deposit-addresses", fields)
         return result
 
-    async def balance(self, address: str | None = None) -> dict[str, Any]:
-        """Available and blocked balance, deposit address, pending deposits (each with its
-        confirmations and the number required) and the sum of pending withdrawals."""
+    async def balance(self, address: str | None = None) -> Account:
+        """The account (its balances, deposit address, pending deposits and withdrawals)."""
         return await self.account(address)
 
     async def chain_deposits(self, address: str | None = None, limit: int = 50
@@ -414,6 +411,12 @@ class ExchangeClient:
         path = f"/api/v1/accounts/{address or self.address}/withdrawals"
         result: list[dict[str, Any]] = await self.get(path, limit=limit)
         return result
+
+
+def _records(cls: type[R], found: object, what: str) -> list[R]:
+    if not isinstance(found, list):
+        raise WireError(f"{what}: expected a list, got {type(found).__name__}", field=what)
+    return [cls.from_json(item, f"{cls.__name__}[{i}]") for i, item in enumerate(found)]
 
 
 async def _body(resp: aiohttp.ClientResponse) -> Any:

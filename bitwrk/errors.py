@@ -110,6 +110,13 @@ class ApiError(BitwrkError):
     code = "api_error"
 
 
+class WireError(BitwrkError):
+    """An answer of the exchange lacks a field of a wire record, or has one of another type
+    (``bitwrk/wire.py``); ``field`` names it, as a path like ``Account.reputation.finished``."""
+
+    code = "bad_wire_data"
+
+
 # --- content-addressed storage and transfer (bitwrk/cas, docs/architecture.md) -------------
 
 

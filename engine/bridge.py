@@ -20,9 +20,9 @@ from typing import Any
 from ..bitwrk.daemon import CancelJob, Daemon, DaemonConfig, StartLanHub
 from ..bitwrk.daemon.events import Crashed, Event, JobDone, SellerUnit, UnitDone, UnitFailed
 from ..bitwrk.errors import BitwrkError
+from ..bitwrk.wire import Account, Ledger
 from .addresses import lan_ip, reachable, shown_url
 from .tasks import Outcome, Tasks
-from .wallet import own_delta
 
 log = logging.getLogger("bitwrk.extension")
 STOP_TIMEOUT = 15.0  # bounded join of the daemon's own stop
@@ -240,15 +240,14 @@ class Bridge:
             self.status.outage = client.outage() or ""
             return
         try:
-            account = daemon.call(client.account(), timeout)
-            self.status.available = int(account.get("available", 0))
-            self.status.blocked = int(account.get("blocked", 0))
-            page = daemon.call(client.ledger(limit=8), timeout)
-            self.status.ledger = [{"kind": m["kind"], "amount": own_delta(m, daemon.address)}
-                                  for m in page["movements"]]
-            self.status.pending_withdrawals = int(account.get("pending_withdrawals") or 0)
-            value = account.get("deposit_address")
-            self.status.deposit_address = str(value) if value else None
+            account: Account = daemon.call(client.account(), timeout)
+            self.status.available = account.available
+            self.status.blocked = account.blocked
+            page: Ledger = daemon.call(client.ledger(limit=8), timeout)
+            self.status.ledger = [{"kind": m.kind, "amount": m.delta_for(daemon.address)}
+                                  for m in page.movements]
+            self.status.pending_withdrawals = account.pending_withdrawals
+            self.status.deposit_address = account.deposit_address or None
         except Exception as exc:
             self.status.error = f"wallet: {exc}"
         if self.status.payments is None:

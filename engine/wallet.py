@@ -74,13 +74,3 @@ def qr_image(bpy: Any, uri: str, name: str = IMAGE_NAME) -> Any:
 def panel_scale(image: Any) -> float:
     """``template_icon`` scale that draws the preview one image pixel per screen pixel."""
     return float(image.preview.image_size[0]) / ICON_UNIT
-
-
-def own_delta(movement: dict[str, Any], address: str) -> int:
-    """What a ledger movement did to ``address``'s total (available + blocked) balance."""
-    delta = 0
-    if movement.get("available_account") == address:
-        delta += int(movement.get("available_delta", 0))
-    if movement.get("blocked_account") == address:
-        delta += int(movement.get("blocked_delta", 0))
-    return delta

@@ -172,7 +172,7 @@ async def _credit(args: argparse.Namespace) -> int:
                                        uid="play-" + secrets.token_hex(12), ref="faucet")
         account = await client.account(args.address)
     print(f"credited {deposit['amount']} sat to {args.address}; "
-          f"available {account['available']} sat")
+          f"available {account.available} sat")
     return 0
 
 

@@ -26,7 +26,7 @@ from bitwrk.errors import (
 )
 from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
-from bitwrk.wire import BidState, BidType, Phase
+from bitwrk.wire import Bid, BidState, BidType, Phase, Transaction, wire_view
 
 from . import admission, db, ledger
 from .config import Config
@@ -38,6 +38,7 @@ DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 Signed = tuple[dict[str, Any], str, str]  # (fields, canonical document, signature)
 
+BID_COLUMNS = ", ".join(Bid.sent_fields())  # what the API shows of a bid
 
 def int_field(fields: dict[str, Any], name: str, minimum: int = 0) -> int:
     value = fields.get(name)
@@ -295,7 +296,8 @@ class Exchange:
         trade = {"article": article, "txid": txid, "price": price, "time": now}
         return [
             Event("bid", self.bid(resting.bid_id), to=(resting.address,)),
-            Event("transaction", self.transaction(txid or 0), to=parties),
+            Event("transaction", wire_view(Transaction, self.transaction(txid or 0)),
+                  to=parties),
             Event("trade", trade, public=True),
             self._account_event(buy.address),
         ]
@@ -427,16 +429,15 @@ class Exchange:
     # -- views ----------------------------------------------------------------------------
 
     def bid(self, bid_id: int) -> dict[str, Any]:
-        row = self.db.execute(
-            "SELECT id, address, type, article, price, fee, state, created, expires, closed,"
-            " txid FROM bids WHERE id = ?",
-            (bid_id,),
-        ).fetchone()
+        """The bid as the API shows it (``bitwrk.wire.Bid``: not its signed document)."""
+        row = self.db.execute(f"SELECT {BID_COLUMNS} FROM bids WHERE id = ?",
+                              (bid_id,)).fetchone()
         if row is None:
             raise NotFound(f"no bid {bid_id}")
-        return dict(row)
+        return wire_view(Bid, row)
 
     def transaction(self, txid: int) -> dict[str, Any]:
+        """The whole row (private columns too): ``views`` shapes what the API shows."""
         row = self.db.execute("SELECT * FROM transactions WHERE id = ?", (txid,)).fetchone()
         if row is None:
             raise NotFound(f"no transaction {txid}")

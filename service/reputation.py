@@ -12,12 +12,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from bitwrk.wire import Phase
+from bitwrk.wire import Phase, Reputation
 
 from .config import Limits
 from .errors import Barred
 
-COUNTS = ("finished", "disputed", "disputes_lost", "establish_timeouts")
+COUNTS = Reputation.sent_fields()  # the public record is exactly the wire's
 
 
 def _bump(db: sqlite3.Connection, seller: str, column: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bitwrk.errors import InvalidRequest, NotFound
-from bitwrk.wire import BidType
+from bitwrk.wire import Account, Bid, BidType, Message, Movement, Transaction, wire_view
 
 from . import reputation
-from .exchange import Exchange
+from .exchange import BID_COLUMNS, Exchange
 from .payments.deposits import account_payments
 
 MAX_PAGE = 200
@@ -20,9 +20,9 @@ def account(ex: Exchange, address: str) -> dict[str, Any]:
         "SELECT available, blocked, last_nonce FROM accounts WHERE address = ?", (address,)
     ).fetchone()
     available, blocked, nonce = (0, 0, 0) if row is None else tuple(row)
-    return {"address": address, "available": available, "blocked": blocked,
-            "last_nonce": nonce, **account_payments(ex, address),
-            **reputation.account_fields(ex.db, address, ex.clock())}
+    return wire_view(Account, {"address": address, "available": available, "blocked": blocked,
+                               "last_nonce": nonce, **account_payments(ex, address),
+                               **reputation.account_fields(ex.db, address, ex.clock())})
 
 
 def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[str, Any]:
@@ -34,21 +34,19 @@ def ledger(ex: Exchange, address: str, before: int | None, limit: int) -> dict[s
         " ORDER BY id DESC LIMIT ?",
         (top, address, address, limit),
     ).fetchall()
-    items = [dict(r) for r in rows]
+    items = [wire_view(Movement, r) for r in rows]
     more = len(items) == limit
     return {"address": address, "movements": items,
             "next_before": items[-1]["id"] if more else None}
 
 
-# Columns never shown: ``buyersecret`` held the buyer's secret in clear before sellers
-# proved receipt with ``secretproof`` (docs/protocol-security.md); old rows may still have it.
-PRIVATE_COLUMNS = frozenset({"buyersecret"})
-
-
 def public_transaction(ex: Exchange, txid: int) -> dict[str, Any]:
-    """A transaction as anyone may see it: every column but the private ones. The result
-    key in it is sealed to the buyer; the receipt is bound to this trade."""
-    return {k: v for k, v in ex.transaction(txid).items() if k not in PRIVATE_COLUMNS}
+    """A transaction as anyone may see it: the fields ``bitwrk.wire.Transaction`` declares.
+    Columns it does not declare are never shown: ``buyersecret`` held the buyer's secret in
+    clear before sellers proved receipt with ``secretproof`` (docs/protocol-security.md), and
+    old rows may still have it. The result key is sealed to the buyer; the receipt is bound
+    to this trade."""
+    return wire_view(Transaction, ex.transaction(txid))
 
 
 def transaction(ex: Exchange, txid: int) -> dict[str, Any]:
@@ -58,24 +56,23 @@ def transaction(ex: Exchange, txid: int) -> dict[str, Any]:
 def messages(ex: Exchange, txid: int) -> list[dict[str, Any]]:
     ex.transaction(txid)  # NotFound for unknown ids
     rows = ex.db.execute("SELECT * FROM messages WHERE txid = ? ORDER BY id", (txid,))
-    return [dict(r) for r in rows]
+    return [wire_view(Message, r) for r in rows]
 
 
 def transaction_movements(ex: Exchange, txid: int) -> list[dict[str, Any]]:
     rows = ex.db.execute("SELECT * FROM movements WHERE txid = ? ORDER BY id", (txid,))
-    return [dict(r) for r in rows]
+    return [wire_view(Movement, r) for r in rows]
 
 
 def bids_of(ex: Exchange, address: str, state: str | None, limit: int) -> list[dict[str, Any]]:
     limit = max(1, min(limit, MAX_PAGE))
-    sql = ("SELECT id, address, type, article, price, fee, state, created, expires, closed, txid"
-           " FROM bids WHERE address = ?")
+    sql = f"SELECT {BID_COLUMNS} FROM bids WHERE address = ?"
     args: list[Any] = [address]
     if state is not None:
         sql += " AND state = ?"
         args.append(state)
     rows = ex.db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
-    return [dict(r) for r in rows]
+    return [wire_view(Bid, r) for r in rows]
 
 
 MARKET_TTL = 0.25  # seconds a cached market view may lag behind bids expiring on their own

@@ -27,7 +27,17 @@ from ..endpoints import check_endpoint_url, check_public_host
 from ..errors import BitwrkError, InvalidRequest, WrongPhase
 from ..money import fee_for
 from ..protocol import NonceSource, receipt_document, secret_proof, work_secret_hash
-from ..wire import UNIT_SETTLED, BidState, BidType, JobState, Phase, TradeState, UnitState
+from ..wire import (
+    UNIT_SETTLED,
+    Bid,
+    BidState,
+    BidType,
+    JobState,
+    Phase,
+    TradeState,
+    Transaction,
+    UnitState,
+)
 from .events import Event, UnitDone, UnitFailed, UnitProgress
 from .journal import Journal
 from .lan import LanHub
@@ -260,8 +270,8 @@ class BuyerAgent:
                 await self.client.cancel_bid(bid_id)
             except WrongPhase:
                 bid = await self.client.bid(bid_id)
-                if bid["state"] == BidState.MATCHED:
-                    await self._cancel(int(bid["txid"]))
+                if bid.state == BidState.MATCHED:
+                    await self._cancel(_txid_of(bid))
 
     async def withdraw_orphans(self) -> None:
         """After a restart: buy bids the journal never learned of (the daemon stopped while
@@ -270,13 +280,13 @@ class BuyerAgent:
         known_bids, known_txs = self.journal.known_ids()
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             for bid in await self.client.bids(limit=200):
-                if bid["type"] != BidType.BUY or bid["id"] in known_bids:
+                if bid.type != BidType.BUY or bid.id in known_bids:
                     continue
-                if bid["state"] == BidState.PLACED:
+                if bid.state == BidState.PLACED:
                     with contextlib.suppress(BitwrkError):
-                        await self.client.cancel_bid(bid["id"])
-                elif bid["state"] == BidState.MATCHED and bid["txid"] not in known_txs:
-                    await self._cancel(int(bid["txid"]))
+                        await self.client.cancel_bid(bid.id)
+                elif bid.state == BidState.MATCHED and bid.txid not in known_txs:
+                    await self._cancel(_txid_of(bid))
 
     async def settle_leftovers(self) -> None:
         """After a restart: a unit marked done whose trade still waits for our ``accept``
@@ -288,7 +298,7 @@ class BuyerAgent:
                 continue
             with contextlib.suppress(BitwrkError, aiohttp.ClientError):
                 tx = await self.client.transaction(row["txid"])
-                if tx["phase"] == Phase.UNVERIFIED:
+                if tx.phase == Phase.UNVERIFIED:
                     await self.client.send_message(row["txid"], "accept")
                 self.journal.save_trade(row["txid"], "buyer", TradeState.CLOSED)
 
@@ -299,11 +309,11 @@ class BuyerAgent:
         with contextlib.suppress(BitwrkError):
             await self.client.cancel_bid(bid_id)
         bid = await self.client.bid(bid_id)
-        if bid["state"] == BidState.MATCHED:
-            tx = await self.client.transaction(int(bid["txid"]))
-            self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
-            self.journal.update_unit(run.job_id, unit_id, state=UnitState.TRADING, txid=tx["id"],
-                                     seller=tx["seller"], price=tx["price"])
+        if bid.state == BidState.MATCHED:
+            tx = await self.client.transaction(_txid_of(bid))
+            self.journal.commit_budget(run.job_id, tx.price + tx.fee - reserve)
+            self.journal.update_unit(run.job_id, unit_id, state=UnitState.TRADING, txid=tx.id,
+                                     seller=tx.seller, price=tx.price)
         else:
             self.journal.commit_budget(run.job_id, -reserve)
             self.journal.update_unit(run.job_id, unit_id, state=UnitState.PENDING, bid_id=None)
@@ -334,32 +344,32 @@ class BuyerAgent:
         except BaseException:
             self.journal.commit_budget(run.job_id, -reserve)
             raise
-        self.journal.update_unit(run.job_id, unit_id, state=UnitState.BIDDING, bid_id=bid["id"],
+        self.journal.update_unit(run.job_id, unit_id, state=UnitState.BIDDING, bid_id=bid.id,
                                  attempts=row.attempts + 1)
         self.post(UnitProgress(run.job_id, unit_id, "bidding"))
-        lifetime = float(bid["expires"]) - float(bid["created"])
+        lifetime = bid.expires - bid.created
         try:
-            bid = await self.watcher.wait("bid", bid["id"], lambda b: b["state"] != BidState.PLACED,
+            bid = await self.watcher.wait(Bid, bid.id, lambda b: b.state != BidState.PLACED,
                                           lifetime + SLACK)
         except BaseException:  # giving up (stop, Ctrl-C, an error): leave no bid behind
-            await self._withdraw_bid(bid["id"])
+            await self._withdraw_bid(bid.id)
             raise
-        if bid["state"] != BidState.MATCHED:
+        if bid.state != BidState.MATCHED:
             self.journal.commit_budget(run.job_id, -reserve)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)  # no fault
-            raise Retry(f"bid {bid['state']} without a seller")
-        txid = int(bid["txid"])
+            raise Retry(f"bid {bid.state} without a seller")
+        txid = _txid_of(bid)
         tx = await self.client.transaction(txid)
         # the reservation becomes the trade's real cost
-        self.journal.commit_budget(run.job_id, tx["price"] + tx["fee"] - reserve)
+        self.journal.commit_budget(run.job_id, tx.price + tx.fee - reserve)
         self.journal.update_unit(run.job_id, unit_id, state=UnitState.TRADING, txid=txid,
-                                 seller=tx["seller"], price=tx["price"])
-        shunned = run.shun.get(tx["seller"], 0.0) > time.monotonic()
-        if tx["seller"] in run.avoid or shunned:  # not the unit's failure: no attempt counted
+                                 seller=tx.seller, price=tx.price)
+        shunned = run.shun.get(tx.seller, 0.0) > time.monotonic()
+        if tx.seller in run.avoid or shunned:  # not the unit's failure: no attempt counted
             await self._cancel(txid)
             self._refund_budget(run, tx)
             self.journal.update_unit(run.job_id, unit_id, attempts=row.attempts)
-            raise Retry(f"matched seller {tx['seller']} failed before")
+            raise Retry(f"matched seller {tx.seller} failed before")
         return txid
 
     # -- one trade, driven by its phase -------------------------------------------------------
@@ -368,8 +378,8 @@ class BuyerAgent:
         tx = await self.client.transaction(txid)
         try:
             while True:
-                phase = tx["phase"]
-                self.post(UnitProgress(run.job_id, unit_id, phase.lower(), txid, tx["seller"]))
+                phase = tx.phase
+                self.post(UnitProgress(run.job_id, unit_id, phase.lower(), txid, tx.seller))
                 if phase == Phase.ESTABLISHING:
                     tx = await self._establish(run, unit_id, manifest, tx)
                 elif phase == Phase.TRANSMITTING:
@@ -380,20 +390,20 @@ class BuyerAgent:
                     await self._verify(run, unit_id, tx)
                     return
                 else:
-                    why = f": {tx['reason']}" if tx.get("reason") else ""  # seller's reason
+                    why = f": {tx.reason}" if tx.reason else ""  # seller's reason
                     raise Retry(f"trade {txid} ended {phase}{why}", blame=True)
         except (Retry, BitwrkError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             # the seller's endpoint failing, timing out or rejecting: try someone else
             seller_fault = isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
             if isinstance(exc, Retry) and exc.blame:
-                run.avoid.add(tx["seller"])
+                run.avoid.add(tx.seller)
             elif seller_fault:
                 # Lost in transit: the seller may have died, and may be back in seconds
                 # (the cheapest sell bid would otherwise match again and again). Keep away
                 # from it a while; a second time, for good.
-                if tx["seller"] in run.shun:
-                    run.avoid.add(tx["seller"])
-                run.shun[tx["seller"]] = time.monotonic() + SHUN_SECONDS
+                if tx.seller in run.shun:
+                    run.avoid.add(tx.seller)
+                run.shun[tx.seller] = time.monotonic() + SHUN_SECONDS
             # a unit already marked done with this trade was delivered: never dispute it
             done = any(u.unit_id == unit_id and u.state == UnitState.DONE and u.txid == txid
                        for u in self.journal.units(run.job_id))
@@ -401,14 +411,14 @@ class BuyerAgent:
             self._refund_budget(run, tx)
             raise
 
-    def _refund_budget(self, run: JobRun, tx: dict[str, Any]) -> None:
-        self.journal.commit_budget(run.job_id, -(tx["price"] + tx["fee"]))
-        self.journal.save_trade(tx["id"], "buyer", TradeState.CLOSED)
+    def _refund_budget(self, run: JobRun, tx: Transaction) -> None:
+        self.journal.commit_budget(run.job_id, -(tx.price + tx.fee))
+        self.journal.save_trade(tx.id, "buyer", TradeState.CLOSED)
 
     async def _establish(self, run: JobRun, unit_id: str, manifest: JobManifest,
-                         tx: dict[str, Any]) -> dict[str, Any]:
-        txid = tx["id"]
-        if tx["workhash"] is None:
+                         tx: Transaction) -> Transaction:
+        txid = tx.id
+        if tx.workhash is None:
             secret = secrets.token_hex(32)
             workhash = manifest.workhash
             # the seller will prove receipt with SHA256(secret); the secret stays between us
@@ -420,17 +430,17 @@ class BuyerAgent:
                                                 worksecrethash=commitment)
         try:
             return await self.watcher.wait_for_party(txid, Phase.ESTABLISHING, PATIENCE,
-                                                     f"seller {tx['seller']}")
+                                                     f"seller {tx.seller}")
         except TimeoutError as exc:  # gone, or busy with another unit: no blame, buy again
             raise Retry(str(exc)) from None
 
     async def _transmit(self, run: JobRun, manifest: JobManifest,
-                        tx: dict[str, Any]) -> dict[str, Any]:
-        txid, url = tx["id"], tx["workerurl"]
+                        tx: Transaction) -> Transaction:
+        txid, url = tx.id, _worker_url(tx)
         trade = self.journal.trade(txid)
         if trade is None or trade["buyersecret"] is None:
             raise Retry("no journalled secret for this trade")
-        await self._check_endpoint(url, tx["seller"])
+        await self._check_endpoint(url, tx.seller)
         exchange = await self.client.exchange_id()
         key = self.client.key
         assert key is not None
@@ -449,13 +459,13 @@ class BuyerAgent:
                 await self._peer("POST", f"{url}/chunks", headers, _aiter(pieces))
                 run.sent[txid] += sum(ref.size for ref in wanted)
         return await self._while_seller_alive(tx, self.watcher.wait(
-            "transaction", txid, lambda t: t["phase"] != Phase.TRANSMITTING, _until(tx)))
+            Transaction, txid, lambda t: t.phase != Phase.TRANSMITTING, _until(tx)))
 
-    async def _while_seller_alive(self, tx: dict[str, Any],
-                                  waiting: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    async def _while_seller_alive(self, tx: Transaction,
+                                  waiting: Awaitable[Transaction]) -> Transaction:
         """``waiting``, unless the seller's endpoint stops answering first: a seller that
         died (or lost its network) mid-unit is noticed in seconds, not at the deadline."""
-        status = str(tx["workerurl"]).rsplit("/tx/", 1)[0] + "/status"
+        status = _worker_url(tx).rsplit("/tx/", 1)[0] + "/status"
         task = asyncio.ensure_future(waiting)
         misses = 0
         try:
@@ -466,7 +476,7 @@ class BuyerAgent:
                 reason = await self._probe(status)
                 misses = misses + 1 if reason else 0
                 if misses >= PROBE_MISSES:
-                    raise ConnectionError(f"seller {tx['seller']} unreachable: {reason}")
+                    raise ConnectionError(f"seller {tx.seller} unreachable: {reason}")
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -494,16 +504,16 @@ class BuyerAgent:
             await self._avoid_for_good(seller)
             raise Retry(f"seller endpoint refused: {exc}", blame=True) from exc
 
-    async def _channel(self, tx: dict[str, Any]) -> Channel:
+    async def _channel(self, tx: Transaction) -> Channel:
         """The trade's end-to-end keys: ECDH with the key that signed the seller's endpoint."""
         key = self.client.key
         assert key is not None
-        seller_public = endpoint_signer_key(await self.client.messages(tx["id"]), tx["seller"])
-        return Channel.between(key, seller_public, await self.client.exchange_id(), tx["id"])
+        seller_public = endpoint_signer_key(await self.client.messages(tx.id), tx.seller)
+        return Channel.between(key, seller_public, await self.client.exchange_id(), tx.id)
 
-    async def _fetch(self, tx: dict[str, Any]) -> dict[str, Any]:
+    async def _fetch(self, tx: Transaction) -> Transaction:
         """Get the sealed result, keep it, sign the receipt over its hash."""
-        txid, url = tx["id"], tx["workerurl"]
+        txid, url = tx.id, _worker_url(tx)
         exchange = await self.client.exchange_id()
         key = self.client.key
         assert key is not None
@@ -518,33 +528,33 @@ class BuyerAgent:
                 self.journal.save_trade(txid, "buyer", TradeState.OPEN, ciphertext=str(path))
             enc = ciphertext_hash(path.read_bytes())
             receipt = key.sign_message(receipt_document(
-                exchange=exchange, txid=txid, seller=tx["seller"], encresulthash=enc))
+                exchange=exchange, txid=txid, seller=tx.seller, encresulthash=enc))
             headers = sign_peer(key, self.nonces, exchange, "receipt", txid,
                                 encresulthash=enc, receipt=receipt)
             await self._peer("POST", f"{url}/receipt", headers, b"")
         return await self._while_seller_alive(tx, self.watcher.wait(
-            "transaction", txid, lambda t: t["phase"] != Phase.WORKING, _until(tx)))
+            Transaction, txid, lambda t: t.phase != Phase.WORKING, _until(tx)))
 
-    async def _verify(self, run: JobRun, unit_id: str, tx: dict[str, Any]) -> None:
-        txid = tx["id"]
+    async def _verify(self, run: JobRun, unit_id: str, tx: Transaction) -> None:
+        txid = tx.id
         path = self.spool / f"tx{txid}.sealed"
         try:
-            resultkey = (await self._channel(tx)).unwrap_result_key(tx["resultkey"])
+            resultkey = (await self._channel(tx)).unwrap_result_key(tx.resultkey or "")
             result = unseal(resultkey, path.read_bytes())
             stored = await self._checked(run, unit_id, tx, result)
         except (BitwrkError, ValueError, OSError) as exc:
             await self._dispute(tx, exc)
             if not isinstance(exc, OSError):  # a result that does not open or check out
-                await self._avoid_for_good(tx["seller"])
+                await self._avoid_for_good(tx.seller)
             raise Retry(f"result of trade {txid} refused: {exc}", blame=True) from exc
         # Mark done before accepting: a crash in between leaves the trade to time out into
         # payment (once); never a second purchase of a unit we already have.
         if self.journal.claim_unit(run.job_id, unit_id, UnitState.TRADING, UnitState.DONE,
                                    result=str(stored)):
             await self.client.send_message(txid, "accept")
-            run.spent += tx["price"] + tx["fee"]
-            self.post(UnitDone(run.job_id, unit_id, str(stored), tx["price"], tx["fee"],
-                               tx["seller"], txid, run.sent.get(txid, 0)))
+            run.spent += tx.price + tx.fee
+            self.post(UnitDone(run.job_id, unit_id, str(stored), tx.price, tx.fee,
+                               tx.seller, txid, run.sent.get(txid, 0)))
         self.journal.save_trade(txid, "buyer", TradeState.CLOSED)
         path.unlink(missing_ok=True)
 
@@ -563,50 +573,50 @@ class BuyerAgent:
         signed a receipt while it is WORKING — dispute when (if) its result appears."""
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             tx = await self.client.transaction(txid)
-            if tx["phase"] in (Phase.ESTABLISHING, Phase.TRANSMITTING):
+            if tx.phase in (Phase.ESTABLISHING, Phase.TRANSMITTING):
                 await self.client.send_message(txid, "cancel")
             elif not dispute:
                 return
-            elif tx["phase"] == Phase.UNVERIFIED:
+            elif tx.phase == Phase.UNVERIFIED:
                 await self.client.send_message(txid, "dispute", reason=reason[:400])
-            elif tx["phase"] == Phase.WORKING and (self.spool / f"tx{txid}.sealed").exists():
+            elif tx.phase == Phase.WORKING and (self.spool / f"tx{txid}.sealed").exists():
                 task = asyncio.create_task(self._dispute_when_unverified(tx, reason))
                 self._disputers.add(task)
                 task.add_done_callback(self._disputers.discard)
 
-    async def _dispute_when_unverified(self, tx: dict[str, Any], reason: str) -> None:
+    async def _dispute_when_unverified(self, tx: Transaction, reason: str) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError, TimeoutError):
-            tx = await self.watcher.wait("transaction", tx["id"],
-                                         lambda t: t["phase"] != Phase.WORKING, _until(tx))
-            if tx["phase"] == Phase.UNVERIFIED:
-                await self.client.send_message(tx["id"], "dispute", reason=reason[:400])
+            tx = await self.watcher.wait(Transaction, tx.id,
+                                         lambda t: t.phase != Phase.WORKING, _until(tx))
+            if tx.phase == Phase.UNVERIFIED:
+                await self.client.send_message(tx.id, "dispute", reason=reason[:400])
 
     # -- checking a result before accept (bitwrk.daemon.spotcheck) ------------------------------
 
-    async def _checked(self, run: JobRun, unit_id: str, tx: dict[str, Any],
+    async def _checked(self, run: JobRun, unit_id: str, tx: Transaction,
                        result: bytes) -> Path:
         """Store ``result`` once it passed the job's checks; raise to dispute it."""
         if run.check is not None:
-            await run.check.check(unit_id, tx["seller"], tx["id"], tx["encresulthash"], result)
+            await run.check.check(unit_id, tx.seller, tx.id, tx.encresulthash or "", result)
         return run.sink.accept(run.job_id, unit_id, result)
 
-    async def _dispute(self, tx: dict[str, Any], exc: BaseException) -> None:
+    async def _dispute(self, tx: Transaction, exc: BaseException) -> None:
         """Dispute with the evidence; an exchange that does not take the evidence field
         still gets the reason, so a refused result is never paid by the review timeout."""
-        fields = dispute_fields(exc, str(tx.get("encresulthash")))
+        fields = dispute_fields(exc, str(tx.encresulthash))
         try:
-            await self.client.send_message(tx["id"], "dispute", reason=fields["reason"],
+            await self.client.send_message(tx.id, "dispute", reason=fields["reason"],
                                            evidence=fields["evidence"])
         except InvalidRequest:
             with contextlib.suppress(BitwrkError):
-                await self.client.send_message(tx["id"], "dispute", reason=fields["reason"])
+                await self.client.send_message(tx.id, "dispute", reason=fields["reason"])
         except BitwrkError as err:
-            log.warning("dispute of trade %s failed: %s", tx["id"], err)
+            log.warning("dispute of trade %s failed: %s", tx.id, err)
 
     async def _cancel(self, txid: int) -> None:
         with contextlib.suppress(BitwrkError, aiohttp.ClientError):
             tx = await self.client.transaction(txid)
-            if tx["phase"] in (Phase.ESTABLISHING, Phase.TRANSMITTING):
+            if tx.phase in (Phase.ESTABLISHING, Phase.TRANSMITTING):
                 await self.client.send_message(txid, "cancel")
 
     async def _peer(self, method: str, url: str, headers: dict[str, str], body: Any) -> bytes:
@@ -624,11 +634,22 @@ class BuyerAgent:
             return data
 
 
-def _until(tx: dict[str, Any]) -> float:
-    deadline = tx.get("timeout")
-    if deadline is None:
+def _until(tx: Transaction) -> float:
+    if tx.timeout is None:
         return SLACK
-    return max(1.0, float(deadline) - time.time() + SLACK)
+    return max(1.0, tx.timeout - time.time() + SLACK)
+
+
+def _txid_of(bid: Bid) -> int:
+    if bid.txid is None:  # the exchange sets it when it matches a bid
+        raise BitwrkError(f"bid {bid.id} is {bid.state} without a transaction")
+    return bid.txid
+
+
+def _worker_url(tx: Transaction) -> str:
+    if tx.workerurl is None:  # the seller's endpoint message sets it, before TRANSMITTING
+        raise Retry(f"transaction {tx.id} in {tx.phase} has no worker url", blame=True)
+    return tx.workerurl
 
 
 async def _aiter(pieces: Any) -> AsyncIterator[bytes]:

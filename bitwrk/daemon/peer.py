@@ -33,6 +33,7 @@ from ..cas.sealing import (
 from ..errors import Forbidden, InvalidRequest, ReplayError, SealError, WrongExchange
 from ..keys import PrivateKey, recover_signer_key
 from ..protocol import NonceSource, Value, canonical_document, sign_request, verify_request
+from ..wire import Message
 
 _INFO = b"bitwrk/peer/v1"
 
@@ -90,13 +91,12 @@ def header_signer_key(body: Mapping[str, Any]) -> bytes:
     return public
 
 
-def endpoint_signer_key(messages: Iterable[Mapping[str, Any]], seller: str) -> bytes:
+def endpoint_signer_key(messages: Iterable[Message], seller: str) -> bytes:
     """The seller's public key, recovered from its signed ``endpoint`` message as the
     exchange recorded it (document and signature), so the buyer trusts no one's word."""
     for msg in messages:
-        if msg.get("action") == "endpoint" and msg.get("sender") == seller:
-            public = recover_signer_key(seller, str(msg.get("signature")),
-                                        str(msg.get("document")))
+        if msg.action == "endpoint" and msg.sender == seller:
+            public = recover_signer_key(seller, str(msg.signature), str(msg.document))
             if public is not None:
                 return public
     raise InvalidRequest("the exchange has no signed endpoint message from the seller")

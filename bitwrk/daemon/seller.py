@@ -29,7 +29,7 @@ from ..client import ExchangeClient, backoff, describe
 from ..errors import BitwrkError
 from ..keys import PrivateKey, verify_message
 from ..protocol import receipt_document, secret_proof, work_secret_hash
-from ..wire import BidState, BidType, Phase, TradeState
+from ..wire import Bid, BidState, BidType, Phase, TradeState, Transaction
 from .events import Event, SellerUnit
 from .jobdirs import JobDirs
 from .journal import Journal
@@ -155,7 +155,7 @@ class SellerAgent:
         for row in self.journal.open_trades("seller"):
             with contextlib.suppress(BitwrkError):
                 tx = await self.client.transaction(row["txid"])
-                if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
+                if tx.phase in (Phase.TRANSMITTING, Phase.WORKING):
                     await self.client.send_message(row["txid"], "reject",
                                                    reason="seller restarted")
             self.journal.save_trade(row["txid"], "seller", TradeState.CLOSED)
@@ -206,24 +206,24 @@ class SellerAgent:
         """Place one sell bid per article; wait until one matches (or all expire)."""
         bids = [await self.client.place_bid(BidType.SELL, a, self.offer.min_price)
                 for a in self.offer.articles]
-        ids = {b["id"] for b in bids}
+        ids = {b.id for b in bids}
         self.open_bids |= ids
         waits = {asyncio.create_task(self.watcher.wait(
-            "bid", b["id"], lambda x: x["state"] != BidState.PLACED, lifetime + SLACK))
+            Bid, b.id, lambda x: x.state != BidState.PLACED, lifetime + SLACK))
             for b in bids}
         try:
             pending = (await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED))[1]
             for task in pending:
                 task.cancel()
-            await self._cancel_bids({b["id"] for b in bids})
+            await self._cancel_bids(ids)
         finally:
             self.open_bids -= ids
         matched = []
         for bid_id in sorted(ids):
             with contextlib.suppress(BitwrkError):
                 bid = await self.client.bid(bid_id)
-                if bid["state"] == BidState.MATCHED:
-                    matched.append(int(bid["txid"]))
+                if bid.state == BidState.MATCHED and bid.txid is not None:
+                    matched.append(bid.txid)
         return matched
 
     async def cancel_open_bids(self) -> None:
@@ -238,7 +238,7 @@ class SellerAgent:
 
     async def _serve(self, slot: int, txid: int) -> bool:
         tx = await self.client.transaction(txid)
-        trade = SellTrade(txid, tx["buyer"], tx["price"], float(tx["timeout"] or time.time()))
+        trade = SellTrade(txid, tx.buyer, tx.price, tx.timeout or time.time())
         self.trades[txid] = trade
         self.journal.save_trade(txid, "seller", TradeState.OPEN)
         self.slot_state[slot] = f"trading {txid}"
@@ -274,10 +274,10 @@ class SellerAgent:
                                        workerurl=f"{self.endpoint_url}/tx/{trade.txid}")
         tx = await self.watcher.wait_for_party(trade.txid, Phase.ESTABLISHING, PATIENCE,
                                                f"buyer {trade.buyer}")
-        if tx["phase"] != Phase.TRANSMITTING:
-            raise BitwrkError(f"transaction ended in {tx['phase']}")
+        if tx.phase != Phase.TRANSMITTING:
+            raise BitwrkError(f"transaction ended in {tx.phase}")
         trade.stage = "receiving work"
-        await self._await_work(trade, float(tx["timeout"]))
+        await self._await_work(trade, _deadline(tx))
         assert trade.manifest is not None and trade.secretproof is not None
         assert trade.channel is not None
         limit = getattr(self.executor, "job_bytes_limit", lambda m: None)(trade.manifest)
@@ -286,12 +286,12 @@ class SellerAgent:
                                             secretproof=trade.secretproof)
         trade.stage = "rendering"
         async with self.jobdirs.use(trade.manifest, self.store, limit) as workdir:
-            async with asyncio.timeout(_until(float(tx["timeout"]))):
+            async with asyncio.timeout(_until(_deadline(tx))):
                 result = await self.executor.execute(trade.manifest, workdir, slot)
         key, trade.ciphertext = seal(result)
         trade.result_ready.set()
         trade.stage = "awaiting receipt"
-        async with asyncio.timeout(_until(float(tx["timeout"]))):
+        async with asyncio.timeout(_until(_deadline(tx))):
             await trade.receipt_ready.wait()
         assert trade.receipt is not None
         enc, receipt = trade.receipt
@@ -318,11 +318,11 @@ class SellerAgent:
     async def _await_payment(self, trade: SellTrade) -> None:
         """Report the payment once the buyer accepts (or review time passes)."""
         try:
-            tx = await self.watcher.wait("transaction", trade.txid,
-                                         lambda t: t["retired"] is not None, 3600)
-            paid = tx["phase"] == Phase.FINISHED
+            tx = await self.watcher.wait(Transaction, trade.txid,
+                                         lambda t: t.retired is not None, 3600)
+            paid = tx.phase == Phase.FINISHED
             self.post(SellerUnit(trade.txid, trade.buyer, "paid" if paid else "failed",
-                                 trade.price if paid else 0, detail=tx["phase"]))
+                                 trade.price if paid else 0, detail=tx.phase))
         except (BitwrkError, TimeoutError) as exc:
             log.info("trade %d: no settlement seen: %s", trade.txid, exc)
         finally:
@@ -332,7 +332,7 @@ class SellerAgent:
     async def _reject(self, trade: SellTrade, reason: str) -> None:
         with contextlib.suppress(BitwrkError):
             tx = await self.client.transaction(trade.txid)
-            if tx["phase"] in (Phase.TRANSMITTING, Phase.WORKING):
+            if tx.phase in (Phase.TRANSMITTING, Phase.WORKING):
                 await self.client.send_message(trade.txid, "reject", reason=reason[:400])
         self.journal.save_trade(trade.txid, "seller", TradeState.CLOSED)
         self.trades.pop(trade.txid, None)
@@ -354,10 +354,10 @@ class SellerAgent:
         secret, raw = plain[:32], plain[32:]
         tx = await self.client.transaction(trade.txid)
         digest = hashlib.sha256(raw).hexdigest()
-        if digest != workhash or digest != tx["workhash"]:
+        if digest != workhash or digest != tx.workhash:
             raise BitwrkError("manifest does not match the transaction's workhash")
         proof = secret_proof(secret)
-        if work_secret_hash(digest, proof) != tx["worksecrethash"]:
+        if work_secret_hash(digest, proof) != tx.worksecrethash:
             raise BitwrkError("buyer secret does not match worksecrethash")
         manifest = JobManifest.from_json(raw)
         trade.pins.enter_context(self.store.pin(manifest.chunks()))
@@ -404,3 +404,9 @@ class SellerAgent:
 
 def _until(deadline: float) -> float:
     return max(1.0, deadline - time.time() + SLACK)
+
+
+def _deadline(tx: Transaction) -> float:
+    if tx.timeout is None:  # every phase a seller works in has one
+        raise BitwrkError(f"transaction {tx.id} in {tx.phase} has no deadline")
+    return tx.timeout

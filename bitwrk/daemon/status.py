@@ -60,8 +60,8 @@ class StatusPage:
             try:
                 async with asyncio.timeout(BALANCE_WAIT):
                     account = await self.seller.client.account()
-                self._balance = {"available": account["available"],
-                                 "blocked": account["blocked"]}
+                self._balance = {"available": account.available,
+                                 "blocked": account.blocked}
             except (BitwrkError, aiohttp.ClientError, TimeoutError) as exc:
                 why = self.seller.client.outage() or f"exchange unreachable: {describe(exc)}"
                 self._balance = {**self._balance, "error": why}

@@ -20,18 +20,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from ..client import ExchangeClient, backoff, describe
-from ..errors import BitwrkError
-from ..wire import Phase
+from ..errors import BitwrkError, WireError
+from ..wire import Bid, Phase, Transaction
 
 log = logging.getLogger("bitwrk.daemon")
 DEADLINE_SLACK = 5.0  # seconds past the exchange's deadline before a wait gives up
 
-Predicate = Callable[[dict[str, Any]], bool]
+Watched = Bid | Transaction
+W = TypeVar("W", Bid, Transaction)
+KINDS: dict[str, type[Watched]] = {"bid": Bid, "transaction": Transaction}  # event kinds
 
 
 class EventWatcher:
@@ -44,7 +46,8 @@ class EventWatcher:
 
     def __init__(self, client: ExchangeClient) -> None:
         self.client = client
-        self._waiters: dict[tuple[str, int], set[asyncio.Queue[dict[str, Any]]]] = {}
+        # None in a queue: re-read the object (the stream reconnected, events may be lost)
+        self._waiters: dict[tuple[type[Watched], int], set[asyncio.Queue[Watched | None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0  # hellos after the first: each one reconciled every waiter
@@ -70,8 +73,8 @@ class EventWatcher:
                     if event.kind == "hello":
                         failures = 0
                         self._hello(event.data)
-                    elif event.kind in ("bid", "transaction"):
-                        self._dispatch(event.kind, event.data)
+                    elif event.kind in KINDS:
+                        self._dispatch(KINDS[event.kind], event.data)
                 reason = "closed by the exchange"
             except (TimeoutError, aiohttp.ClientError, BitwrkError, ValueError,
                     OSError) as exc:
@@ -93,25 +96,30 @@ class EventWatcher:
         self.connected.set()
         self._wake_all()
 
-    def _dispatch(self, kind: str, data: dict[str, Any]) -> None:
-        for q in self._waiters.get((kind, int(data.get("id", 0))), ()):
-            q.put_nowait(data)
+    def _dispatch(self, kind: type[Watched], data: dict[str, Any]) -> None:
+        try:
+            obj = kind.from_json(data)
+        except WireError as exc:  # waiters re-read it over HTTP when their wait runs out
+            log.warning("ignored an event the daemon cannot read: %s", exc)
+            return
+        for q in self._waiters.get((kind, obj.id), ()):
+            q.put_nowait(obj)
 
     def _wake_all(self) -> None:
         """After a (re)connect, make every waiter re-read its object: events may be lost."""
         for q_set in self._waiters.values():
             for q in q_set:
-                q.put_nowait({})
+                q.put_nowait(None)
 
     async def wait_for_party(self, txid: int, phase: Phase, patience: float, who: str
-                             ) -> dict[str, Any]:
+                             ) -> Transaction:
         """The transaction once it leaves ``phase``, which waits on the other party. If it
         stays there ``patience`` seconds while this stream was connected throughout (so the
         other party had every chance to hear its turn), ``who`` is taken to be gone."""
         while True:
             reconnects = self.reconnects
             try:
-                return await self.wait("transaction", txid, lambda t: t["phase"] != phase,
+                return await self.wait(Transaction, txid, lambda t: t.phase != phase,
                                        patience, stretch=False)
             except TimeoutError:
                 calm = (reconnects == self.reconnects and self.connected.is_set()
@@ -121,13 +129,14 @@ class EventWatcher:
                                        f" transaction {txid}: taken as gone") from None
 
     async def wait(
-        self, kind: str, obj_id: int, done: Predicate, timeout: float, stretch: bool = True
-    ) -> dict[str, Any]:
-        """The object (``bid`` or ``transaction``) once ``done(obj)`` holds. With
+        self, kind: type[W], obj_id: int, done: Callable[[W], bool], timeout: float,
+        stretch: bool = True,
+    ) -> W:
+        """The object (a ``Bid`` or ``Transaction``) once ``done(obj)`` holds. With
         ``stretch``, ``timeout`` grows while the exchange's own deadline for the object lies
         further ahead."""
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        key = (kind, obj_id)
+        q: asyncio.Queue[Watched | None] = asyncio.Queue()
+        key: tuple[type[Watched], int] = (kind, obj_id)
         self._waiters.setdefault(key, set()).add(q)
         until = time.monotonic() + timeout
         try:
@@ -139,33 +148,34 @@ class EventWatcher:
                 if left <= 0:
                     later = _deadline_of(obj) + DEADLINE_SLACK - time.time()
                     if later <= 0 or not stretch:
-                        raise TimeoutError(f"{kind} {obj_id} still {_state_of(obj)} after"
-                                           f" {timeout:.0f} s and past its deadline")
+                        raise TimeoutError(f"{kind.__name__.lower()} {obj_id} still"
+                                           f" {_state_of(obj)} after {timeout:.0f} s and past"
+                                           " its deadline")
                     until, left = time.monotonic() + later, later
-                data: dict[str, Any] = {}
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(left):
-                        data = await q.get()
-                        while data and not done(data):  # drain events until one matters
-                            data = await q.get()
-                    if data:
-                        return data
+                        while (event := await q.get()) is not None:
+                            assert isinstance(event, kind)  # queues are keyed by kind
+                            if done(event):
+                                return event
         finally:
             self._waiters[key].discard(q)
             if not self._waiters[key]:
                 del self._waiters[key]
 
-    async def _read(self, kind: str, obj_id: int) -> dict[str, Any]:
-        if kind == "bid":
-            return await self.client.bid(obj_id)
-        return await self.client.transaction(obj_id)
+    async def _read(self, kind: type[W], obj_id: int) -> W:
+        obj = await (self.client.bid(obj_id) if kind is Bid else
+                     self.client.transaction(obj_id))
+        assert isinstance(obj, kind)
+        return obj
 
 
-def _deadline_of(obj: dict[str, Any]) -> float:
+def _deadline_of(obj: Watched) -> float:
     """The exchange's deadline for a transaction's phase or a bid's life (epoch seconds)."""
-    value = obj.get("timeout", obj.get("expires"))
-    return float(value) if isinstance(value, int | float) else 0.0
+    if isinstance(obj, Bid):
+        return obj.expires
+    return obj.timeout or 0.0
 
 
-def _state_of(obj: dict[str, Any]) -> str:
-    return str(obj.get("phase") or obj.get("state") or "unchanged")
+def _state_of(obj: Watched) -> str:
+    return str(obj.state if isinstance(obj, Bid) else obj.phase)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bitwrk.wire import PendingDeposit, wire_view
 from service import ledger
 from service.config import PaymentConfig
 from service.events import Event
@@ -184,7 +185,8 @@ def account_payments(ex: Exchange, address: str) -> dict[str, Any]:
     required = ex.cfg.payments.confirmations
     return {
         "deposit_address": None if row is None else str(row[0]),
-        "pending_deposits": [{**dict(r), "required": required} for r in pending],
+        "pending_deposits": [wire_view(PendingDeposit, {**dict(r), "required": required})
+                             for r in pending],
         "pending_withdrawals": int(withdrawing),
     }
 

@@ -3,6 +3,7 @@ the two parties of one trade, and any tamper, cut or wrong party is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -22,6 +23,7 @@ from bitwrk.daemon.peer import Channel, endpoint_signer_key, header_signer_key
 from bitwrk.errors import InvalidRequest, SealError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import canonical_document, sign_request
+from bitwrk.wire import Message, Phase
 
 KEY = bytes(range(32))
 BUYER, SELLER, STRANGER = (PrivateKey.generate() for _ in range(3))
@@ -106,9 +108,10 @@ def test_public_keys_come_only_from_checked_signatures() -> None:
     body = sign_request(BUYER, {"action": "manifest", "exchange": "ex", "nonce": 1, "txid": 2})
     assert header_signer_key(body) == BUYER.public_key
     document = canonical_document({"action": "endpoint", "address": SELLER.address})
-    msg = {"action": "endpoint", "sender": SELLER.address, "document": document,
-           "signature": SELLER.sign_message(document)}
+    msg = Message(id=1, txid=2, time=0.0, sender=SELLER.address, role="seller",
+                  action="endpoint", pre_phase=Phase.ESTABLISHING, post_phase=Phase.ESTABLISHING,
+                  revision=1, document=document, signature=SELLER.sign_message(document))
     assert endpoint_signer_key([msg], SELLER.address) == SELLER.public_key
-    forged = {**msg, "signature": STRANGER.sign_message(document)}
+    forged = dataclasses.replace(msg, signature=STRANGER.sign_message(document))
     with pytest.raises(InvalidRequest):
         endpoint_signer_key([forged], SELLER.address)

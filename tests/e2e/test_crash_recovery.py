@@ -38,6 +38,7 @@ from bitwrk.client import ExchangeClient
 from bitwrk.errors import ApiError, BitwrkError, NotFound
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document, work_secret_hash
+from bitwrk.wire import Bid, Transaction
 from tests.e2e.conftest import ServerProcess, pid_alive
 
 T = TypeVar("T")
@@ -110,12 +111,12 @@ class Journal:
     killed_at: float = math.inf  # time.monotonic() of the SIGKILL
     cut: int = 0  # requests sent before the SIGKILL that it cut off (no answer)
 
-    def bid(self, view: dict[str, Any]) -> None:
-        self.bids.append(BidAck(view["id"], view["address"], view["state"], view["txid"]))
+    def bid(self, view: Bid) -> None:
+        self.bids.append(BidAck(view.id, view.address, view.state, view.txid))
 
-    def message(self, sender: str, action: str, view: dict[str, Any]) -> None:
+    def message(self, sender: str, action: str, view: Transaction) -> None:
         self.messages.append(
-            MessageAck(view["id"], sender, action, view["revision"], view["phase"])
+            MessageAck(view.id, sender, action, view.revision, view.phase)
         )
 
     def snapshot(self) -> Journal:
@@ -156,9 +157,9 @@ def work_secret() -> tuple[str, str, str]:
     return workhash, proof, digest
 
 
-def trade_receipt(buyer: PrivateKey, exchange: str, tx: dict[str, Any], enc: str) -> str:
-    return buyer.sign_message(receipt_document(exchange=exchange, txid=tx["id"],
-                                               seller=tx["seller"], encresulthash=enc))
+def trade_receipt(buyer: PrivateKey, exchange: str, tx: Transaction, enc: str) -> str:
+    return buyer.sign_message(receipt_document(exchange=exchange, txid=tx.id,
+                                               seller=tx.seller, encresulthash=enc))
 
 
 # -- the participants -----------------------------------------------------------------------
@@ -206,22 +207,22 @@ class Trader:
             on_ack()
             loop = asyncio.get_running_loop()
             cancel_at = loop.time() + rng.uniform(0.2, 2.0) if rng.random() < 0.15 else math.inf
-            while bid["state"] == "placed" and not stop.is_set():
+            while bid.state == "placed" and not stop.is_set():
                 await asyncio.sleep(POLL)
                 if loop.time() >= cancel_at:
                     cancel_at = math.inf
-                    cancelled = await attempt(j, self.client.cancel_bid(bid["id"]))
+                    cancelled = await attempt(j, self.client.cancel_bid(bid.id))
                     if cancelled is not None:
                         j.bid(cancelled)
                         bid = cancelled
                         continue
-                seen = await attempt(j, self.client.bid(bid["id"]))
+                seen = await attempt(j, self.client.bid(bid.id))
                 if seen is not None:
                     bid = seen
         finally:
             self.open_bids -= 1
-        if bid["state"] == "matched":
-            await self.trade(bid["txid"], stop)
+        if bid.state == "matched":
+            await self.trade(bid.txid, stop)
 
     async def trade(self, txid: int, stop: asyncio.Event) -> None:
         plan = self.rng.random()
@@ -230,7 +231,7 @@ class Trader:
             if tx is None:
                 await asyncio.sleep(POLL)
                 continue
-            if tx["phase"] not in OPEN:
+            if tx.phase not in OPEN:
                 return
             if not self.exchange_id:
                 self.exchange_id = await attempt(self.journal, self.client.exchange_id()) or ""
@@ -243,15 +244,15 @@ class Trader:
                 continue
             action, fields = move
             view = await attempt(self.journal, self.client.send_message(
-                txid, action, revision=tx["revision"], **fields))
+                txid, action, revision=tx.revision, **fields))
             if view is not None:
                 self.journal.message(self.address, action, view)
 
-    def buyer_move(self, tx: dict[str, Any], plan: float) -> Any:
-        ch = self.channel.setdefault(tx["id"], {})
-        phase = tx["phase"]
+    def buyer_move(self, tx: Transaction, plan: float) -> Any:
+        ch = self.channel.setdefault(tx.id, {})
+        phase = tx.phase
         if phase == "ESTABLISHING":
-            if tx["workhash"] is not None:
+            if tx.workhash is not None:
                 return None
             if plan < 0.07:
                 return ABANDON  # never sends work: the establish deadline must end it
@@ -272,15 +273,15 @@ class Trader:
             return "dispute", {"reason": "the tile is black"}
         return "accept", {}
 
-    def seller_move(self, tx: dict[str, Any], plan: float) -> Any:
-        ch = self.channel.setdefault(tx["id"], {})
-        phase = tx["phase"]
+    def seller_move(self, tx: Transaction, plan: float) -> Any:
+        ch = self.channel.setdefault(tx.id, {})
+        phase = tx.phase
         if phase == "ESTABLISHING":
-            if tx["workerurl"] is not None:
+            if tx.workerurl is not None:
                 return None
             if plan < 0.05:
                 return ABANDON
-            return "endpoint", {"workerurl": f"http://127.0.0.1:9/work/{tx['id']}"}
+            return "endpoint", {"workerurl": f"http://127.0.0.1:9/work/{tx.id}"}
         if phase == "TRANSMITTING":
             if 0.05 <= plan < 0.10:
                 return "reject", {"reason": "cannot fetch the work"}
@@ -327,10 +328,10 @@ async def operator_loop(operator: ExchangeClient, journal: Journal, buyers: list
 class Probes:
     """Deterministic deadlines around the kill (wall-clock times from the server's view)."""
 
-    lonely_bid: dict[str, Any] | None = None  # expires while the server is down
-    dead_tx: dict[str, Any] | None = None  # ESTABLISHING, its deadline falls in the downtime
-    late_tx: dict[str, Any] | None = None  # TRANSMITTING, its deadline comes after restart
-    resting: dict[str, Any] | None = None  # a sell that must still be on the book afterwards
+    lonely_bid: Bid | None = None  # expires while the server is down
+    dead_tx: Transaction | None = None  # ESTABLISHING, its deadline falls in the downtime
+    late_tx: Transaction | None = None  # TRANSMITTING, its deadline comes after restart
+    resting: Bid | None = None  # a sell that must still be on the book afterwards
 
 
 async def run_probes(buyer: Trader, seller: Trader, journal: Journal, kill_at: float) -> Probes:
@@ -348,10 +349,10 @@ async def run_probes(buyer: Trader, seller: Trader, journal: Journal, kill_at: f
         journal.bid(await seller.client.place_bid("sell", PROBE_TRADE, 1000))
         bid = await buyer.client.place_bid("buy", PROBE_TRADE, 1000)
         journal.bid(bid)
-        assert bid["state"] == "matched", bid
-        setattr(probes, name, await buyer.client.transaction(bid["txid"]))
+        assert bid.state == "matched", bid
+        setattr(probes, name, await buyer.client.transaction(bid.txid))
     assert probes.late_tx is not None
-    txid = probes.late_tx["id"]
+    txid = probes.late_tx.id
     workhash, _, digest = work_secret()
     steps: tuple[tuple[Trader, str, dict[str, Any]], ...] = (
         (buyer, "work", {"workhash": workhash, "worksecrethash": digest}),
@@ -361,12 +362,12 @@ async def run_probes(buyer: Trader, seller: Trader, journal: Journal, kill_at: f
         view = await trader.client.send_message(txid, action, **fields)
         journal.message(trader.address, action, view)
     probes.late_tx = view
-    assert view["phase"] == "TRANSMITTING", view
+    assert view.phase == "TRANSMITTING", view
 
     await asyncio.sleep(kill_at - 1.0 - loop.time())
     probes.resting = await seller.client.place_bid("sell", PROBE_BOOK, 700)
     journal.bid(probes.resting)
-    assert probes.resting["state"] == "placed", probes.resting
+    assert probes.resting.state == "placed", probes.resting
     return probes
 
 
@@ -387,69 +388,69 @@ async def check_acknowledged(observer: ExchangeClient, journal: Journal) -> None
     bids = {b.bid_id: b for b in journal.bids}  # the latest ack of each bid
     views = await gather_limited([observer.bid(i) for i in bids])
     for ack, bid in zip(bids.values(), views, strict=True):
-        assert bid["address"] == ack.address
-        assert bid["state"] in BID_LATER[ack.state], (ack, bid)
+        assert bid.address == ack.address
+        assert bid.state in BID_LATER[ack.state], (ack, bid)
         if ack.state == "matched":
-            assert bid["txid"] == ack.txid, (ack, bid)
+            assert bid.txid == ack.txid, (ack, bid)
     txids = sorted({m.txid for m in journal.messages} | {b.txid for b in journal.bids
                                                          if b.txid is not None})
     txs = dict(zip(txids, await gather_limited([observer.transaction(t) for t in txids]),
                    strict=True))
     for sent in journal.messages:
         tx = txs[sent.txid]
-        assert tx["revision"] >= sent.revision, (sent, tx["revision"])
-        if tx["revision"] == sent.revision:
-            assert tx["phase"] == sent.phase, (sent, tx["phase"])
-        found = [m for m in tx["messages"] if m["revision"] == sent.revision]
-        assert len(found) == 1, (sent, tx["messages"])
+        assert tx.revision >= sent.revision, (sent, tx.revision)
+        if tx.revision == sent.revision:
+            assert tx.phase == sent.phase, (sent, tx.phase)
+        found = [m for m in tx.messages if m.revision == sent.revision]
+        assert len(found) == 1, (sent, tx.messages)
         m = found[0]
-        assert (m["sender"], m["action"], m["post_phase"]) == (sent.sender, sent.action,
+        assert (m.sender, m.action, m.post_phase) == (sent.sender, sent.action,
                                                                sent.phase), (sent, m)
     for placed in journal.bids:
         if placed.txid is not None:
             tx = txs[placed.txid]
-            assert placed.bid_id in (tx["buy_bid"], tx["sell_bid"]), (placed, tx)
+            assert placed.bid_id in (tx.buy_bid, tx.sell_bid), (placed, tx)
     for d in journal.deposits.values():
         if d.acked:
             got = await observer.get(f"/api/v1/deposits/{d.uid}")
             assert (got["account"], got["amount"]) == (d.account, d.amount), (d, got)
 
 
-def check_message_chain(tx: dict[str, Any]) -> None:
+def check_message_chain(tx: Transaction) -> None:
     """Messages number the revisions 1..n and chain the phases to the current one."""
-    msgs = tx["messages"]
-    assert [m["revision"] for m in msgs] == list(range(1, len(msgs) + 1)), tx
-    assert tx["revision"] == len(msgs), tx
+    msgs = tx.messages
+    assert [m.revision for m in msgs] == list(range(1, len(msgs) + 1)), tx
+    assert tx.revision == len(msgs), tx
     phase = "ESTABLISHING"
     for m in msgs:
-        assert m["pre_phase"] == phase, (tx["id"], msgs)
-        phase = m["post_phase"]
-    assert phase == tx["phase"], tx
-    timeouts = [m for m in msgs if m["action"] == "timeout"]
-    assert all(m["sender"] == "exchange" for m in timeouts), msgs
+        assert m.pre_phase == phase, (tx.id, msgs)
+        phase = m.post_phase
+    assert phase == tx.phase, tx
+    timeouts = [m for m in msgs if m.action == "timeout"]
+    assert all(m.sender == "exchange" for m in timeouts), msgs
     assert len(timeouts) <= 1, msgs
 
 
 async def wait_until_settled(observer: ExchangeClient, txids: set[int], bid_ids: set[int]
-                             ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+                             ) -> tuple[dict[int, Transaction], dict[int, Bid]]:
     """Poll until every transaction is terminal and no bid is placed, within SETTLE_LIMIT."""
-    txs: dict[int, dict[str, Any]] = {}
-    bids: dict[int, dict[str, Any]] = {}
+    txs: dict[int, Transaction] = {}
+    bids: dict[int, Bid] = {}
     pending_tx, pending_bids = set(txids), set(bid_ids)
     limit = time.monotonic() + SETTLE_LIMIT
     while True:
         for tx in await gather_limited([observer.transaction(t) for t in sorted(pending_tx)]):
-            txs[tx["id"]] = tx
-            if tx["phase"] in TERMINAL:
-                pending_tx.discard(tx["id"])
+            txs[tx.id] = tx
+            if tx.phase in TERMINAL:
+                pending_tx.discard(tx.id)
         for bid in await gather_limited([observer.bid(b) for b in sorted(pending_bids)]):
-            bids[bid["id"]] = bid
-            if bid["state"] != "placed":
-                pending_bids.discard(bid["id"])
+            bids[bid.id] = bid
+            if bid.state != "placed":
+                pending_bids.discard(bid.id)
         if not pending_tx and not pending_bids:
             return txs, bids
         if time.monotonic() > limit:
-            stuck = [(t, txs[t]["phase"], txs[t]["timeout"]) for t in sorted(pending_tx)]
+            stuck = [(t, txs[t].phase, txs[t].timeout) for t in sorted(pending_tx)]
             raise AssertionError(f"still open after {SETTLE_LIMIT} s (now {time.time():.2f}): "
                                  f"transactions {stuck}, bids {sorted(pending_bids)}")
         await asyncio.sleep(0.25)
@@ -573,9 +574,9 @@ async def _scenario(server: ServerProcess) -> None:
         await check_acknowledged(observer, before_kill)
         crossing = await probe_buyer.client.place_bid("buy", PROBE_BOOK, 800)
         journal.bid(crossing)
-        assert crossing["state"] == "matched", (crossing, probes.resting)
-        crossed = await observer.transaction(crossing["txid"])
-        assert (crossed["sell_bid"], crossed["price"]) == (probes.resting["id"], 700), crossed
+        assert crossing.state == "matched", (crossing, probes.resting)
+        crossed = await observer.transaction(crossing.txid)
+        assert (crossed.sell_bid, crossed.price) == (probes.resting.id, 700), crossed
         await asyncio.sleep(max(0.0, t_ready + LOAD_AFTER_RESTART - time.time()))
         stop.set()
         await asyncio.wait_for(asyncio.gather(*runners), 10)
@@ -586,34 +587,34 @@ async def _scenario(server: ServerProcess) -> None:
         # Wind-down: participants come back for what has no short deadline (WORKING lasts
         # 15-45 s, UNVERIFIED 45 s, a dispute waits for the operator); ESTABLISHING and
         # TRANSMITTING are left to their deadlines, placed bids to their lifetime.
-        all_bids: dict[int, dict[str, Any]] = {}
+        all_bids: dict[int, Bid] = {}
         for t in traders:
             listed = await observer.bids(t.address, limit=200)
             assert len(listed) < 200, "page full: raise the limit or paginate"
-            all_bids.update((b["id"], b) for b in listed)
-        txids = {b["txid"] for b in all_bids.values() if b["txid"] is not None}
-        left_open: dict[int, dict[str, Any]] = {}
+            all_bids.update((b.id, b) for b in listed)
+        txids = {b.txid for b in all_bids.values() if b.txid is not None}
+        left_open: dict[int, Transaction] = {}
         exchange_id = await observer.exchange_id()
         for n, txid in enumerate(sorted(txids)):
             tx = await observer.transaction(txid)
-            buyer, seller = participants[tx["buyer"]], participants[tx["seller"]]
-            if tx["phase"] in ("ESTABLISHING", "TRANSMITTING"):
+            buyer, seller = participants[tx.buyer], participants[tx.seller]
+            if tx.phase in ("ESTABLISHING", "TRANSMITTING"):
                 left_open[txid] = tx
-            elif tx["phase"] == "WORKING" and n % 2:
+            elif tx.phase == "WORKING" and n % 2:
                 await _send(journal, seller, tx, "reject", reason="gave up")
-            elif tx["phase"] == "WORKING":
+            elif tx.phase == "WORKING":
                 enc = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
                 view = await _send(journal, seller, tx, "result", encresulthash=enc,
                                    receipt=trade_receipt(buyer.key, exchange_id, tx, enc),
                                    resultkey=secrets.token_hex(WRAPPED_KEY_SIZE))
                 if view is not None:
                     await _send(journal, buyer, view, "accept")
-            elif tx["phase"] == "UNVERIFIED":
+            elif tx.phase == "UNVERIFIED":
                 await _send(journal, buyer, tx, "accept")
-            elif tx["phase"] == "RESULT_DISPUTED":
+            elif tx.phase == "RESULT_DISPUTED":
                 outcome = "seller" if n % 2 else "buyer"
                 view = await attempt(journal, operator.send_message(
-                    txid, "resolve", revision=tx["revision"], outcome=outcome))
+                    txid, "resolve", revision=tx.revision, outcome=outcome))
                 if view is not None:
                     journal.message(operator.address, "resolve", view)
 
@@ -629,29 +630,29 @@ async def _scenario(server: ServerProcess) -> None:
             check_message_chain(tx)
         for txid, opened in left_open.items():
             tx = txs[txid]
-            last = tx["messages"][-1]
-            assert (tx["phase"], last["action"]) == ("EXPIRED", "timeout"), tx
-            deadline = opened["timeout"]
-            assert deadline <= last["time"] <= max(deadline, t_ready) + SLACK, (tx, t_ready)
+            last = tx.messages[-1]
+            assert (tx.phase, last.action) == ("EXPIRED", "timeout"), tx
+            deadline = opened.timeout
+            assert deadline <= last.time <= max(deadline, t_ready) + SLACK, (tx, t_ready)
         for bid in bids.values():
-            assert bid["state"] in ("matched", "expired", "cancelled"), bid
-            if bid["state"] == "expired":
-                assert bid["expires"] <= bid["closed"] <= max(bid["expires"], t_ready) + SLACK, (
+            assert bid.state in ("matched", "expired", "cancelled"), bid
+            if bid.state == "expired":
+                assert bid.expires <= bid.closed <= max(bid.expires, t_ready) + SLACK, (
                     bid, t_ready)
         assert probes.lonely_bid is not None
         assert probes.dead_tx is not None and probes.late_tx is not None
-        lonely = bids[probes.lonely_bid["id"]]
-        assert t_killed < lonely["expires"] < t_spawn, (lonely, t_killed, t_spawn)
-        assert lonely["state"] == "expired" and t_killed < lonely["closed"] <= t_ready + SLACK
-        dead = txs[probes.dead_tx["id"]]
-        assert t_killed < probes.dead_tx["timeout"] < t_spawn, (dead, t_killed, t_spawn)
-        assert dead["phase"] == "EXPIRED" and dead["messages"][-1]["action"] == "timeout"
-        assert t_killed < dead["messages"][-1]["time"] <= t_ready + SLACK, dead
-        late = txs[probes.late_tx["id"]]
-        deadline = probes.late_tx["timeout"]
+        lonely = bids[probes.lonely_bid.id]
+        assert t_killed < lonely.expires < t_spawn, (lonely, t_killed, t_spawn)
+        assert lonely.state == "expired" and t_killed < lonely.closed <= t_ready + SLACK
+        dead = txs[probes.dead_tx.id]
+        assert t_killed < probes.dead_tx.timeout < t_spawn, (dead, t_killed, t_spawn)
+        assert dead.phase == "EXPIRED" and dead.messages[-1].action == "timeout"
+        assert t_killed < dead.messages[-1].time <= t_ready + SLACK, dead
+        late = txs[probes.late_tx.id]
+        deadline = probes.late_tx.timeout
         assert t_ready < deadline, (probes.late_tx, t_ready)
-        assert late["phase"] == "EXPIRED" and late["messages"][-1]["action"] == "timeout", late
-        assert deadline <= late["messages"][-1]["time"] <= deadline + SLACK, late
+        assert late.phase == "EXPIRED" and late.messages[-1].action == "timeout", late
+        assert deadline <= late.messages[-1].time <= deadline + SLACK, late
 
         # 3. Money: deposits that exist are exactly the acknowledged ones plus those whose
         # acknowledgement the crash swallowed; balances follow from the outcomes.
@@ -670,27 +671,27 @@ async def _scenario(server: ServerProcess) -> None:
         assert totals["available"] + totals["blocked"] + totals["fees"] == totals["deposits"]
         assert totals["world"] == -totals["deposits"]
         assert totals["blocked"] == 0, totals
-        finished = [tx for tx in txs.values() if tx["phase"] == "FINISHED"]
-        assert totals["fees"] == sum(tx["fee"] for tx in finished)
+        finished = [tx for tx in txs.values() if tx.phase == "FINISHED"]
+        assert totals["fees"] == sum(tx.fee for tx in finished)
         expected: Counter[str] = Counter(deposited)
         for tx in finished:
-            expected[tx["buyer"]] -= tx["price"] + tx["fee"]
-            expected[tx["seller"]] += tx["price"]
+            expected[tx.buyer] -= tx.price + tx.fee
+            expected[tx.seller] += tx.price
         held = 0
         for address, t in participants.items():
             acct = await observer.account(address)
-            assert acct["available"] >= 0 and acct["blocked"] == 0, (t.name, acct)
-            assert acct["available"] == expected[address], (t.name, acct, expected[address])
-            held += acct["available"] + acct["blocked"]
+            assert acct.available >= 0 and acct.blocked == 0, (t.name, acct)
+            assert acct.available == expected[address], (t.name, acct, expected[address])
+            held += acct.available + acct.blocked
         assert held + totals["fees"] == totals["deposits"]
 
         # 4. The load was real, the crash hit it, and nothing failed unexpectedly.
         refusals = journal.refusals()
-        phases = Counter(tx["phase"] for tx in txs.values())
+        phases = Counter(tx.phase for tx in txs.values())
         acked_revisions = {(m.txid, m.revision) for m in journal.messages}
         lost_acks = len(set(bids) - {b.bid_id for b in journal.bids}) + sum(
-            1 for tx in txs.values() for m in tx["messages"]
-            if m["sender"] != "exchange" and (tx["id"], m["revision"]) not in acked_revisions)
+            1 for tx in txs.values() for m in tx.messages
+            if m.sender != "exchange" and (tx.id, m.revision) not in acked_revisions)
         transport = {k: n for k, n in journal.errors.items() if k.startswith("transport:")}
         summary = (f"seed={seed} bids={len(bids)} txs={len(txs)} {dict(phases)} "
                    f"acked: bids={len(journal.bids)} messages={len(journal.messages)} "
@@ -713,10 +714,10 @@ async def _scenario(server: ServerProcess) -> None:
     check_database(server.db_path, participants)
 
 
-async def _send(journal: Journal, trader: Trader, tx: dict[str, Any], action: str,
-                **fields: Any) -> dict[str, Any] | None:
+async def _send(journal: Journal, trader: Trader, tx: Transaction, action: str,
+                **fields: Any) -> Transaction | None:
     view = await attempt(journal, trader.client.send_message(
-        tx["id"], action, revision=tx["revision"], **fields))
+        tx.id, action, revision=tx.revision, **fields))
     if view is not None:
         journal.message(trader.address, action, view)
     return view

@@ -30,6 +30,7 @@ from bitwrk.daemon import (
 )
 from bitwrk.daemon.buyer import EXR_MAGIC
 from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone, UnitFailed
+from bitwrk.wire import Account, Transaction
 from tests.e2e.conftest import ServerProcess
 
 ARTICLE = "net.bitwrk/blender/5.0/512M"
@@ -144,18 +145,18 @@ def test_job_traded_across_two_sellers(tmp_path: Path, exchange: ServerProcess,
     assert sum(r.jobs for r in renders) == 6
     earned = sum(e.price for e in done)
 
-    async def balances() -> list[dict[str, Any]]:
+    async def balances() -> list[Account]:
         async with ExchangeClient(exchange.url) as c:
             return [await c.account(a) for a in (buyer.address, *(s.address for s in sellers))]
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         accounts = asyncio.run(balances())
-        if sum(a["available"] for a in accounts[1:]) == earned:
+        if sum(a.available for a in accounts[1:]) == earned:
             break
         time.sleep(0.2)
-    assert accounts[0]["available"] == 1_000_000 - final.spent and accounts[0]["blocked"] == 0
-    assert sum(a["available"] for a in accounts[1:]) == earned
+    assert accounts[0].available == 1_000_000 - final.spent and accounts[0].blocked == 0
+    assert sum(a.available for a in accounts[1:]) == earned
     # a seller gets the scene once; for its next tiles only the manifest moves
     sent = sorted(e.bytes_sent for e in done)
     assert sum(size > len(scene) for size in sent) <= 2  # at most once per seller
@@ -245,22 +246,22 @@ def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{u}.exr" for u, _ in units]
 
-    async def trades() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    async def trades() -> tuple[list[Transaction], Account]:
         async with ExchangeClient(exchange.url) as c:
             bids = await c.bids(first.address, limit=200)
-            txs = [await c.transaction(b["txid"]) for b in bids if b["txid"]]
+            txs = [await c.transaction(b.txid) for b in bids if b.txid]
             return txs, await c.account(first.address)
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         txs, account = asyncio.run(trades())
-        if account["blocked"] == 0:
+        if account.blocked == 0:
             break
         time.sleep(0.5)
-    finished = [t for t in txs if t["phase"] == "FINISHED"]
+    finished = [t for t in txs if t.phase == "FINISHED"]
     assert len(finished) == 6  # one payment per unit, none twice
-    assert account["blocked"] == 0
-    assert account["available"] == 1_000_000 - sum(t["price"] + t["fee"] for t in finished)
+    assert account.blocked == 0
+    assert account.available == 1_000_000 - sum(t.price + t.fee for t in finished)
 
 
 def test_cancelling_a_job_withdraws_its_bids_and_blocks_nothing(
@@ -278,11 +279,11 @@ def test_cancelling_a_job_withdraws_its_bids_and_blocks_nothing(
     final = next(e for e in events if isinstance(e, JobDone))
     assert (final.done, final.failed, final.spent) == (0, 3, 0)
 
-    async def account() -> dict[str, Any]:
+    async def account() -> Account:
         async with ExchangeClient(exchange.url) as c:
             return await c.account(buyer.address)
 
-    assert asyncio.run(account())["blocked"] == 0
+    assert asyncio.run(account()).blocked == 0
 
 
 def test_a_resent_scene_with_a_small_change_moves_only_the_changed_chunks(

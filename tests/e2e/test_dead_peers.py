@@ -25,6 +25,7 @@ from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone
 from bitwrk.daemon.seller import PATIENCE as SELLER_PATIENCE
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import work_secret_hash
+from bitwrk.wire import Account, Bid, Transaction
 from tests.e2e.conftest import ServerProcess, free_port
 from tests.e2e.test_daemon_trading import (  # noqa: F401 - fixtures
     ARTICLE,
@@ -59,11 +60,11 @@ def test_a_buyer_that_goes_silent_frees_its_seller(
     async def match_then_vanish() -> tuple[int, float]:
         async with ExchangeClient(exchange.url, buyer) as c:
             bid = await c.place_bid("buy", ARTICLE, 100)
-            assert bid["state"] == "matched", bid
+            assert bid.state == "matched" and bid.txid is not None, bid
             secret = secrets.token_hex(32)
-            await c.send_message(bid["txid"], "work", workhash="ab" * 32,
+            await c.send_message(bid.txid, "work", workhash="ab" * 32,
                                  worksecrethash=work_secret_hash("ab" * 32, secret))
-            return int(bid["txid"]), time.monotonic()
+            return bid.txid, time.monotonic()
 
     txid, silent_from = asyncio.run(match_then_vanish())
     # the seller sends its endpoint, waits PATIENCE for a manifest that never comes,
@@ -73,13 +74,13 @@ def test_a_buyer_that_goes_silent_frees_its_seller(
     assert time.monotonic() - silent_from < SELLER_PATIENCE + 2 * SLACK  # not 24 s
     assert "no work" in failed.detail  # type: ignore[attr-defined]
 
-    async def after() -> tuple[dict[str, object], dict[str, object], list[dict[str, object]]]:
+    async def after() -> tuple[Transaction, Account, list[Bid]]:
         async with ExchangeClient(exchange.url) as c:
             return (await c.transaction(txid), await c.account(buyer.address),
                     await c.bids(seller.address, state="placed"))
 
     tx, account, placed = asyncio.run(after())
-    assert tx["phase"] != "TRANSMITTING" and account["blocked"] == 0, (tx, account)
+    assert tx.phase != "TRANSMITTING" and account.blocked == 0, (tx, account)
     assert placed, "the seller's slot did not bid again"
 
 
@@ -107,13 +108,14 @@ def test_a_seller_that_vanishes_mid_unit_loses_it_in_seconds(
     async def take_a_unit() -> int:
         async with ExchangeClient(exchange.url, seller_key) as c:
             bid = await c.place_bid("sell", ARTICLE, 10)  # the cheapest: it gets a unit
-            while bid["state"] == "placed":
+            while bid.state == "placed":
                 await asyncio.sleep(0.2)
-                bid = await c.bid(bid["id"])
-            txid = int(bid["txid"])
+                bid = await c.bid(bid.id)
+            assert bid.txid is not None, bid
+            txid = bid.txid
             await c.send_message(txid, "endpoint",
                                  workerurl=f"http://127.0.0.1:{port}/bitwrk/v1/tx/{txid}")
-            while (await c.transaction(txid))["phase"] == "ESTABLISHING":
+            while (await c.transaction(txid)).phase == "ESTABLISHING":
                 await asyncio.sleep(0.1)
             return txid
 
@@ -136,12 +138,12 @@ def test_a_seller_that_vanishes_mid_unit_loses_it_in_seconds(
         noticed = time.monotonic() - gone[0]
         assert noticed < PROBE_EVERY * (PROBE_MISSES + 1) + BUYER_PATIENCE + SLACK, noticed
 
-        async def ghost_trade() -> dict[str, object]:
+        async def ghost_trade() -> Transaction:
             async with ExchangeClient(exchange.url) as c:
                 return await c.transaction(txid)
 
         tx = asyncio.run(ghost_trade())
-        assert tx["phase"] == "CANCELLED", tx  # cancelled in TRANSMITTING: refunded
+        assert tx.phase == "CANCELLED", tx  # cancelled in TRANSMITTING: refunded
     finally:
         ghost.run_until_complete(runner.cleanup())
         ghost.close()

@@ -95,8 +95,8 @@ async def test_a_bid_whose_answer_was_lost_is_placed_once(server: ServerProcess)
         bid = await client.place_bid("buy", ARTICLE, 1000)
         assert dropped == ["/api/v1/bids"]
         listed = await buyer.bids()
-        assert [b["id"] for b in listed] == [bid["id"]]
-        assert bid["state"] == "placed"
+        assert [b.id for b in listed] == [bid.id]
+        assert bid.state == "placed"
     finally:
         await client.close()
         await buyer.close()
@@ -111,26 +111,26 @@ async def test_a_restart_moves_open_deadlines_by_the_downtime(server: ServerProc
     try:
         await seller.place_bid("sell", ARTICLE, 1000)
         matched = await buyer.place_bid("buy", ARTICLE, 1000)
-        tx = await buyer.transaction(matched["txid"])
+        tx = await buyer.transaction(matched.txid)
         resting = await seller.place_bid("sell", RESTING, 700)
         killed = time.time()
         server.kill()
         await asyncio.sleep(7.0)
         await server.restart_async()
         down = time.time() - killed
-        after = await buyer.transaction(tx["id"])
-        assert after["phase"] == "ESTABLISHING", after
-        assert down - 1.5 <= after["timeout"] - tx["timeout"] <= down + 1.5, (after, down)
-        still = await seller.bid(resting["id"])
-        assert still["state"] == "placed", still
-        assert down - 1.5 <= still["expires"] - resting["expires"] <= down + 1.5, still
-        await buyer.send_message(tx["id"], "work", workhash="ab" * 32,
+        after = await buyer.transaction(tx.id)
+        assert after.phase == "ESTABLISHING", after
+        assert down - 1.5 <= after.timeout - tx.timeout <= down + 1.5, (after, down)
+        still = await seller.bid(resting.id)
+        assert still.state == "placed", still
+        assert down - 1.5 <= still.expires - resting.expires <= down + 1.5, still
+        await buyer.send_message(tx.id, "work", workhash="ab" * 32,
                                  worksecrethash="cd" * 32)
-        view = await seller.send_message(tx["id"], "endpoint",
+        view = await seller.send_message(tx.id, "endpoint",
                                          workerurl="http://127.0.0.1:9/x")
-        assert view["phase"] == "TRANSMITTING"
+        assert view.phase == "TRANSMITTING"
         crossing = await buyer.place_bid("buy", RESTING, 800)  # the book was restored
-        assert crossing["state"] == "matched", crossing
+        assert crossing.state == "matched", crossing
     finally:
         await buyer.close()
         await seller.close()
@@ -197,6 +197,6 @@ async def test_a_buyer_that_times_out_leaves_nothing_open(
     assert time.monotonic() - started < 15 + 35  # the timeout, then cancel and stop
     async with ExchangeClient(server.url) as observer:
         acct = await observer.account(address)
-        assert acct["blocked"] == 0 and acct["available"] == 100_000, acct
+        assert acct.blocked == 0 and acct.available == 100_000, acct
         bids = await observer.bids(address)
-        assert bids and all(b["state"] in ("cancelled", "expired") for b in bids), bids
+        assert bids and all(b.state in ("cancelled", "expired") for b in bids), bids

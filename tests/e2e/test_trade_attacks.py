@@ -28,6 +28,7 @@ from bitwrk.daemon.peer import Channel
 from bitwrk.errors import InvalidRequest, SealError
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import receipt_document, work_secret_hash
+from bitwrk.wire import Account, Transaction
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_daemon_trading import (  # noqa: F401 - daemons is a fixture
     ARTICLE,
@@ -53,7 +54,7 @@ async def totals_ok(url: str) -> dict[str, int]:
     return t
 
 
-async def account(url: str, address: str) -> dict[str, Any]:
+async def account(url: str, address: str) -> Account:
     async with ExchangeClient(url) as c:
         return await c.account(address)
 
@@ -73,7 +74,8 @@ class Trader:
 
 async def _to_working(buyer: Trader, seller: Trader, price: int) -> int:
     await seller.client.place_bid("sell", ARTICLE, price)
-    txid = int((await buyer.client.place_bid("buy", ARTICLE, price))["txid"])
+    txid = (await buyer.client.place_bid("buy", ARTICLE, price)).txid
+    assert txid is not None
     workhash = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
     proof = hashlib.sha256(secrets.token_bytes(32)).hexdigest()
     digest = work_secret_hash(workhash, proof)
@@ -110,7 +112,8 @@ def test_replayed_receipt_is_refused_and_never_paid(fast_exchange: ServerProcess
         await buyer.client.send_message(a, "accept")
         async with ExchangeClient(url) as anyone:
             public = await anyone.transaction(a)
-        copied = {k: public[k] for k in ("encresulthash", "receipt", "resultkey")}
+        copied = {"encresulthash": public.encresulthash, "receipt": public.receipt,
+                  "resultkey": public.resultkey}
         # trades B (another seller) and C (the same seller, same buyer) replay it
         b = await _to_working(buyer, copier, 100)
         c = await _to_working(buyer, seller, 100)
@@ -121,22 +124,22 @@ def test_replayed_receipt_is_refused_and_never_paid(fast_exchange: ServerProcess
         genuine = _receipt(buyer, exchange, c, seller.address, enc)
         with pytest.raises(InvalidRequest, match="already delivered"):
             await seller.client.send_message(c, "result", encresulthash=enc, receipt=genuine,
-                                             resultkey=copied["resultkey"])
+                                             resultkey=public.resultkey)
         await totals_ok(url)
         # the WORKING deadline passes: both end EXPIRED, the buyer is refunded
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            phases = {(await buyer.client.transaction(t))["phase"] for t in (b, c)}
+            phases = {(await buyer.client.transaction(t)).phase for t in (b, c)}
             if phases == {"EXPIRED"}:
                 break
             await asyncio.sleep(0.5)
         assert phases == {"EXPIRED"}
         a_tx = await buyer.client.transaction(a)
-        assert (await account(url, copier.address))["available"] == 0
-        assert (await account(url, seller.address))["available"] == a_tx["price"]
+        assert (await account(url, copier.address)).available == 0
+        assert (await account(url, seller.address)).available == a_tx.price
         buyer_account = await account(url, buyer.address)
-        assert buyer_account["blocked"] == 0
-        assert buyer_account["available"] == 10_000 - a_tx["price"] - a_tx["fee"]
+        assert buyer_account.blocked == 0
+        assert buyer_account.available == 10_000 - a_tx.price - a_tx.fee
         await totals_ok(url)
         for t in (buyer, seller, copier):
             await t.client.close()
@@ -259,10 +262,11 @@ def test_eavesdropper_learns_no_key_secret_or_plaintext(
 
 
 async def _views(url: str, done: list[UnitDone]) -> tuple[str, list[dict[str, Any]]]:
-    """What anyone can read about the job's trades (the transactions with their messages)."""
+    """What anyone can read about the job's trades (the transactions with their messages),
+    as sent: the wire records would drop a field they do not declare, a leak included."""
     async with ExchangeClient(url) as anyone:
         return (await anyone.exchange_id(),
-                [await anyone.transaction(e.txid) for e in done if e.txid])
+                [await anyone.get(f"/api/v1/transactions/{e.txid}") for e in done if e.txid])
 
 
 def _trade_secrets(buyer: Daemon, seller: Daemon, exchange_id: str,
@@ -312,18 +316,18 @@ def test_local_seller_endpoint_is_refused_unless_allowed(
     buyer.submit(CancelJob(job.job_id))
     assert render.jobs == 0  # no manifest, no chunk ever reached the seller
 
-    async def settled() -> dict[str, Any]:
+    async def settled() -> Account:
         end = time.monotonic() + 60
         while time.monotonic() < end:
             acct = await account(exchange.url, buyer.address)
-            if acct["blocked"] == 0:
+            if acct.blocked == 0:
                 return acct
             await asyncio.sleep(0.5)
         raise AssertionError("buyer's money stayed blocked")
 
     acct = run(settled())
-    assert acct["available"] == 1_000_000  # every refused trade was cancelled and refunded
-    assert (run(account(exchange.url, seller.address)))["available"] == 0
+    assert acct.available == 1_000_000  # every refused trade was cancelled and refunded
+    assert (run(account(exchange.url, seller.address))).available == 0
     run(totals_ok(exchange.url))
 
 
@@ -362,15 +366,15 @@ def test_result_that_does_not_open_is_disputed_before_any_timeout(
     assert (final.done, final.failed) == (1, 0)
     assert {e.seller for e in events if isinstance(e, UnitDone)} == {good.address}
 
-    async def bad_trades() -> list[dict[str, Any]]:
+    async def bad_trades() -> list[Transaction]:
         async with ExchangeClient(exchange.url) as c:
             bids = await c.bids(bad.address, limit=200)
-            return [await c.transaction(b["txid"]) for b in bids if b["txid"]]
+            return [await c.transaction(b.txid) for b in bids if b.txid]
 
     trades = run(bad_trades())
-    disputed = [t for t in trades if t["phase"] == "RESULT_DISPUTED"]
+    disputed = [t for t in trades if t.phase == "RESULT_DISPUTED"]
     # disputed (no deadline: only the operator ends it); later matches the buyer cancelled
-    assert disputed and all(t["timeout"] is None for t in disputed), trades
-    assert {t["phase"] for t in trades} <= {"RESULT_DISPUTED", "CANCELLED"}, trades
-    assert run(account(exchange.url, bad.address))["available"] == 0
+    assert disputed and all(t.timeout is None for t in disputed), trades
+    assert {t.phase for t in trades} <= {"RESULT_DISPUTED", "CANCELLED"}, trades
+    assert run(account(exchange.url, bad.address)).available == 0
     run(totals_ok(exchange.url))

@@ -24,6 +24,7 @@ from bitwrk.daemon.events import JobDone, UnitDone, UnitFailed
 from bitwrk.daemon.jobdirs import files_key
 from bitwrk.seller.executor import RenderExecutor
 from bitwrk.seller.pool import WorkerPool
+from bitwrk.wire import Account, Transaction
 from tests.blender.conftest import needs_bpy, run_bpy
 from tests.e2e.conftest import ServerProcess
 from tests.e2e.test_daemon_trading import fund
@@ -96,11 +97,11 @@ def buy(buyer: Daemon, tmp_path: Path, units: tuple[tuple[str, bytes], ...],
     raise AssertionError(f"job did not finish: {events[-10:]}")
 
 
-def exchange_view(exchange: ServerProcess, address: str) -> tuple[dict[str, Any], list[Any]]:
-    async def go() -> tuple[dict[str, Any], list[Any]]:
+def exchange_view(exchange: ServerProcess, address: str) -> tuple[Account, list[Transaction]]:
+    async def go() -> tuple[Account, list[Transaction]]:
         async with ExchangeClient(exchange.url) as c:
             bids = await c.bids(address, limit=200)
-            txs = [await c.transaction(b["txid"]) for b in bids if b["txid"]]
+            txs = [await c.transaction(b.txid) for b in bids if b.txid]
             return await c.account(address), txs
     return asyncio.run(go())
 
@@ -145,16 +146,16 @@ def test_hostile_units_are_refused_refunded_and_the_seller_sells_on(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             account, txs = exchange_view(exchange, buyer.address)
-            if account["blocked"] == 0 and all(t["retired"] for t in txs):
+            if account.blocked == 0 and all(t.retired for t in txs):
                 break
             time.sleep(0.5)
-        paid = [t for t in txs if t["phase"] == "FINISHED"]
-        refused = [t for t in txs if t["phase"] == "WORK_DISPUTED"]
-        phases = [t["phase"] for t in txs]
+        paid = [t for t in txs if t.phase == "FINISHED"]
+        refused = [t for t in txs if t.phase == "WORK_DISPUTED"]
+        phases = [t.phase for t in txs]
         assert len(paid) == 2 and len(refused) >= 4, phases  # one more per race retried
         assert set(phases) <= {"FINISHED", "WORK_DISPUTED", "CANCELLED"}, phases
-        spent = sum(t["price"] + t["fee"] for t in paid)
-        assert account == account | {"available": FUNDS - spent, "blocked": 0}
+        spent = sum(t.price + t.fee for t in paid)
+        assert (account.available, account.blocked) == (FUNDS - spent, 0)
         jobs = tmp_path / "seller" / "cache" / "work" / "jobs"
         left = sorted(p.name for p in jobs.iterdir())
         assert left == sorted({files_key(JobManifest.from_json(u[1]))

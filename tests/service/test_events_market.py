@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import ARTICLE, Party
 from tests.service.conftest import Api
 
 
-async def read_events(resp: Any, count: int, timeout: float = 2.0) -> list[tuple[str, Any]]:
+async def read_events(resp: Any, count: int, timeout: float = 2.0,
+                      until: Callable[[str, Any], bool] | None = None) -> list[tuple[str, Any]]:
+    """``count`` events from an open stream, or fewer if ``until(kind, data)`` holds first."""
     events: list[tuple[str, Any]] = []
     kind = ""
 
@@ -22,7 +25,7 @@ async def read_events(resp: Any, count: int, timeout: float = 2.0) -> list[tuple
                 kind = line[7:]
             elif line.startswith("data: "):
                 events.append((kind, json.loads(line[6:])))
-                if len(events) >= count:
+                if len(events) >= count or (until is not None and until(*events[-1])):
                     return
 
     await asyncio.wait_for(run(), timeout)

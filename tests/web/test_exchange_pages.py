@@ -13,6 +13,7 @@ import pytest
 
 from bitwrk.keys import PrivateKey
 from bitwrk.protocol import work_secret_hash
+from bitwrk.wire import Bid, Transaction
 from tests.conftest import receipt, sealed_key
 from tests.e2e.conftest import ServerProcess
 from tests.web.conftest import exchange_call, shot
@@ -31,11 +32,11 @@ class Party:
     def address(self) -> str:
         return self.key.address
 
-    def bid(self, side: str, price: int, article: str = ARTICLE) -> dict[str, Any]:
+    def bid(self, side: str, price: int, article: str = ARTICLE) -> Bid:
         return exchange_call(self.server.url, self.key,
                              lambda c: c.place_bid(side, article, price))
 
-    def say(self, txid: int, action: str, **fields: Any) -> dict[str, Any]:
+    def say(self, txid: int, action: str, **fields: Any) -> Transaction:
         return exchange_call(self.server.url, self.key,
                              lambda c: c.send_message(txid, action, **fields))
 
@@ -68,7 +69,7 @@ def test_market_page_shows_a_bid_within_a_second(server: ServerProcess, page: An
     # a buyer takes it: the trade shows as the last price and in the last trades
     seen = time.monotonic()
     bid = buyer.bid("buy", 1500)
-    expect(page.locator(f"tr[data-txid='{bid['txid']}']")).to_be_visible(timeout=1000)
+    expect(page.locator(f"tr[data-txid='{bid.txid}']")).to_be_visible(timeout=1000)
     expect(page.locator(".last-price")).to_have_text("1,234 sat")
     expect(page.locator("[data-side='sell']")).to_have_count(0)
     for price in (1100, 1250, 1400):  # more trades for the chart
@@ -89,7 +90,8 @@ def test_transaction_page_follows_the_phases(server: ServerProcess, page: Any) -
     seller, buyer = Party(server), Party(server)
     fund(server, buyer, 100_000)
     seller.bid("sell", 2000)
-    txid = int(buyer.bid("buy", 2000)["txid"])
+    txid = buyer.bid("buy", 2000).txid
+    assert txid is not None
     page.goto(f"{server.url}/tx/{txid}")
     wait_live(page)
     phase = page.locator("#phase")
