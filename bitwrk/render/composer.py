@@ -141,11 +141,15 @@ class Composer:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("{"):
-                answer = json.loads(line)
-                answer["at"] = time.monotonic()  # when it arrived here
-                self._answers.put(answer)
+        with contextlib.suppress(ValueError, OSError):  # closed under us by close()
+            for line in self.proc.stdout:
+                try:  # a Blender binary prints its banner on stdout: not ours
+                    answer = json.loads(line) if line.startswith("{") else None
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(answer, dict):
+                    answer["at"] = time.monotonic()  # when it arrived here
+                    self._answers.put(answer)
         self._answers.put(None)  # the process ended
 
     def _next(self, timeout: float) -> dict[str, Any]:
@@ -195,22 +199,19 @@ class Composer:
         return float(answer["seconds"])
 
     def finish(self, timeout: float) -> list[dict[str, Any]]:
-        """Every answer still due, in order; then the process ends."""
+        """Every answer still due, in order; then the process is ended."""
         end = time.monotonic() + timeout
         answers = []
         while self.pending:
             answers.append(self._next(max(0.1, end - time.monotonic())))
             self.pending -= 1
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(max(1.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise ComposeError("the compose process did not end") from None
+        # Every frame is written and answered: nothing is left to save, and Blender's own
+        # teardown (a few tenths of a second) would only add to the job's tail.
+        self.close()
         return answers
 
     def close(self) -> None:
-        """Kill the process if it still runs (an error, or leaving early)."""
+        """Kill the process if it still runs (done, an error, or leaving early)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
