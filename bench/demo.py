@@ -51,12 +51,17 @@ def collect(quick: bool = False) -> list[Row]:
     if done.returncode != 0:
         raise RuntimeError(f"the demo failed ({done.returncode}): {done.stderr[-1500:]}")
     f = figures(done.stdout)
+    composed = re.findall(r"\]\s+(still|animation)\s+composed (\d+) frame\(s\) as their units"
+                          r" landed \((.*?) s\); the last ([\d.]+) s after", done.stdout)
     eff = f.get("efficiency")
     note = (f"prep {f.get('prep', 0):.1f} + trading {f.get('trading', 0):.1f} + after the"
             f" last unit {f.get('tail', 0):.1f} s")
+    rows = [Row(NAME, f"  {name}: its last frame composed after its last unit",
+                _ms(float(last)), "ms", note=f"{n} frame(s) in all: {steps} s")
+            for name, n, steps, last in composed]
     return [
         Row(NAME, "T_swarm: still + animation, buyer commands", _ms(f.get("t_swarm")), "ms",
-            note=note),
+            note=note), *rows,
         Row(NAME, "T_local: the same frames, one process, one core", _ms(f.get("t_local")),
             "ms", note="CPU time"),
         Row(NAME, "parallel efficiency T_local / (2 x T_swarm)", eff, "x", f">= {TARGET}",
