@@ -310,17 +310,18 @@ def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job
 
 def quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
     """Print the job's estimated time and price (``--quote``); nothing is bought."""
-    from .quote import Quote, asks_within, sample_rect
+    from .quote import Quote, asks_within, sample_rect, setup_rect
 
     info = composer.probe()
     job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
     first = job_plan.units[0][1]
     sample = first.with_rect(sample_rect(first.width, first.height))
     market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
+    setup = composer.test_tile(first.with_rect(setup_rect(first.width, first.height)).to_json())
     seconds = composer.test_tile(sample.to_json())
     q = Quote(job_plan.article, len(job_plan.frames),
               tuple(spec.rect.pixels for _uid, spec in job_plan.units), sample.rect.pixels,
-              seconds, asks_within(market, args.max_price), args.max_price, fee_bps)
+              seconds, asks_within(market, args.max_price), args.max_price, fee_bps, setup)
     for line in q.lines():
         print(line)
     print("nothing bought (--quote)", flush=True)

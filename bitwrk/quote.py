@@ -1,7 +1,9 @@
 """A job's price and time, estimated before anything is bought (no bpy here).
 
-One small tile of the job's first frame is rendered locally on one core, as a seller would
-render it (the sample); its seconds per pixel give each unit's render time. The market's
+Two tiles of the job's first frame are rendered locally on one core, as a seller would
+render them: first a tiny one, whose time is what every unit pays whatever its size
+(loading the scene into Cycles, building its BVH, saving), then the sample, about 1/16 of
+the frame, whose seconds per pixel give the rest of each unit's render time. The market's
 asks for the job's article (``GET /api/v1/market/ARTICLE``) say how many sellers would take
 units now and at what price. Used by ``python -m bitwrk.buy --quote`` and the extension's
 *Quote* button; docs/buying.md explains the figures.
@@ -18,12 +20,20 @@ from .render.tiling import Rect
 
 SAMPLE_SHARE = 16  # the sample tile is about 1/16 of the frame ...
 SAMPLE_MIN = 32  # ... but at least 32 x 32 px (or the whole frame, when smaller)
+SETUP_SIDE = 8  # px: the tiny first render, which measures a unit's fixed cost
 
 
 def sample_rect(width: int, height: int) -> Rect:
     """A tile in the middle of a ``width`` x ``height`` frame, about 1/16 of its area."""
     w = min(width, max(SAMPLE_MIN, width // 4))
     h = min(height, max(SAMPLE_MIN, height // 4))
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return Rect(x0, x0 + w, y0, y0 + h)
+
+
+def setup_rect(width: int, height: int) -> Rect:
+    """The tiny tile rendered first, in the middle of the sample."""
+    w, h = min(width, SETUP_SIDE), min(height, SETUP_SIDE)
     x0, y0 = (width - w) // 2, (height - h) // 2
     return Rect(x0, x0 + w, y0, y0 + h)
 
@@ -40,6 +50,7 @@ class Quote:
     asks: tuple[tuple[int, int], ...]  # (price, count) at or below the max price, cheapest first
     max_price: int
     fee_bps: int
+    setup_seconds: float = 0.0  # the tiny tile before it: what each unit pays anyway
 
     @property
     def units(self) -> int:
@@ -48,7 +59,8 @@ class Quote:
     @property
     def cpu_seconds(self) -> float:
         """The whole job's render time on one core (the local render's, roughly)."""
-        return self.sample_seconds * sum(self.unit_pixels) / self.sample_pixels
+        return (self.setup_seconds * self.units
+                + self.sample_seconds * sum(self.unit_pixels) / self.sample_pixels)
 
     @property
     def sellers(self) -> int:
@@ -78,8 +90,9 @@ class Quote:
         per_unit = self.cpu_seconds / self.units
         out = [f"quote: {self.units} units of {self.article} for {self.frames} frame(s)",
                f"  sample: {self.sample_pixels} px rendered here on one core in "
-               f"{self.sample_seconds:.2f} s -> about {per_unit:.1f} s per unit, "
-               f"{self.cpu_seconds:.0f} s for the job on one core"]
+               f"{self.sample_seconds:.2f} s, after {self.setup_seconds:.2f} s of set-up -> "
+               f"about {per_unit:.1f} s per unit, {self.cpu_seconds:.0f} s for the job on "
+               "one core"]
         if self.asks:
             asks = ", ".join(f"{n} x {p}" for p, n in self.asks)
             out.append(f"  market: {self.sellers} ask(s) at or below {self.max_price} sat "

@@ -1,6 +1,6 @@
 """The BitWrk panel's *Quote*: a job's time and price before anything is bought (no bpy).
 
-One small sample tile is rendered in a separate Blender process (the artist's Blender stays
+The sample tiles are rendered in a separate Blender process (the artist's Blender stays
 as it is) and the market's asks come from the connected exchange; the figures are
 :class:`bitwrk.quote.Quote`'s, the same as ``python -m bitwrk.buy --quote`` prints.
 """
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..bitwrk.buy import plan
-from ..bitwrk.quote import Quote, asks_within, sample_rect
+from ..bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
 from ..bitwrk.render.composer import Composer, command
 from .bridge import Bridge
 from .session import RenderRequest, job_article
@@ -37,10 +37,12 @@ def quote(bridge: Bridge, request: RenderRequest, frames: list[int], workdir: Pa
                 "XDG_CACHE_HOME": str(scratch / "cache")})
     with Composer(request.blend, env, command(ROOT, blender_binary)) as composer:
         composer.probe()
+        setup = composer.test_tile(
+            first.with_rect(setup_rect(first.width, first.height)).to_json())
         seconds = composer.test_tile(sample.to_json())
     return Quote(article, len(frames), tuple(s.rect.pixels for _u, s in job_plan.units),
                  sample.rect.pixels, seconds, asks_within(market, request.max_price),
-                 request.max_price, fee_bps)
+                 request.max_price, fee_bps, setup)
 
 
 def headline(q: Quote) -> str:

@@ -56,9 +56,11 @@ def test_quote_estimates_time_and_price_and_buys_nothing(swarm: dict[str, Any], 
                        "--frames", "1-3", "--tiles", "2", "--quote")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     text = result.stdout
+    print(text)  # shown with -rP: what a user sees
     assert re.search(r"^quote: 6 units of net\.bitwrk/blender/\S+ for 3 frame\(s\)$", text,
                      re.M), text
-    assert re.search(r"sample: \d+ px rendered here on one core in [\d.]+ s", text), text
+    assert re.search(r"sample: \d+ px rendered here on one core in [\d.]+ s, after [\d.]+ s"
+                     r" of set-up", text), text
     # the two sellers ask 10 and 11 sat; 6 units spread over them, 1 % fee rounded up
     assert "market: 2 ask(s) at or below 100 sat (1 x 10, 1 x 11 sat)" in text, text
     assert re.search(r"time: about \d+ s with 2 seller\(s\)", text), text

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from bitwrk.buy import END_SPLIT_MAX, end_split, plan
-from bitwrk.quote import Quote, asks_within, sample_rect
+from bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
+from bitwrk.render.tiling import Rect
 
 
 def info(width: int = 320, height: int = 240) -> dict[str, Any]:
@@ -68,6 +69,9 @@ def test_quote_figures() -> None:
     assert q.seconds() == pytest.approx(2 * 16 * 0.25)  # two rounds of three units
     # units spread over the asks: 10, 10, 30, 10, 10, 30; fee 1 %, rounded up per trade
     assert q.cost() == (4 * 11 + 2 * 31, 6 * 101)
+    with_setup = Quote("a", 4, (400,) * 4, 100, 0.5, asks, 100, 100, setup_seconds=0.2)
+    assert with_setup.cpu_seconds == pytest.approx(4 * 0.2 + 4 * 4 * 0.5)
+    assert setup_rect(320, 240) == Rect(156, 164, 116, 124)  # 8 x 8 px in the middle
     nobody = Quote("a", 1, (100,), 100, 1.0, (), 100, 100)
     assert nobody.seconds() is None and nobody.cost() == (101, 101)
     assert any("no ask at or below" in line for line in nobody.lines())
