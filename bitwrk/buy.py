@@ -239,28 +239,39 @@ def run(args: argparse.Namespace) -> int:
             return quote(args, composer, name)
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
+        output: FrameOutput | None = None
         try:
-            exchange = daemon.start()
-            info = composer.probe()
-            check_scripts(info, args.allow_missing)
-            job_plan = _plan(args, daemon, info, name)
-            output = FrameOutput(job_plan.units, args.out, info["scene"], composer)
-            done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp), deadline,
-                               output.landed)
-        finally:
-            daemon.stop(STOP_WAIT)  # meanwhile the composer works on the last frame
+            try:
+                exchange = daemon.start()
+                info = composer.probe()
+                check_scripts(info, args.allow_missing)
+                job_plan = _plan(args, daemon, info, name)
+                output = FrameOutput(job_plan.units, args.out, info["scene"], composer)
+                done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp),
+                                   deadline, output.landed)
+            finally:
+                daemon.stop(STOP_WAIT)  # meanwhile the composer works on the last frame
+            written = _finish(output, deadline)  # also when units failed: whole frames stay
+        except BaseException:
+            if output is not None:
+                output.abandon()
+            raise
         if final.failed:
             print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
             return 1
-        try:
-            written = output.finish(max(1.0, deadline - time.monotonic()))
-        except BitwrkError as exc:
-            if time.monotonic() >= deadline:
-                raise JobTimeout("compositing not finished within --timeout") from None
-            raise BitwrkError(f"compositing failed: {exc}") from None
     _summary(done, final, written, time.monotonic() - started)
     print(f"  {output.report()}", flush=True)
     return 0
+
+
+def _finish(output: FrameOutput, deadline: float) -> list[Path]:
+    """Wait for the frames handed to the compose process; the files written."""
+    try:
+        return output.finish(max(1.0, deadline - time.monotonic()))
+    except BitwrkError as exc:
+        if time.monotonic() >= deadline:
+            raise JobTimeout("compositing not finished within --timeout") from None
+        raise BitwrkError(f"compositing failed: {exc}") from None
 
 
 def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
@@ -310,18 +321,13 @@ def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job
 
 def quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
     """Print the job's estimated time and price (``--quote``); nothing is bought."""
-    from .quote import Quote, asks_within, sample_rect, setup_rect
+    from .quote import asks_within, measure
 
     info = composer.probe()
     job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
-    first = job_plan.units[0][1]
-    sample = first.with_rect(sample_rect(first.width, first.height))
     market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
-    setup = composer.test_tile(first.with_rect(setup_rect(first.width, first.height)).to_json())
-    seconds = composer.test_tile(sample.to_json())
-    q = Quote(job_plan.article, len(job_plan.frames),
-              tuple(spec.rect.pixels for _uid, spec in job_plan.units), sample.rect.pixels,
-              seconds, asks_within(market, args.max_price), args.max_price, fee_bps, setup)
+    q = measure(composer, job_plan.article, job_plan.units,
+                asks_within(market, args.max_price), args.max_price, fee_bps)
     for line in q.lines():
         print(line)
     print("nothing bought (--quote)", flush=True)

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .money import fee_for
 from .render.tiling import Rect
+
+if TYPE_CHECKING:
+    from .render.composer import Composer
+    from .render.jobspec import JobSpec
 
 SAMPLE_SHARE = 16  # the sample tile is about 1/16 of the frame ...
 SAMPLE_MIN = 32  # ... but at least 32 x 32 px (or the whole frame, when smaller)
@@ -113,3 +117,17 @@ def asks_within(market: dict[str, Any], max_price: int) -> tuple[tuple[int, int]
     """The market view's asks at or below ``max_price``, cheapest first."""
     asks = sorted((int(a["price"]), int(a["count"])) for a in market.get("asks", []))
     return tuple((p, n) for p, n in asks if p <= max_price and n > 0)
+
+
+def measure(composer: Composer, article: str, units: list[tuple[str, JobSpec]],
+            asks: tuple[tuple[int, int], ...], max_price: int, fee_bps: int) -> Quote:
+    """Render the set-up tile, then the sample, of the first unit's frame in ``composer``
+    (a process that has the scene open; it only quotes afterwards), and quote ``units``."""
+    first = units[0][1]
+    composer.probe()
+    setup = composer.test_tile(first.with_rect(setup_rect(first.width, first.height)).to_json())
+    rect = sample_rect(first.width, first.height)
+    seconds = composer.test_tile(first.with_rect(rect).to_json())
+    return Quote(article, len({spec.frame for _u, spec in units}),
+                 tuple(spec.rect.pixels for _u, spec in units), rect.pixels, seconds, asks,
+                 max_price, fee_bps, setup)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..bitwrk.buy import plan
-from ..bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
+from ..bitwrk.quote import Quote, asks_within, measure
 from ..bitwrk.render.composer import Composer, command
 from .bridge import Bridge
 from .session import RenderRequest, job_article
@@ -29,20 +29,13 @@ def quote(bridge: Bridge, request: RenderRequest, frames: list[int], workdir: Pa
     assert daemon.client is not None
     market = daemon.call(daemon.client.market(article), 30)
     fee_bps = int(daemon.call(daemon.client.info(), 30)["fee_bps"])
-    first = job_plan.units[0][1]
-    sample = first.with_rect(sample_rect(first.width, first.height))
     scratch = workdir / "quote"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update({"BLENDER_USER_RESOURCES": str(scratch / "blender"),
                 "XDG_CACHE_HOME": str(scratch / "cache")})
     with Composer(request.blend, env, command(ROOT, blender_binary)) as composer:
-        composer.probe()
-        setup = composer.test_tile(
-            first.with_rect(setup_rect(first.width, first.height)).to_json())
-        seconds = composer.test_tile(sample.to_json())
-    return Quote(article, len(frames), tuple(s.rect.pixels for _u, s in job_plan.units),
-                 sample.rect.pixels, seconds, asks_within(market, request.max_price),
-                 request.max_price, fee_bps, setup)
+        return measure(composer, article, job_plan.units,
+                       asks_within(market, request.max_price), request.max_price, fee_bps)
 
 
 def headline(q: Quote) -> str:

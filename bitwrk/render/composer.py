@@ -198,6 +198,16 @@ class Composer:
             raise BitwrkError(f"test render failed: {answer.get('error')}")
         return float(answer["seconds"])
 
+    def answered(self) -> int:
+        """After :meth:`close`: how many of the outstanding requests were answered."""
+        count = 0
+        while True:
+            try:
+                answer = self._answers.get_nowait()
+            except queue.Empty:
+                return count
+            count += answer is not None
+
     def finish(self, timeout: float) -> list[dict[str, Any]]:
         """Every answer still due, in order; then the process is ended."""
         end = time.monotonic() + timeout
@@ -215,6 +225,7 @@ class Composer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(5)  # every answer it gave is queued
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -234,7 +245,7 @@ class FrameOutput:
             self.missing.setdefault(spec.frame, set()).add(unit_id)
         self.out, self.scene, self.composer = out, scene, composer
         self.results: dict[str, Path] = {}
-        self.written: list[Path] = []
+        self.written: list[Path] = []  # EXR, PNG per frame handed over, in order
         self.seconds: dict[str, float] = {}  # stitch, denoise, write: summed over frames
         self.last_landed = self.last_written = 0.0  # monotonic
 
@@ -262,6 +273,13 @@ class FrameOutput:
                 self.seconds[step] = self.seconds.get(step, 0.0) + seconds
         self.last_written = max((a["at"] for a in answers), default=self.last_landed)
         return self.written
+
+    def abandon(self) -> None:
+        """Leaving early: end the compose process; a frame it had not finished may be half
+        written, so its files go (a frame on disk is always a whole one)."""
+        self.composer.close()
+        for path in self.written[2 * self.composer.answered():]:
+            path.unlink(missing_ok=True)
 
     def report(self) -> str:
         """Where compositing took its time, and how much of it came after the last unit."""

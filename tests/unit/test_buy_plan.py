@@ -1,14 +1,16 @@
-"""The buyer's plan (issue 17): the last round of frames fits the sellers asking now, and
-the quote's arithmetic."""
+"""The buyer's plan (issue 17): the last round of frames fits the sellers asking now; the
+quote's arithmetic; frames handed to the compose process as they complete."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bitwrk.buy import END_SPLIT_MAX, end_split, plan
 from bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
+from bitwrk.render.composer import FrameOutput
 from bitwrk.render.tiling import Rect
 
 
@@ -75,3 +77,41 @@ def test_quote_figures() -> None:
     nobody = Quote("a", 1, (100,), 100, 1.0, (), 100, 100)
     assert nobody.seconds() is None and nobody.cost() == (101, 101)
     assert any("no ask at or below" in line for line in nobody.lines())
+
+
+class FakeComposer:
+    """Stands in for the compose process: records requests; ``done`` were answered."""
+
+    def __init__(self, done: int) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.done = done
+        self.closed = False
+
+    def submit(self, request: dict[str, Any]) -> None:
+        self.requests.append(request)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def answered(self) -> int:
+        return self.done
+
+
+def test_frames_go_to_compose_when_complete_and_half_written_ones_go_away(
+        tmp_path: Path) -> None:
+    units = plan(info(), "scene.blend", [1, 2, 3], "2", "512M").units
+    fake = FakeComposer(done=1)
+    output = FrameOutput(units, tmp_path, "Scene", fake)  # type: ignore[arg-type]
+    for uid, _spec in units[:3]:  # frame 1 complete, frame 2 half
+        output.landed(uid, tmp_path / f"{uid}.exr")
+    assert [r["exr"] for r in fake.requests] == [str(tmp_path / "Scene_0001.exr")]
+    assert len(fake.requests[0]["tiles"]) == 2
+    output.landed(units[3][0], tmp_path / "x.exr")  # frame 2 complete: handed over too
+    assert len(fake.requests) == 2
+    for frame in (1, 2):  # both on disk when the buyer leaves early; only 1 was answered
+        for suffix in (".exr", ".png"):
+            (tmp_path / f"Scene_{frame:04d}{suffix}").write_bytes(b"x")
+    output.abandon()
+    assert fake.closed
+    assert sorted(p.name for p in tmp_path.glob("Scene_*")) == ["Scene_0001.exr",
+                                                                "Scene_0001.png"]
