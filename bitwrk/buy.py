@@ -21,7 +21,6 @@ trades that were already working and withdraws the rest before it starts its own
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -34,10 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .articles import COST_CLASSES
-from .errors import BitwrkError, ExchangeUnreachable
+from .errors import AddressError, BitwrkError, ExchangeUnreachable
+from .keys import address_network, check_address
+from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
 from .render.composer import Composer, FrameOutput
 from .render.jobspec import JobSpec
-from .render.tiling import auto_count, tiles
+from .render.tiling import auto_count, end_split, tiles
 
 # The daemon, the chunk store and the exchange client (aiohttp) take most of a second to
 # import: they are imported once the compose process is started, so that it overlaps.
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
 STOP_WAIT = 30.0  # seconds for cancelling and stopping the daemon on the way out
-END_SPLIT_MAX = 4  # tiles a frame of the last round is cut into at most (docs/buying.md)
 
 
 class JobTimeout(BitwrkError):
@@ -108,17 +108,6 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
 
 
-def end_split(counts: list[int], sellers: int) -> int:
-    """Tiles for each frame of the last round, when frames are one unit each: a job of F
-    frames on S sellers ends with F mod S frames, leaving the other sellers idle while they
-    render; cut into S // (F mod S) tiles (at most END_SPLIT_MAX) they keep every seller busy.
-    1 when no seller would idle (F a multiple of S): then nothing costs an extra unit."""
-    left = len(counts) % sellers if sellers > 1 else 0
-    if not left or any(c != 1 for c in counts):
-        return 1
-    return min(END_SPLIT_MAX, sellers // left)
-
-
 def check_scripts(info: dict[str, Any], allow: bool) -> None:
     """Sellers never run Python from a scene: drivers that need it would render wrong."""
     drivers = info.get("python_drivers") or []
@@ -150,7 +139,7 @@ def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
             for uid, spec in plan_.units]
 
 
-def _frames(text: str | None, info: dict[str, Any]) -> list[int]:
+def frames_of(text: str | None, info: dict[str, Any]) -> list[int]:
     if text is None:
         return [int(info["frame_current"])]
     start, _, end = text.partition("-")
@@ -184,10 +173,58 @@ def _parser() -> argparse.ArgumentParser:
                    help="share of a known seller's units whose secret patches this machine "
                         "re-renders before paying (0-1; a seller's units are always checked "
                         "until one passes; default 0.2)")
+    p.add_argument("--min-seller-finished", type=_count(MAX_MIN_FINISHED), default=0,
+                   metavar="N", help="trade only with sellers that finished at least N trades"
+                                     " on this exchange (default 0: new sellers too)")
+    p.add_argument("--max-seller-lost-pct", type=_count(100), default=100, metavar="P",
+                   help="trade only with sellers that lost at most P %% of their decided "
+                        "trades (finished + disputes lost) in dispute (default 100)")
+    p.add_argument("--exclude-seller", action="append", default=[], metavar="ADDR",
+                   type=_address,
+                   help="never trade with this seller (repeatable, at most "
+                        f"{MAX_EXCLUDED})")
     p.add_argument("--quote", action="store_true",
-                   help="buy nothing: render one small sample tile here and print the job's "
+                   help="buy nothing: render two small sample tiles here and print the job's "
                         "estimated time and price from the market's current asks")
     return p
+
+
+def _count(maximum: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from 0 to {maximum}")
+        return value
+    return parse
+
+
+def describe_terms(terms: SellerTerms) -> str:
+    parts = [f">= {terms.min_finished} finished trades"] if terms.min_finished else []
+    if terms.max_lost_pct < 100:
+        parts.append(f"<= {terms.max_lost_pct} % of decided trades lost in dispute")
+    if terms.exclude:
+        parts.append(f"not the {len(terms.exclude)} excluded")
+    return ", ".join(parts)
+
+
+def _address(text: str) -> str:
+    try:
+        address_network(text)
+    except AddressError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
+def seller_terms(args: argparse.Namespace, network: str) -> SellerTerms:
+    """The mandate's seller terms; excluded sellers must be addresses of the exchange's
+    network (a bad one is refused before any bid, not on every bid)."""
+    for seller in args.exclude_seller:
+        try:
+            check_address(seller, network)
+        except AddressError as exc:
+            raise AddressError(f"--exclude-seller {seller}: {exc}") from None
+    return SellerTerms(args.min_seller_finished, args.max_seller_lost_pct,
+                       frozenset(args.exclude_seller))
 
 
 def _rate(text: str) -> float:
@@ -236,7 +273,9 @@ def run(args: argparse.Namespace) -> int:
             composer.probe()  # Blender's own word on a broken file is the clearer error
             raise
         if args.quote:
-            return quote(args, composer, name)
+            from .quote import print_quote
+
+            return print_quote(args, composer, name)
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
         output: FrameOutput | None = None
@@ -276,7 +315,7 @@ def _finish(output: FrameOutput, deadline: float) -> list[Path]:
 
 def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
     """The units; with ``--tiles auto`` the last round fits the sellers asking now."""
-    frames = _frames(args.frames, info)
+    frames = frames_of(args.frames, info)
     job_plan = plan(info, name, frames, args.tiles, args.cost_class)
     if args.tiles != "auto" or daemon.client is None:
         return job_plan
@@ -303,12 +342,15 @@ def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job
     # bids and unstarted trades are withdrawn.
     _give_up(daemon, quietly=True)
     _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
+    terms = seller_terms(args, exchange["network"])
     units = manifests(job_plan, files, daemon.store)
     job = BuyJob(job_plan.article, Mandate(args.max_price, budget, time.time() + args.timeout,
-                                           check_rate),
+                                           check_rate, terms),
                  tuple(units), tmp / "results", concurrency=args.concurrency)
     print(f"buying {len(units)} units of {job_plan.article} for {len(job_plan.frames)} "
           f"frame(s) at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+    if terms.to_fields():  # the exchange matches only such sellers: say so
+        print(f"sellers: {describe_terms(terms)} (the exchange matches no others)", flush=True)
     daemon.submit(job)
     try:
         done, final = _wait(daemon, job.job_id, len(units), deadline, landed)
@@ -317,29 +359,6 @@ def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job
         raise
     _give_up(daemon, quietly=True)  # nothing left open behind this run
     return done, final
-
-
-def quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
-    """Print the job's estimated time and price (``--quote``); nothing is bought."""
-    from .quote import asks_within, measure
-
-    info = composer.probe()
-    job_plan = plan(info, name, _frames(args.frames, info), args.tiles, args.cost_class)
-    market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
-    q = measure(composer, job_plan.article, job_plan.units,
-                asks_within(market, args.max_price), args.max_price, fee_bps)
-    for line in q.lines():
-        print(line)
-    print("nothing bought (--quote)", flush=True)
-    return 0
-
-
-async def _market(url: str, article: str, wait: float) -> tuple[dict[str, Any], int]:
-    """The article's market view and the exchange's fee, without an identity."""
-    from .client import ExchangeClient
-
-    async with ExchangeClient(url, retry_for=wait) as client:
-        return await client.market(article), int((await client.info())["fee_bps"])
 
 
 def _check_funds(daemon: Daemon, per_unit: int) -> None:

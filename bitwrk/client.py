@@ -34,7 +34,7 @@ from .errors import (
     error_classes,
 )
 from .keys import PrivateKey
-from .protocol import NonceSource, Value, sign_request
+from .protocol import NonceSource, SellerTerms, Value, sign_request
 from .retry import backoff, describe, is_transient
 from .wire import Account, Bid, Ledger, Message, Transaction, WireRecord
 
@@ -250,9 +250,11 @@ class ExchangeClient:
         result: dict[str, Any] = await self.get("/api/v1/openapi.json")
         return result
 
-    async def place_bid(self, type: str, article: str, price: int) -> Bid:
+    async def place_bid(self, type: str, article: str, price: int,
+                        terms: SellerTerms | None = None) -> Bid:
+        """Place a bid; a buy bid's ``terms`` (signed with it) say which sellers may fill it."""
         fields: dict[str, Value] = {"action": "bid", "type": type, "article": article,
-                                    "price": price}
+                                    "price": price, **(terms.to_fields() if terms else {})}
         sent = time.time()
         try:
             return Bid.from_json(await self.post_signed("/api/v1/bids", fields))

@@ -15,7 +15,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from urllib.parse import quote
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote
 
 from .errors import InvalidRequest, SignatureError
 from .keys import PrivateKey, address_network, verify_message
@@ -24,12 +25,14 @@ from .money import check_price
 __all__ = [
     "BID_ACTION",
     "BID_FIELDS",
+    "BID_TERMS",
     "BID_TYPES",
     "MAX_NONCE",
     "RECEIPT_ACTION",
     "REQUIRED_FIELDS",
     "SIGNATURE",
     "NonceSource",
+    "SellerTerms",
     "Value",
     "bid_fields",
     "canonical_document",
@@ -50,6 +53,10 @@ _FIELD_NAME = re.compile(r"[a-z_]{1,32}")
 BID_ACTION = "bid"
 BID_TYPES = frozenset({"buy", "sell"})
 BID_FIELDS = frozenset({"action", "exchange", "address", "nonce", "type", "article", "price"})
+# Optional fields of a buy bid: what it asks of its seller (SellerTerms); absent = nothing.
+BID_TERMS = frozenset({"min_finished", "max_lost_pct", "exclude"})
+MAX_MIN_FINISHED = 1_000_000  # more finished trades than a seller will have: a typo, refused
+MAX_EXCLUDED = 32  # addresses one bid may exclude (a lasting block is an ``avoids`` relation)
 
 
 def canonical_document(fields: Mapping[str, Value]) -> str:
@@ -147,9 +154,11 @@ class NonceSource:
 
 
 def bid_fields(
-    *, exchange: str, address: str, nonce: int, type: str, article: str, price: int
+    *, exchange: str, address: str, nonce: int, type: str, article: str, price: int,
+    terms: SellerTerms | None = None,
 ) -> dict[str, Value]:
-    """The unsigned fields of a bid (docs/protocol.md: type buy|sell, article, price in sat)."""
+    """The unsigned fields of a bid (docs/protocol.md: type buy|sell, article, price in sat,
+    and for a buy the optional ``terms`` it asks of its seller)."""
     if type not in BID_TYPES:
         raise InvalidRequest(f"bid type must be 'buy' or 'sell', not {type!r}", field="type")
     if not isinstance(article, str) or not article:
@@ -163,7 +172,91 @@ def bid_fields(
         "article": article,
         "price": check_price(price),
     }
+    if terms is not None and terms.to_fields():
+        if type != "buy":
+            raise InvalidRequest("only a buy bid asks for a seller record", field="type")
+        fields.update(terms.to_fields())
     return fields
+
+
+@dataclass(frozen=True)
+class SellerTerms:
+    """What a buy bid asks of the seller it may trade with, checked by the exchange's
+    matcher against the seller's public record (docs/protocol.md): at least
+    ``min_finished`` trades finished, at most ``max_lost_pct`` percent of its decided
+    trades (finished + disputes lost) lost in dispute, and not one of ``exclude``. The
+    defaults ask nothing, so a bid without these fields trades as before."""
+
+    min_finished: int = 0
+    max_lost_pct: int = 100
+    exclude: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        _check_bound("min_finished", self.min_finished, MAX_MIN_FINISHED)
+        _check_bound("max_lost_pct", self.max_lost_pct, 100)
+        if len(self.exclude) > MAX_EXCLUDED:
+            raise InvalidRequest(f"a bid excludes at most {MAX_EXCLUDED} sellers",
+                                 field="exclude")
+        for seller in self.exclude:
+            address_network(seller)  # AddressError unless a P2PKH address
+
+    @property
+    def asks_record(self) -> bool:
+        return self.min_finished > 0 or self.max_lost_pct < 100
+
+    def admits(self, seller: str, record: Callable[[], Mapping[str, int]]) -> bool:
+        """Whether ``seller`` may fill the bid; ``record()`` (its public counts, as in
+        ``service.reputation``) is only asked for when a record is required."""
+        if seller in self.exclude:
+            return False
+        if not self.asks_record:
+            return True
+        counts = record()
+        finished, lost = counts["finished"], counts["disputes_lost"]
+        return (finished >= self.min_finished
+                and lost * 100 <= self.max_lost_pct * (finished + lost))
+
+    def to_fields(self) -> dict[str, Value]:
+        """The bid fields for these terms: only those that ask something."""
+        fields: dict[str, Value] = {}
+        if self.min_finished:
+            fields["min_finished"] = self.min_finished
+        if self.max_lost_pct != 100:
+            fields["max_lost_pct"] = self.max_lost_pct
+        if self.exclude:
+            fields["exclude"] = ",".join(sorted(self.exclude))
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, object]) -> SellerTerms:
+        """The terms of a bid's fields (InvalidRequest for a bad value); none: no terms."""
+        exclude = fields.get("exclude", "")
+        if not isinstance(exclude, str) or ("exclude" in fields and not exclude):
+            raise InvalidRequest("exclude is a non-empty, comma-separated list of addresses",
+                                 field="exclude")
+        return cls(_int_value(fields, "min_finished", 0), _int_value(fields, "max_lost_pct", 100),
+                   frozenset(exclude.split(",")) if exclude else frozenset())
+
+    @classmethod
+    def from_document(cls, document: str) -> SellerTerms:
+        """The terms a stored, signed bid document names (the books are rebuilt from it)."""
+        fields: dict[str, object] = {k: v for k, v in parse_qsl(document) if k in BID_TERMS}
+        for name in ("min_finished", "max_lost_pct"):
+            if name in fields:
+                fields[name] = int(str(fields[name]))
+        return cls.from_fields(fields)
+
+
+def _int_value(fields: Mapping[str, object], name: str, default: int) -> int:
+    value = fields.get(name, default)
+    if type(value) is not int:
+        raise InvalidRequest(f"{name} must be an integer", field=name)
+    return value
+
+
+def _check_bound(name: str, value: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise InvalidRequest(f"{name} must be an integer from 0 to {maximum}", field=name)
 
 
 RECEIPT_ACTION = "receipt"

@@ -11,6 +11,7 @@ units now and at what price. Used by ``python -m bitwrk.buy --quote`` and the ex
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -131,3 +132,28 @@ def measure(composer: Composer, article: str, units: list[tuple[str, JobSpec]],
     return Quote(article, len({spec.frame for _u, spec in units}),
                  tuple(spec.rect.pixels for _u, spec in units), rect.pixels, seconds, asks,
                  max_price, fee_bps, setup)
+
+
+def print_quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
+    """Print the job's estimated time and price (``--quote``); nothing is bought."""
+    import asyncio
+
+    from .buy import frames_of, plan
+
+    info = composer.probe()
+    job_plan = plan(info, name, frames_of(args.frames, info), args.tiles, args.cost_class)
+    market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
+    q = measure(composer, job_plan.article, job_plan.units,
+                asks_within(market, args.max_price), args.max_price, fee_bps)
+    for line in q.lines():
+        print(line)
+    print("nothing bought (--quote)", flush=True)
+    return 0
+
+
+async def _market(url: str, article: str, wait: float) -> tuple[dict[str, Any], int]:
+    """The article's market view and the exchange's fee, without an identity."""
+    from .client import ExchangeClient
+
+    async with ExchangeClient(url, retry_for=wait) as client:
+        return await client.market(article), int((await client.info())["fee_bps"])

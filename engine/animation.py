@@ -56,6 +56,8 @@ class AnimationRequest:
     allow_local_sellers: bool = False  # loopback/private seller endpoints (tests, a LAN)
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
     lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
+    min_seller_finished: int = 0  # sellers with fewer finished trades are never matched
+    exclude_sellers: tuple[str, ...] = ()  # addresses never matched with this job's bids
 
     @property
     def frames(self) -> list[int]:

@@ -19,6 +19,7 @@ from ..bitwrk.buy import Plan, check_scripts, manifests, pack_files, plan
 from ..bitwrk.daemon import BuyJob, Mandate
 from ..bitwrk.daemon.events import Crashed, JobDone, UnitDone, UnitFailed, UnitProgress
 from ..bitwrk.errors import BitwrkError
+from ..bitwrk.protocol import SellerTerms
 from ..bitwrk.render.jobspec import JobSpec
 from .bridge import Bridge
 
@@ -44,6 +45,15 @@ class RenderRequest:
     allow_local_sellers: bool = False  # loopback/private seller endpoints (tests, a LAN)
     lan_workers: tuple[str, ...] = ()  # trusted LAN worker addresses, served first
     lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
+    min_seller_finished: int = 0  # sellers with fewer finished trades are never matched
+    exclude_sellers: tuple[str, ...] = ()  # addresses never matched with this job's bids
+
+
+def seller_terms(request: Any) -> SellerTerms:
+    """The mandate's seller terms from a still or animation request (AddressError for an
+    excluded seller that is not an address: the job is refused before buying)."""
+    return SellerTerms(int(getattr(request, "min_seller_finished", 0)),
+                       exclude=frozenset(getattr(request, "exclude_sellers", ())))
 
 
 def job_article(article: str, trusted_only: bool) -> str:
@@ -69,7 +79,8 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
                              host=reachable(getattr(request, "lan_host", "")))
     budget = request.budget or int(len(units) * request.max_price * FEE_ROOM) + 100
     return BuyJob(job_article(job_plan.article, request.trusted_only),
-                  Mandate(request.max_price, budget, time.time() + request.timeout),
+                  Mandate(request.max_price, budget, time.time() + request.timeout,
+                          sellers=seller_terms(request)),
                   tuple(units), workdir / "results", concurrency=request.concurrency)
 
 

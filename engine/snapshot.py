@@ -52,7 +52,9 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         budget=settings.budget_sat(), tiles=settings.tiles, cost_class=settings.cost_class,
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers),
-        allow_local_sellers=settings.allow_local_sellers, lan_host=settings.lan_host)
+        allow_local_sellers=settings.allow_local_sellers, lan_host=settings.lan_host,
+        min_seller_finished=settings.min_seller_finished,
+        exclude_sellers=parse_workers(settings.exclude_sellers))
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -75,4 +77,6 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
         concurrency=settings.concurrency, allow_missing=settings.allow_missing,
         blender_binary=bpy.app.binary_path or None, trusted_only=settings.trusted_only,
         lan_workers=parse_workers(settings.lan_workers), lan_host=settings.lan_host,
-        allow_local_sellers=settings.allow_local_sellers)
+        allow_local_sellers=settings.allow_local_sellers,
+        min_seller_finished=settings.min_seller_finished,
+        exclude_sellers=parse_workers(settings.exclude_sellers))

@@ -36,6 +36,13 @@ class BitwrkSettings(bpy.types.PropertyGroup):
                     "exchange, your own LAN); off, such seller endpoints are refused")
     lan_workers: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="LAN workers", description="Addresses of trusted workers, comma-separated")
+    min_seller_finished: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Min seller trades", default=0, min=0, max=1_000_000,
+        description="Trade only with sellers that finished at least this many trades on "
+                    "the exchange (0: new sellers too); the exchange never matches others")
+    exclude_sellers: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Exclude sellers",
+        description="Seller addresses never to trade with, comma-separated (at most 32)")
     tiles: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Tiles", default=0, min=0, max=4096, description="Tiles per frame (0: auto)")
     cost_class: bpy.props.EnumProperty(  # type: ignore[valid-type]

@@ -39,6 +39,8 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         col.prop(settings, "cost_class")
         col.prop(settings, "concurrency")
         layout.prop(settings, "trusted_only")
+        layout.prop(settings, "min_seller_finished")
+        layout.prop(settings, "exclude_sellers")
         layout.prop(settings, "allow_local_sellers")
         layout.prop(settings, "lan_workers")
         if settings.lan_workers.strip():

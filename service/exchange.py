@@ -26,13 +26,14 @@ from bitwrk.errors import (
 )
 from bitwrk.keys import check_address, is_test_network
 from bitwrk.money import MAX_SATOSHI, check_price, fee_for
+from bitwrk.protocol import BID_TERMS, SellerTerms
 from bitwrk.wire import Bid, BidState, BidType, Phase, Transaction, wire_view
 
-from . import admission, db, ledger
+from . import admission, db, ledger, reputation
 from .config import Config
 from .errors import SelfTrade
 from .events import Event
-from .matching import BookEntry, Books, trade_terms
+from .matching import NO_TERMS, BookEntry, Books, bid_terms, seller_admitted, trade_terms
 
 DEPOSIT_UID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 _REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
@@ -54,8 +55,9 @@ def str_field(fields: dict[str, Any], name: str, choices: tuple[str, ...]) -> st
     return str(value)
 
 
-def exact_fields(fields: dict[str, Any], allowed: frozenset[str]) -> None:
-    extra = set(fields) - allowed - {"signature"}
+def exact_fields(fields: dict[str, Any], allowed: frozenset[str],
+                 optional: frozenset[str] = frozenset()) -> None:
+    extra = set(fields) - allowed - optional - {"signature"}
     missing = allowed - set(fields)
     if extra or missing:
         raise InvalidRequest(
@@ -135,11 +137,14 @@ class Exchange:
 
     def _load_books(self) -> None:
         rows = self.db.execute(
-            "SELECT article, id, address, type, price, fee, expires FROM bids"
+            "SELECT article, id, address, type, price, fee, expires, document FROM bids"
             " WHERE state = 'placed' ORDER BY id"
         )
-        for article, *entry in rows:
-            self.books.get(article).add(BookEntry(*entry))
+        for article, bid_id, address, side, price, fee, expires, document in rows:
+            # a buy bid's seller terms are read back from the document it signed
+            terms = SellerTerms.from_document(document) if side == BidType.BUY else NO_TERMS
+            self.books.get(article).add(
+                BookEntry(bid_id, address, side, price, fee, expires, terms))
         self.avoids = {(s, t) for s, t in self.db.execute(
             "SELECT source, target FROM relations WHERE type = 'avoids' AND enabled = 1")}
 
@@ -209,9 +214,10 @@ class Exchange:
 
     def place_bid(self, signed: Signed) -> tuple[dict[str, Any], list[Event]]:
         fields, document, signature = signed
-        exact_fields(fields, BID_FIELDS)
+        exact_fields(fields, BID_FIELDS, optional=BID_TERMS)
         address = fields["address"]
         side = BidType(str_field(fields, "type", tuple(BidType)))
+        terms = bid_terms(fields, side, self.cfg.network)
         article = parse_article(fields["article"])
         price = check_price(fields["price"], maximum=self.cfg.max_price)
         fee = fee_for(price, self.cfg.fee_bps)
@@ -236,7 +242,7 @@ class Exchange:
             assert bid_id is not None
             if side == BidType.BUY:
                 self.move(ledger.block_for_bid(address, price + fee), now, bid_id=bid_id)
-            entry = BookEntry(bid_id, address, side, price, fee, expires)
+            entry = BookEntry(bid_id, address, side, price, fee, expires, terms)
             resting, events = self._match(article.id, entry, now)
         if resting is None:
             book.add(entry)
@@ -255,7 +261,7 @@ class Exchange:
     ) -> tuple[BookEntry | None, list[Event]]:
         book = self.books.get(article)
         def allowed(resting: BookEntry) -> bool:
-            return not self.avoided(entry.address, resting.address)
+            return self._may_trade(entry, resting, now)
 
         while (resting := book.counterpart(entry, now, allowed)) is not None:
             claimed = self.db.execute(
@@ -270,6 +276,15 @@ class Exchange:
                 return resting, self._trade(article, entry, resting, now)
             book.remove(resting.bid_id)  # memory was behind the store; never trade it
         return None, []
+
+    def _may_trade(self, entry: BookEntry, resting: BookEntry, now: float) -> bool:
+        """Neither party avoids the other, the seller is not barred (its resting ask may be
+        older than the bar), and the buy bid's seller terms admit the seller's record."""
+        if self.avoided(entry.address, resting.address):
+            return False
+        if entry.type == BidType.BUY and reputation.barred_until(self.db, resting.address, now):
+            return False
+        return seller_admitted(entry, resting, lambda seller: reputation.of(self.db, seller))
 
     def _trade(
         self, article: str, entry: BookEntry, resting: BookEntry, now: float

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bitwrk.errors import InvalidRequest
+from bitwrk.keys import check_address
+from bitwrk.protocol import BID_TERMS, SellerTerms
 from bitwrk.wire import BidType
 
-MAX_PASSED_OVER = 64  # resting bids an incoming bid may pass over for avoided parties
+# Resting bids an incoming bid may pass over (avoided parties, sellers a buy bid's terms
+# refuse) before it rests instead: matching stays cheap however many there are.
+MAX_PASSED_OVER = 64
+NO_TERMS = SellerTerms()
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,29 @@ class BookEntry:
     price: int
     fee: int
     expires: float
+    terms: SellerTerms = NO_TERMS  # a buy bid's: what its seller's record must show
+
+
+def bid_terms(fields: Mapping[str, object], side: BidType, network: str) -> SellerTerms:
+    """The seller terms of a bid's fields (InvalidRequest when malformed): only a buy bid
+    names them, and excluded sellers must be addresses of the exchange's network."""
+    if side != BidType.BUY and BID_TERMS & fields.keys():
+        raise InvalidRequest("only a buy bid asks for a seller record or excludes sellers",
+                             unexpected=sorted(BID_TERMS & fields.keys()))
+    terms = SellerTerms.from_fields(fields)
+    for seller in terms.exclude:
+        check_address(seller, network)
+    return terms
+
+
+def seller_admitted(incoming: BookEntry, resting: BookEntry,
+                    record: Callable[[str], Mapping[str, int]]) -> bool:
+    """Whether the buy bid of the two accepts the other's seller (``record(address)``: the
+    seller's public counts, looked up only when the buy bid asks for a record). Checked
+    both ways, so a resting buy is re-checked against each new ask and a resting ask
+    against each new buy."""
+    buy, sell = (incoming, resting) if incoming.type == BidType.BUY else (resting, incoming)
+    return buy.terms.admits(sell.address, lambda: record(sell.address))
 
 
 def crosses(incoming: BookEntry, resting: BookEntry) -> bool:
@@ -84,8 +113,9 @@ class OrderBook:
     def counterpart(self, incoming: BookEntry, now: float,
                     allowed: Callable[[BookEntry], bool] | None = None) -> BookEntry | None:
         """The resting bid ``incoming`` trades with, or None (then it rests): the best that
-        crosses and that ``allowed`` accepts (a party that avoids the other is passed over;
-        at most MAX_PASSED_OVER of them, so an avoid list cannot make matching costly)."""
+        crosses and that ``allowed`` accepts (a party that avoids the other, a seller the
+        buy bid's terms refuse is passed over; at most MAX_PASSED_OVER of them, so neither
+        an avoid list nor a crowd of fresh sellers can make matching costly)."""
         side = BidType.SELL if incoming.type == BidType.BUY else BidType.BUY
         heap = self._heaps[side]
         passed: list[tuple[int, int]] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import bitwrk
+from bitwrk.protocol import MAX_EXCLUDED, MAX_MIN_FINISHED
 from bitwrk.wire import BidState, BidType
 
 _STR = {"type": "string"}
@@ -120,6 +121,23 @@ def _query(op: dict[str, Any], **params: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _optional(body: dict[str, Any], **fields: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with more fields a request may leave out."""
+    body["content"]["application/json"]["schema"]["properties"].update(fields)
+    return body
+
+
+# A buy bid's optional terms (bitwrk.protocol.SellerTerms).
+_SELLER_TERMS: dict[str, dict[str, Any]] = {
+    "min_finished": {"type": "integer", "minimum": 0, "maximum": MAX_MIN_FINISHED,
+                     "description": "buy only: the seller finished at least this many trades"},
+    "max_lost_pct": {"type": "integer", "minimum": 0, "maximum": 100,
+                     "description": "buy only: the seller lost at most this percentage of its"
+                                    " finished + lost trades in dispute"},
+    "exclude": {"type": "string", "pattern": f"^{_ADDRESS_PATTERN[1:-1]}"
+                f"(,{_ADDRESS_PATTERN[1:-1]}){{0,{MAX_EXCLUDED - 1}}}$",
+                "description": "buy only: comma-separated seller addresses never to match"},
+}
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TX_MESSAGE = _signed(
     ["work", "endpoint", "received", "result", "accept", "dispute", "reject", "cancel",
@@ -143,9 +161,9 @@ _TOKEN = _object(["address", "token", "expires"], address=_STR, token=_STR, expi
 PATHS: dict[str, dict[str, Any]] = {
     "/api/v1/info": {"get": _op("exchange id, network, fee, articles, totals, limits", _INFO)},
     "/api/v1/openapi.json": {"get": _op("this document", _ANY_OBJECT)},
-    "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _signed(
-        "bid", type={"type": "string", "enum": [str(t) for t in BidType]}, article=_ARTICLE_ID,
-        price=_PRICE))},
+    "/api/v1/bids": {"post": _op("place a bid (buy blocks price + fee)", _BID, _optional(
+        _signed("bid", type={"type": "string", "enum": [str(t) for t in BidType]},
+                article=_ARTICLE_ID, price=_PRICE), **_SELLER_TERMS))},
     "/api/v1/bids/{id}": {"get": _op("one bid", _BID, None, _ID)},
     "/api/v1/bids/{id}/cancel": {"post": _op("cancel a placed bid", _BID, _signed(
         "cancel_bid", bid=_INT64), _ID)},

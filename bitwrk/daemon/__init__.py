@@ -21,6 +21,7 @@ from ..client import ExchangeClient
 from ..endpoints import check_endpoint_url
 from ..identity import load_or_create_key
 from ..keys import PrivateKey
+from ..protocol import SellerTerms
 from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
 from .endpoint import endpoint_app
@@ -216,7 +217,8 @@ class Daemon:
         m = job.mandate
         self.journal.add_job(job.job_id, job.article, m.max_price, m.budget, m.valid_until,
                              {"concurrency": job.concurrency, "out_dir": str(job.out_dir),
-                              "suffix": job.suffix, "check_rate": m.check_rate},
+                              "suffix": job.suffix, "check_rate": m.check_rate,
+                              "sellers": m.sellers.to_fields()},
                              [(uid, {"manifest": raw.decode()}) for uid, raw in job.units])
         await self._run(job.job_id)
 
@@ -229,9 +231,11 @@ class Daemon:
         assert row is not None
         spec = row["spec"]
         mandate = Mandate(row["max_price"], row["budget"], row["valid_until"],
-                          float(spec.get("check_rate", Mandate.check_rate)))
+                          float(spec.get("check_rate", Mandate.check_rate)),
+                          SellerTerms.from_fields(spec.get("sellers", {})))
         sink = DirectorySink(Path(spec["out_dir"]), spec["suffix"])
         run = JobRun(job_id, row["article"], mandate, sink)
+        run.avoid |= mandate.sellers.exclude  # the exchange passes them over; so do we
         if spec["suffix"] == ".exr":
             if self._checks is None:
                 self._checks = CheckResources(self.config.data_dir, self.config.cache_dir)

@@ -26,7 +26,13 @@ from ..client import ExchangeClient, backoff, describe, raise_for_error
 from ..endpoints import check_endpoint_url, check_public_host
 from ..errors import BitwrkError, InvalidRequest, WrongPhase
 from ..money import fee_for
-from ..protocol import NonceSource, receipt_document, secret_proof, work_secret_hash
+from ..protocol import (
+    NonceSource,
+    SellerTerms,
+    receipt_document,
+    secret_proof,
+    work_secret_hash,
+)
 from ..wire import (
     UNIT_SETTLED,
     Bid,
@@ -90,6 +96,9 @@ class Mandate:
     # Share of a known seller's units the buyer re-renders patches of (a seller's units are
     # all checked until one passes); see bitwrk.daemon.spotcheck.
     check_rate: float = 0.2
+    # The seller record every bid asks for and the sellers it excludes, signed into the
+    # bid: the exchange never matches it with a seller they refuse (docs/buying.md).
+    sellers: SellerTerms = field(default_factory=SellerTerms)
 
 
 class Retry(BitwrkError):
@@ -340,7 +349,8 @@ class BuyerAgent:
             raise BitwrkError("budget used up")
         row = next(u for u in self.journal.units(run.job_id) if u.unit_id == unit_id)
         try:
-            bid = await self.client.place_bid(BidType.BUY, run.article, price)
+            bid = await self.client.place_bid(BidType.BUY, run.article, price,
+                                              run.mandate.sellers)
         except BaseException:
             self.journal.commit_budget(run.job_id, -reserve)
             raise

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bitwrk.buy import END_SPLIT_MAX, end_split, plan
+from bitwrk.buy import plan
 from bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
 from bitwrk.render.composer import FrameOutput
-from bitwrk.render.tiling import Rect
+from bitwrk.render.tiling import END_SPLIT_MAX, Rect, end_split
 
 
 def info(width: int = 320, height: int = 240) -> dict[str, Any]:
