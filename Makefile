@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo venv lint bench clean extension test-blender-matrix test-gui
+.PHONY: test demo venv lint bench clean extension test-blender-matrix test-gui gpu-check
 
 # Other Blender lines as the bpy module, each in its own venv (~1 GB, ~1 min to install):
 # the render/trade path (probe, pack, tile render, stitch, denoise: tests/blender) runs
@@ -66,8 +66,9 @@ demo: $(STAMP)
 	$(BIN)/python -m demo.run
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check bitwrk service tests bench engine operators panels tools demo __init__.py
+	$(BIN)/python -m ruff check bitwrk service tests bench blender operators panels tools demo __init__.py
 	$(BIN)/python -m mypy
+	$(BIN)/python -m tools.mypy_extension
 
 # The Blender extension zips (one per platform, wheels bundled) in dist/, validated.
 extension: $(STAMP)
@@ -75,6 +76,13 @@ extension: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The GPU check (docs/seller.md): devices, the bench tile on OptiX, CUDA and the CPU, times
+# and pixel differences. Needs only a Python with bpy and numpy, so no venv is built: on a
+# GPU machine run `make gpu-check GPU_PY=/path/to/python` (bpy via PYTHONPATH if need be).
+GPU_PY ?= $(BIN)/python
+gpu-check:
+	$(GPU_PY) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(BPY42) $(BPY51) .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,11 @@ per-unit overhead dominates — the worst case for a marketplace of small tiles.
   the one-process-per-tile design (docs/measured-facts.md R3: ~0.55 s per process);
 - sandbox: every figure above is for sandboxed workers (the default); the same warm units
   and worker starts without the sandbox give its overhead per warm unit and per new
-  worker, and ``bwrap ... /bin/true`` alone what building the sandbox costs.
+  worker, and ``bwrap ... /bin/true`` alone what building the sandbox costs;
+- GPU path: the same warm units on a GPU worker with a fake device list (it renders on the
+  CPU): what selecting the device and checking Cycles' status add per unit, against the
+  CPU worker (target: the same within 10 ms). The GPU itself is measured by
+  ``tools/gpu_check.py`` (``make gpu-check``) on a machine that has one.
 
 ``python -m bench.render [--quick] [--strict]``; progress on stderr, the table on stdout.
 Needs the ``bpy`` module.
@@ -21,6 +25,7 @@ Needs the ``bpy`` module.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -32,6 +37,7 @@ from pathlib import Path
 from bench.cli import arguments, exit_status
 from bench.table import Row, print_table
 from bitwrk.render.jobspec import JobSpec
+from bitwrk.seller.devices import FAKE_ENV
 from bitwrk.seller.pool import WorkerPool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +46,8 @@ NAME = "render"
 TARGET_WARM_OVERHEAD_MS = 50.0
 TARGET_SANDBOX_WARM_MS = 20.0  # issue 9: sandbox overhead per warm unit
 TARGET_SANDBOX_START_MS = 150.0  # issue 9: per new sandboxed worker
+TARGET_GPU_PATH_MS = 10.0  # issue 16: a GPU unit's selling overhead as a CPU unit's
+FAKE_GPU = '[{"backend": "OPTIX", "name": "bench fake", "id": "OPTIX_bench"}]'
 SPEC = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                width=96, height=64, x0=0, x1=48, y0=0, y1=32, samples=16, seed=0,
                max_bounces=6)
@@ -66,14 +74,16 @@ def import_seconds(work: Path) -> float:
     return time.perf_counter() - started
 
 
-async def warm_units(blend: Path, out: Path, count: int,
-                     unsandboxed: bool = False) -> list[tuple[float, float]]:
+async def warm_units(blend: Path, out: Path, count: int, unsandboxed: bool = False,
+                     device: str = "cpu") -> list[tuple[float, float]]:
     """(wall, render) per unit on one warm worker (first, cold unit not counted)."""
-    async with WorkerPool(slots=1, idle_seconds=600, unsandboxed=unsandboxed) as pool:
-        await pool.render(blend, SPEC, out / "first.exr")
+    spec = dataclasses.replace(SPEC, device="GPU" if device != "cpu" else "CPU")
+    async with WorkerPool(slots=1, idle_seconds=600, unsandboxed=unsandboxed,
+                          device=device) as pool:
+        await pool.render(blend, spec, out / "first.exr")
         runs = []
         for i in range(count):
-            outcome = await pool.render(blend, SPEC, out / f"warm-{i}.exr")
+            outcome = await pool.render(blend, spec, out / f"warm-{i}.exr")
             assert outcome.warm and not outcome.cold_start
             runs.append((outcome.wall, outcome.seconds))
     return runs
@@ -162,6 +172,12 @@ def collect(quick: bool = False) -> list[Row]:
         cold = asyncio.run(cold_units(blend, work, cold_n))
         log(f"{warm_n} warm units without the sandbox, {cold_n} worker starts each way")
         open_warm = asyncio.run(warm_units(blend, work, warm_n, unsandboxed=True))
+        log(f"{warm_n} warm units on a fake GPU (the GPU code path, rendered on the CPU)")
+        os.environ[FAKE_ENV] = FAKE_GPU
+        try:
+            gpu_warm = asyncio.run(warm_units(blend, work, warm_n, device="gpu"))
+        finally:
+            del os.environ[FAKE_ENV]
         starts = asyncio.run(worker_starts(cold_n))
         interpreters = interpreter_starts(5 if quick else 15)
     render_ms = statistics.median(r for _w, r in warm) * 1000
@@ -170,6 +186,7 @@ def collect(quick: bool = False) -> list[Row]:
     cold_ms = statistics.median(w - r for w, r in cold) * 1000
     cold_wall = statistics.median(w for w, _r in cold) * 1000
     warm_wall = statistics.median(w for w, _r in warm) * 1000
+    gpu_ms = statistics.median(w - r for w, r in gpu_warm) * 1000
     tile = f"{SPEC.rect.width}x{SPEC.rect.height} px, {SPEC.samples} spp"
     return [
         Row(NAME, f"bare render of the tile ({tile})", render_ms, "ms"),
@@ -179,6 +196,8 @@ def collect(quick: bool = False) -> list[Row]:
         Row(NAME, "cold process per unit: overhead beyond its render", cold_ms, "ms"),
         Row(NAME, "python -c 'import bpy' alone", bare_import * 1000, "ms"),
         Row(NAME, "unit wall time, cold / warm", cold_wall / warm_wall, "x"),
+        Row(NAME, "GPU code path: warm overhead - CPU's (fake device)", gpu_ms - warm_ms,
+            "ms", f"<= {TARGET_GPU_PATH_MS:.0f} ms", gpu_ms - warm_ms <= TARGET_GPU_PATH_MS),
         *sandbox_rows(warm, open_warm, starts, interpreters),
     ]
 

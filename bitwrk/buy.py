@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .articles import COST_CLASSES
+from .articles import COST_CLASSES, article_id
 from .errors import AddressError, BitwrkError, ExchangeUnreachable
 from .keys import address_network, check_address
 from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
@@ -73,22 +73,37 @@ def _bpy_env() -> dict[str, str]:
     return env
 
 
-def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str) -> JobSpec:
+def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str,
+               device: str = "CPU") -> JobSpec:
     layers = tuple(v["name"] for v in info["view_layers"] if v["use"])
     adaptive = bool(info["adaptive"]["use"])
     return JobSpec(blend=blend_name, scene=info["scene"], view_layers=layers, frame=frame,
                    width=info["width"], height=info["height"], x0=0, x1=info["width"], y0=0,
                    y1=info["height"], samples=info["samples"], seed=info["seed"],
                    max_bounces=info["max_bounces"], denoise=bool(info["denoise"]["use"]),
-                   overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version)
+                   overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version,
+                   device=device)
+
+
+def check_gpu(info: dict[str, Any]) -> None:
+    """A scene that needs CPU-only features (the probe lists them) cannot be sold as GPU."""
+    needs = info.get("cpu_only") or []
+    if needs:
+        raise BitwrkError("this scene cannot render on GPUs, it needs the CPU for: "
+                          + "; ".join(needs[:10]) + " (buy CPU time: leave GPUs off)")
 
 
 def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: str,
-         cost_class: str, sellers: int = 0) -> Plan:
-    """The job's units. With ``tiles_arg`` "auto" and ``sellers`` free now, frames of a last
-    round that would leave sellers idle are cut into tiles (:func:`end_split`)."""
+         cost_class: str, gpu: bool = False, sellers: int = 0) -> Plan:
+    """The units of a job and the article to buy them as; ``gpu``: GPU results are
+    acceptable, so the ``~gpu`` article (refused for a scene with CPU-only features). With
+    ``tiles_arg`` "auto" and ``sellers`` free now, frames of a last round that would leave
+    sellers idle are cut into tiles (:func:`~bitwrk.render.tiling.end_split`)."""
+    if gpu:
+        check_gpu(info)
     version = info["blender"]
-    specs = [frame_spec(info, blend_name, frame, version) for frame in frames]
+    specs = [frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
+             for frame in frames]
     counts = [auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
               for spec in specs]
     split = end_split(counts, sellers) if tiles_arg == "auto" else 1
@@ -105,7 +120,7 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     needed = max(classes, key=COST_CLASSES.__getitem__)
     if COST_CLASSES[needed] > COST_CLASSES[cost_class]:
         cost_class = needed  # --tiles N made tiles bigger than the asked class
-    return Plan(f"net.bitwrk/blender/{version}/{cost_class}", units, frames)
+    return Plan(article_id(version, cost_class, gpu=gpu), units, frames)
 
 
 def check_scripts(info: dict[str, Any], allow: bool) -> None:
@@ -166,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="give up after this many seconds, whatever is left (exit code 4)")
     p.add_argument("--wait-exchange", type=float, default=60.0,
                    help="seconds to keep trying an unreachable exchange at start (exit 3)")
+    p.add_argument("--gpu", action="store_true",
+                   help="GPU results are acceptable: buy the ~gpu article (GPU sellers; pixels"
+                        " match a CPU render within the GPU tolerance, not exactly); refused"
+                        " for scenes that need CPU-only features such as OSL")
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
@@ -316,14 +335,14 @@ def _finish(output: FrameOutput, deadline: float) -> list[Path]:
 def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
     """The units; with ``--tiles auto`` the last round fits the sellers asking now."""
     frames = frames_of(args.frames, info)
-    job_plan = plan(info, name, frames, args.tiles, args.cost_class)
+    job_plan = plan(info, name, frames, args.tiles, args.cost_class, args.gpu)
     if args.tiles != "auto" or daemon.client is None:
         return job_plan
     from .quote import asks_within
 
     market = daemon.call(daemon.client.market(job_plan.article), 30)
     sellers = sum(n for _p, n in asks_within(market, args.max_price))
-    return plan(info, name, frames, args.tiles, args.cost_class,
+    return plan(info, name, frames, args.tiles, args.cost_class, args.gpu,
                 min(sellers, args.concurrency))
 
 

@@ -141,7 +141,8 @@ def print_quote(args: argparse.Namespace, composer: Composer, name: str) -> int:
     from .buy import frames_of, plan
 
     info = composer.probe()
-    job_plan = plan(info, name, frames_of(args.frames, info), args.tiles, args.cost_class)
+    job_plan = plan(info, name, frames_of(args.frames, info), args.tiles, args.cost_class,
+                    args.gpu)
     market, fee_bps = asyncio.run(_market(args.exchange, job_plan.article, args.wait_exchange))
     q = measure(composer, job_plan.article, job_plan.units,
                 asks_within(market, args.max_price), args.max_price, fee_bps)

@@ -15,7 +15,7 @@ QUIT_CANCEL_WAIT = 0.4  # s for the journal to mark jobs cancelled; + the bridge
 
 def _at_exit() -> None:
     """Blender quitting without disabling add-ons: cancel jobs, stop the daemon (bounded)."""
-    from ..engine import bridge
+    from ..blender import bridge
 
     render.cancel_all(QUIT_CANCEL_WAIT)
     bridge.shutdown(wait=bridge.QUIT_WAIT)

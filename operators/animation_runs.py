@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..engine import animation as animation_job
-from ..engine import bridge
+from ..blender import animation as animation_job
+from ..blender import bridge
 
 log = logging.getLogger("bitwrk.extension")
 
@@ -39,6 +39,9 @@ class Start:
 
 
 class Run:
+    """One animation started from the GUI: its packing thread, then the job the pump
+    polls until it is over."""
+
     def __init__(self, job: animation_job.AnimationJob) -> None:
         self.job = job
         self.start = Start(job)

@@ -1,5 +1,5 @@
 """What every GUI operator does before it talks to the network: honour Blender's online
-access setting, then hand the request to a background task (``engine/tasks.py``)."""
+access setting, then hand the request to a background task (``blender/tasks.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 
-from ..engine import bridge, snapshot
+from ..blender import bridge, snapshot
 from . import timer
 
 

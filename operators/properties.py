@@ -13,7 +13,7 @@ def _sat(value: float, unit: str) -> int:
     return round(value * SAT_PER_UBTC) if unit == "UBTC" else round(value)
 
 
-class BitwrkSettings(bpy.types.PropertyGroup):
+class BitwrkSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
     exchange_url: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Exchange", default="http://127.0.0.1:8080", description="The exchange's URL")
     mode: bpy.props.EnumProperty(  # type: ignore[valid-type]
@@ -30,6 +30,10 @@ class BitwrkSettings(bpy.types.PropertyGroup):
         name="Budget", default=0.0, min=0.0,
         description="For the whole job, fees included (0: units × max price + fee room)")
     trusted_only: bpy.props.BoolProperty(name="Trusted sellers only")  # type: ignore[valid-type]
+    accept_gpu: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Render on GPU sellers",
+        description="GPU results are acceptable: buy GPU time (pixels match a CPU render "
+                    "within the GPU tolerance, not exactly); refused for scenes using OSL")
     allow_local_sellers: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Allow local sellers",
         description="Trade with sellers on loopback or private-network addresses (a test "
@@ -56,7 +60,12 @@ class BitwrkSettings(bpy.types.PropertyGroup):
                     " never run scripts: such drivers render without their effect)")
     sell: bpy.props.BoolProperty(name="Also sell on this computer")  # type: ignore[valid-type]
     sell_device: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Device", items=[("CPU", "CPU", "Cycles on the CPU")])
+        name="Device", default="CPU",
+        items=[("CPU", "CPU", "Cycles on the CPU"),
+               ("GPU", "GPU", "The first GPU backend Cycles finds (OptiX, CUDA, HIP, ...)"),
+               ("OPTIX", "OptiX", "NVIDIA OptiX"), ("CUDA", "CUDA", "NVIDIA CUDA"),
+               ("HIP", "HIP", "AMD HIP"), ("METAL", "Metal", "Apple Metal"),
+               ("ONEAPI", "oneAPI", "Intel oneAPI")])
     sell_cores: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Cores", default=1, min=1, max=1024)
     sell_min_price: bpy.props.IntProperty(  # type: ignore[valid-type]

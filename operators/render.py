@@ -12,9 +12,9 @@ import bpy
 from ..bitwrk.render import compat
 from ..bitwrk.render.scene import describe
 from ..bitwrk.render.tiling import auto_count
-from ..engine import animation as animation_job
-from ..engine import bridge, render_engine, snapshot
-from ..engine.session import FEE_ROOM, parse_workers
+from ..blender import animation as animation_job
+from ..blender import bridge, render_engine, snapshot
+from ..blender.session import FEE_ROOM, parse_workers
 from . import animation_runs, background, timer
 
 
@@ -32,9 +32,9 @@ class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
         def work() -> tuple[str, None]:
             b = bridge.get()
             b.connect(url)
-            b.refresh_wallet()
+            b.account.refresh()
             if workers:  # the hub's URL shows in the panel before any render, for JoinLan
-                b.start_lan_hub(workers, host=bridge.reachable(host))
+                b.lan.start(workers, host=bridge.reachable(host))
             return f"connected to {url}", None
 
         return background.start(self, "connect", work)
@@ -48,11 +48,11 @@ class BITWRK_OT_connect(bpy.types.Operator):  # type: ignore[misc]
             self.report({"ERROR"}, f"BitWrk: cannot connect: {exc}")
             return {"CANCELLED"}
         timer.ensure()
-        bridge.get().refresh_wallet()
+        bridge.get().account.refresh()
         workers = parse_workers(context.scene.bitwrk.lan_workers)
         if workers:  # the hub's URL shows in the panel before any render, for JoinLan
             try:
-                bridge.get().start_lan_hub(
+                bridge.get().lan.start(
                     workers, host=bridge.reachable(context.scene.bitwrk.lan_host))
             except Exception as exc:
                 self.report({"ERROR"}, f"BitWrk: cannot start the LAN hub: {exc}")
@@ -153,7 +153,7 @@ def cancel_all(wait: float = 0.0) -> None:
         animation_job.ACTIVE.cancel(wait)
 
 
-@bpy.app.handlers.persistent  # type: ignore[misc]
+@bpy.app.handlers.persistent  # type: ignore[untyped-decorator]
 def _on_load_pre(*_args: Any) -> None:
     cancel_all()
 
@@ -232,7 +232,7 @@ class BITWRK_OT_quote(bpy.types.Operator):  # type: ignore[misc]
 
     def _work(self, context: Any) -> Any:
         """Snapshot the scene here (Blender's thread); the rest runs anywhere."""
-        from ..engine import quote
+        from ..blender import quote
 
         scene = context.scene
         frames = [scene.frame_current]

@@ -6,7 +6,7 @@ import logging
 
 import bpy
 
-from ..engine import bridge
+from ..blender import bridge
 
 log = logging.getLogger("bitwrk.extension")
 INTERVAL = 0.1  # s between pumps
@@ -41,7 +41,7 @@ def _pump() -> None:
 
 def sync_qr(address: str | None) -> None:
     """Keep the deposit QR image equal to the address shown (it changes with a refresh)."""
-    from ..engine import wallet
+    from ..blender import wallet
 
     image = bpy.data.images.get(wallet.IMAGE_NAME)
     uri = wallet.bitcoin_uri(address) if address else None

@@ -9,7 +9,7 @@ import bpy
 
 from ..bitwrk.money import format_amount
 from ..bitwrk.render import compat
-from ..engine import bridge, wallet
+from ..blender import bridge, wallet
 from . import background, timer
 
 
@@ -29,7 +29,7 @@ def _refresh_work(url: str) -> Any:
     def work() -> tuple[str, None]:
         b = bridge.get()
         b.connect(url)
-        b.refresh_wallet()
+        b.account.refresh()
         return "wallet refreshed", None
 
     return work
@@ -57,7 +57,7 @@ class BITWRK_OT_refresh_wallet(bpy.types.Operator):  # type: ignore[misc]
     def execute(self, context: Any) -> set[str]:
         if not _connected(self, context):
             return {"CANCELLED"}
-        bridge.get().refresh_wallet()
+        bridge.get().account.refresh()
         show_deposit_qr()
         return {"FINISHED"}
 
@@ -74,7 +74,7 @@ class BITWRK_OT_request_deposit_address(bpy.types.Operator):  # type: ignore[mis
         def work() -> tuple[str, None]:
             b = bridge.get()
             b.connect(url)
-            found = b.request_deposit_address()
+            found = b.account.request_deposit_address()
             why = b.status.payments_reason or b.status.error
             return (f"deposit address {found}" if found else
                     f"no deposit address: {why}"), None
@@ -84,7 +84,7 @@ class BITWRK_OT_request_deposit_address(bpy.types.Operator):  # type: ignore[mis
     def execute(self, context: Any) -> set[str]:
         if not _connected(self, context):
             return {"CANCELLED"}
-        if bridge.get().request_deposit_address() is None:
+        if bridge.get().account.request_deposit_address() is None:
             why = bridge.get().status.payments_reason or bridge.get().status.error
             self.report({"WARNING"}, f"BitWrk: no deposit address: {why}")
             return {"CANCELLED"}
@@ -133,7 +133,7 @@ class BITWRK_OT_withdraw(bpy.types.Operator):  # type: ignore[misc]
         to, amount = settings.withdraw_to, settings.withdraw_amount_sat()
 
         def work() -> tuple[str, None]:
-            found = bridge.get().withdraw(to, amount)
+            found = bridge.get().account.withdraw(to, amount)
             return (f"withdrawal {found.get('id')} of {format_amount(amount)} pending",
                     None)
 
@@ -147,7 +147,7 @@ class BITWRK_OT_withdraw(bpy.types.Operator):  # type: ignore[misc]
         settings = context.scene.bitwrk
         amount = settings.withdraw_amount_sat()
         try:
-            found = bridge.get().withdraw(settings.withdraw_to, amount)
+            found = bridge.get().account.withdraw(settings.withdraw_to, amount)
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: withdrawal refused: {exc}")
             return {"CANCELLED"}
@@ -168,14 +168,14 @@ class BITWRK_OT_cancel_withdrawal(bpy.types.Operator):  # type: ignore[misc]
         wid = self.withdrawal_id
 
         def work() -> tuple[str, None]:
-            bridge.get().cancel_withdrawal(wid)
+            bridge.get().account.cancel_withdrawal(wid)
             return f"withdrawal {wid} cancelled", None
 
         return background.start(self, "cancel withdrawal", work)
 
     def execute(self, context: Any) -> set[str]:
         try:
-            bridge.get().cancel_withdrawal(self.withdrawal_id)
+            bridge.get().account.cancel_withdrawal(self.withdrawal_id)
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: cannot cancel: {exc}")
             return {"CANCELLED"}
@@ -193,7 +193,7 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
 
         def work() -> tuple[str, None]:
             bridge.get().connect(url)
-            return f"selling on {bridge.get().start_selling(*args[0], **args[1])}", None
+            return f"selling on {bridge.get().selling.start(*args[0], **args[1])}", None
 
         return background.start(self, "sell", work)
 
@@ -203,7 +203,7 @@ class BITWRK_OT_sell(bpy.types.Operator):  # type: ignore[misc]
             return {"CANCELLED"}
         try:
             args, kwargs = _sell_args(settings)
-            url = bridge.get().start_selling(*args, **kwargs)
+            url = bridge.get().selling.start(*args, **kwargs)
         except Exception as exc:
             self.report({"ERROR"}, f"BitWrk: cannot sell: {exc}")
             return {"CANCELLED"}
@@ -216,9 +216,11 @@ def _sell_args(settings: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     computer's LAN address) and announced as the public URL when one is set."""
     args = (settings.sell_cores, settings.sell_min_price, (settings.cost_class,),
             compat.blender_line(bpy.app.version))
+    device = {"CPU": "cpu", "GPU": "gpu"}.get(settings.sell_device,
+                                             f"gpu:{settings.sell_device.lower()}")
     return args, {"host": settings.sell_host.strip() or None,
                   "public_url": settings.sell_public_url.strip() or None,
-                  "unsandboxed": settings.sell_unsandboxed}
+                  "unsandboxed": settings.sell_unsandboxed, "device": device}
 
 
 CLASSES = (BITWRK_OT_refresh_wallet, BITWRK_OT_request_deposit_address,

@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
-from ..engine import bridge
+from ..blender import bridge
 
 
 class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
@@ -41,6 +41,7 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "trusted_only")
         layout.prop(settings, "min_seller_finished")
         layout.prop(settings, "exclude_sellers")
+        layout.prop(settings, "accept_gpu")
         layout.prop(settings, "allow_local_sellers")
         layout.prop(settings, "lan_workers")
         if settings.lan_workers.strip():

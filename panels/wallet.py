@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 
 from ..bitwrk.money import format_amount
-from ..engine import bridge, wallet
+from ..blender import bridge, wallet
 
 
 class BITWRK_PT_wallet(bpy.types.Panel):  # type: ignore[misc]

@@ -141,7 +141,7 @@ async def info(request: web.Request) -> web.Response:
         "exchange": ex.exchange_id, "network": cfg.network, "fee_bps": cfg.fee_bps,
         "operator": cfg.operator, "version": bitwrk.__version__, "time": ex.clock(),
         "articles": views.articles(ex),
-        "article_pattern": "net.bitwrk/blender/<major>.<minor>/<512M|2G|8G|32G>[~trusted]",
+        "article_pattern": "net.bitwrk/blender/<major>.<minor>/<512M|2G|8G|32G>[~gpu][~trusted]",
         "bid_lifetime": cfg.timeouts.bid_lifetime, "max_body": cfg.max_body,
         "max_price": cfg.max_price, "totals": views.totals(ex),
         "payments": cfg.payments.enabled, "limits": dataclasses.asdict(cfg.limits),

@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    dirs = [d for d in ("bitwrk", "service", "tests", "bench", "engine", "operators", "panels",
+    dirs = [d for d in ("bitwrk", "service", "tests", "bench", "blender", "operators", "panels",
                         "tools", "demo", "__init__.py") if (ROOT / d).exists()]
     result = run("ruff", "check", *dirs)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -24,6 +24,14 @@ def test_ruff() -> None:
 def test_mypy() -> None:
     result = run("mypy")  # files and strictness from pyproject.toml
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_extension() -> None:
+    """The extension's packages, type-checked as the subpackages Blender imports them as
+    (tools/mypy_extension.py says why that takes a package of its own)."""
+    result = run("tools.mypy_extension")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout, result.stdout + result.stderr
 
 
 def test_type_ignores_in_tests_are_still_needed() -> None:

@@ -11,7 +11,7 @@
    several ``--platform`` tags are passed for Linux because pip does not expand
    ``manylinux_2_28`` to older tags (docs/measured-facts.md P2).
 2. A staging copy of the extension (root ``__init__.py``, manifest, ``bitwrk/``,
-   ``engine/``, ``operators/``, ``panels/``, the wheels) with the manifest's ``platforms``
+   ``blender/``, ``operators/``, ``panels/``, the wheels) with the manifest's ``platforms``
    and ``wheels`` written for what is staged.
 3. ``blender_ext.py build --split-platforms`` and ``validate`` — Blender's own extension
    CLI; the copy inside the ``bpy`` wheel runs on plain Python, no Blender binary needed.
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Blender 4.2 LTS - 5.0 ship CPython 3.11; 5.1+ (and Debian's 4.3 build) 3.13.
 PYTHON_VERSIONS = ("3.11", "3.13")
-PACKAGES = ("bitwrk", "engine", "operators", "panels")
+PACKAGES = ("bitwrk", "blender", "operators", "panels")
 
 # name==version for every platform; a platform's overrides replace or add entries.
 PINS = {

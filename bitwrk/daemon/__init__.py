@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,15 @@ from ..keys import PrivateKey
 from ..protocol import SellerTerms
 from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
+from .commands import (
+    BuyJob,
+    CancelJob,
+    Command,
+    JoinLan,
+    PauseSelling,
+    StartLanHub,
+    StartSelling,
+)
 from .endpoint import endpoint_app
 from .events import Event, JobDone
 from .identity_lock import IdentityInUse, IdentityLock
@@ -40,54 +48,9 @@ SHUTDOWN_RETRY = 5.0  # seconds of exchange outage a stopping daemon still waits
 
 
 @dataclass(frozen=True)
-class BuyJob:
-    article: str
-    mandate: Mandate
-    units: tuple[tuple[str, bytes], ...]  # (unit id, canonical manifest)
-    out_dir: Path  # results land here as <unit id>.<suffix>
-    suffix: str = ".exr"
-    concurrency: int = 4
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-
-@dataclass(frozen=True)
-class CancelJob:
-    job_id: str
-
-
-@dataclass(frozen=True)
-class StartSelling:
-    offer: Offer
-    executor: Executor
-    host: str = "127.0.0.1"
-    port: int = 0
-    public_url: str | None = None  # what buyers connect to; default http://host:port
-
-
-@dataclass(frozen=True)
-class StartLanHub:
-    """Serve units to these trusted worker addresses (the buyer's side of LAN mode)."""
-
-    trusted: tuple[str, ...]
-    host: str = "127.0.0.1"
-    port: int = 0
-
-
-@dataclass(frozen=True)
-class JoinLan:
-    """Work for a buyer's LAN hub at ``url`` (the worker's side of LAN mode)."""
-
-    url: str
-    executor: Executor
-
-
-@dataclass(frozen=True)
-class PauseSelling:
-    paused: bool
-
-
-@dataclass(frozen=True)
 class DaemonConfig:
+    """Where the daemon trades and keeps its files, and how long it rides out outages."""
+
     exchange_url: str
     data_dir: Path = field(default_factory=paths.data_dir)
     cache_dir: Path = field(default_factory=paths.cache_dir)
@@ -101,6 +64,15 @@ class DaemonConfig:
 
 
 class Daemon:
+    """One identity trading on one exchange from one background thread.
+
+    Owns the runtime (loop thread), the identity key and its lock, the exchange client, the
+    events watcher, the journal, the chunk store, the buyer agent (from the first connect)
+    and the seller agent (from :class:`StartSelling`), plus the HTTP servers it started
+    (the seller's endpoint, the LAN hub, the status page). Callers hand it
+    :data:`~.commands.Command` values; the loop-side methods below are also what tests
+    and scripts await through :meth:`call`."""
+
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.key: PrivateKey = load_or_create_key(config.data_dir / "identity.wif",
@@ -145,13 +117,17 @@ class Daemon:
         if self.client is not None:
             self.client.retry_for = min(self.client.retry_for, SHUTDOWN_RETRY)
 
-    def submit(self, command: Any) -> None:
+    def submit(self, command: Command) -> None:
+        """Hand ``command`` to the loop; never blocks. Its results and errors come back
+        as events (:meth:`pump`)."""
         self.runtime.submit(command)
 
     def pump(self, budget: float = 0.005) -> list[Event]:
         return self.runtime.pump(budget)
 
     def call(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run ``coro`` on the loop and wait for it: scripts, tests and background threads
+        only, never Blender's UI thread."""
         return self.runtime.call(coro, timeout)
 
     # -- loop thread ----------------------------------------------------------------------
@@ -196,22 +172,25 @@ class Daemon:
         self.journal.close()
         self.lock.release()
 
-    async def _handle(self, command: Any) -> None:
-        if isinstance(command, BuyJob):
-            await self._buy(command)
-        elif isinstance(command, CancelJob):
-            assert self.buyer is not None
-            await self.buyer.cancel_job(command.job_id)
-        elif isinstance(command, StartSelling):
-            await self.start_selling(command)
-        elif isinstance(command, StartLanHub):
-            await self.start_lan_hub(command)
-        elif isinstance(command, JoinLan):
-            await self.join_lan(command)
-        elif isinstance(command, PauseSelling) and self.seller is not None:
-            await self.pause_selling(command.paused)
-        else:
-            raise TypeError(f"unknown command {command!r}")
+    async def _handle(self, command: Command) -> None:
+        match command:
+            case BuyJob():
+                await self._buy(command)
+            case CancelJob(job_id):
+                assert self.buyer is not None
+                await self.buyer.cancel_job(job_id)
+            case StartSelling():
+                await self.start_selling(command)
+            case StartLanHub():
+                await self.start_lan_hub(command)
+            case JoinLan():
+                await self.join_lan(command)
+            case PauseSelling(paused) if self.seller is not None:
+                await self.pause_selling(paused)
+            case PauseSelling():
+                log.info("pause ignored: not selling")
+            case _:
+                raise TypeError(f"unknown command {command!r}")
 
     async def _buy(self, job: BuyJob) -> None:
         m = job.mandate
@@ -318,5 +297,6 @@ class Daemon:
         return self.endpoint_url
 
 
-__all__ = ["BuyJob", "CancelJob", "Daemon", "DaemonConfig", "IdentityInUse", "JoinLan",
-           "Mandate", "Offer", "PauseSelling", "StartLanHub", "StartSelling"]
+__all__ = ["BuyJob", "CancelJob", "Command", "Daemon", "DaemonConfig", "Executor",
+           "IdentityInUse", "JoinLan", "Mandate", "Offer", "PauseSelling", "StartLanHub",
+           "StartSelling"]

@@ -25,6 +25,8 @@ class IdentityInUse(BitwrkError):
 
 
 class IdentityLock:
+    """Owns the lock file that makes one process at a time use an identity's data folder."""
+
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / LOCK_NAME
         self._file: IO[str] | None = None

@@ -23,7 +23,7 @@ import secrets
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,9 @@ class SpotChecker:
     async def _content(self, manifest: JobManifest, spec: JobSpec, image: exr.MultiLayer,
                        resulthash: str, encresulthash: str) -> CheckOutcome:
         patches = verify.pick_patches(spec.rect, rng=self.rng)
+        tolerance = verify.tolerance_for(spec)
+        # The buyer checks on its own CPU: a GPU unit is compared within the GPU tolerance.
+        own = replace(spec, device="CPU")
         ours: list[exr.MultiLayer] = []
         rendered = 0.0
         try:
@@ -176,7 +179,7 @@ class SpotChecker:
                     for i, patch in enumerate(patches):
                         out = Path(tmp) / f"patch{i}.exr"
                         done = await self.pool.render(folder / spec.blend,
-                                                      spec.with_rect(patch), out, root=folder)
+                                                      own.with_rect(patch), out, root=folder)
                         rendered += done.seconds
                         ours.append(await asyncio.to_thread(exr.read, out))
         except (BitwrkError, OSError) as exc:  # our own Blender failed: not the seller's fault
@@ -184,10 +187,11 @@ class SpotChecker:
             return CheckOutcome(False, note=f"buyer's render failed: {exc}")
         self.layout = verify.layout(ours[0])
         theirs = [image.crop(_local(p, spec.rect)) for p in patches]
-        diffs = [verify.compare(t, o, p) for t, o, p in zip(theirs, ours, patches, strict=True)]
-        if verify.failed(diffs):
-            evidence = verify.Evidence(resulthash, encresulthash, diffs, theirs, ours)
-            raise SpotCheckFailed(verify.summary(diffs), evidence=evidence.field(),
+        diffs = [verify.compare(t, o, p, tolerance)
+                 for t, o, p in zip(theirs, ours, patches, strict=True)]
+        if verify.failed(diffs, tolerance):
+            evidence = verify.Evidence(resulthash, encresulthash, diffs, theirs, ours, tolerance)
+            raise SpotCheckFailed(verify.summary(diffs, tolerance), evidence=evidence.field(),
                                   full=evidence.full())
         return CheckOutcome(True, render_seconds=rendered, diffs=diffs)
 

@@ -18,7 +18,7 @@ from .errors import CostClassExceeded, JobSpecError
 from .tiling import MAX_SIZE, Rect
 
 ENGINES = frozenset({"CYCLES"})
-DEVICES = frozenset({"CPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI"})
+DEVICES = frozenset({"CPU", "GPU", "CUDA", "OPTIX", "HIP", "METAL", "ONEAPI"})
 OUTPUTS = frozenset({"EXR_MULTILAYER"})
 MAX_FRAME = 1_048_574  # Blender's MAXFRAME
 MAX_SAMPLES = 1 << 24  # Cycles' sample limit

@@ -11,8 +11,8 @@ used, and rewrites path fields in place without re-saving through Blender.
 On top of BAT's ``Packer`` this module
 
 - fixes two bugs of BAT 1.23 with Blender 5.0 files, for the length of a run only: it
-  missed the node-tree images of linked libraries (:func:`_expand_nodetree_id`) and
-  crashed on Geometry Nodes modifiers (:func:`_walk_nodes_modifier`);
+  missed the node-tree images of linked libraries (:func:`.bat_fixes.expand_nodetree_id`) and
+  crashed on Geometry Nodes modifiers (:func:`.bat_fixes.walk_nodes_modifier`);
 - places files by name: project files keep their path relative to the project root;
   files outside it go to ``_outside_project/<hash of their folder>/`` (BAT would spell
   out the buyer's absolute path, home folder and all); names a seller would refuse are
@@ -33,21 +33,16 @@ On top of BAT's ``Packer`` this module
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import queue
-import re
 import shutil
-import threading
 import time
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePath
 
-from blender_asset_tracer import blendfile, bpathlib, cdefs
+from blender_asset_tracer import bpathlib
 from blender_asset_tracer.blendfile.exceptions import BlendFileError, SegmentationFault
 from blender_asset_tracer.pack import (
     Aborted,
@@ -57,15 +52,16 @@ from blender_asset_tracer.pack import (
     filesystem,
     transfer,
 )
-from blender_asset_tracer.trace import expanders, file_sequence, modifier_walkers, result
+from blender_asset_tracer.trace import file_sequence, result
 
-from ..cas.paths import check_name, check_names
+from ..cas.paths import check_names
 from ..errors import BitwrkError, ManifestError
+from .bat_fixes import bat_session
+from .pack_names import NameTable, digest, safe_part
 
 __all__ = ["OUTSIDE_DIR", "MissingFiles", "PackError", "PackResult", "check", "pack"]
 
 OUTSIDE_DIR = "_outside_project"
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\:]")  # what check_name refuses in a name
 _GZIP_MAGIC = b"\x1f\x8b"
 _MCLIP_SRC_SEQUENCE = 1  # DNA_movieclip_types.h: MovieClip.source of an image sequence
 
@@ -96,125 +92,6 @@ class PackResult:
         if self.missing:
             raise MissingFiles(f"{len(self.missing)} file(s) used by the scene are missing: "
                                + ", ".join(self.missing[:5]), missing=self.missing)
-
-
-# --- fixes for BAT 1.23 -----------------------------------------------------------------------
-
-def _expand_nodetree_id(
-        block: blendfile.BlendFileBlock) -> Iterator[blendfile.BlendFileBlock]:
-    """The node tree of a material, world, light, texture or scene, and what it uses.
-
-    BAT 1.20-1.23 read ``compositing_node_group`` for every ID type in Blender >= 5.0
-    files, but only Scene has that field (Blender commit bd61e69be5a7 moved the
-    compositor there); materials, worlds, lights and textures still keep ``nodetree``.
-    So the images used by node trees of *linked* data were never found (the main file's
-    images are found anyway, as BAT scans all of its blocks). docs/measured-facts.md P1.
-    """
-    field = b"nodetree"
-    if block.code == b"SC" and block.dna_type.has_field(b"compositing_node_group"):
-        field = b"compositing_node_group"
-    ntree = block.get_pointer(field, None)
-    if ntree is not None:
-        yield from expanders._expand_generic_nodetree(ntree)
-
-
-_BAT_NODES_WALKER = modifier_walkers.modifier_handlers[cdefs.eModifierType_Nodes]
-
-
-def _walk_nodes_modifier(ctx: modifier_walkers.ModifierContext,
-                         modifier: blendfile.BlendFileBlock,
-                         block_name: bytes) -> Iterator[result.BlockUsage]:
-    """BAT's Geometry Nodes modifier walker, minus its crash on a modifier without bakes.
-
-    Blender 5.0 saves such a modifier with ``bakes_num == 0`` but a non-null ``bakes``
-    pointer to nothing written; BAT 1.23 follows it and raises SegmentationFault, so any
-    scene with a plain Geometry Nodes modifier could not be traced at all.
-    """
-    if modifier.get(b"bakes_num", default=0):
-        yield from _BAT_NODES_WALKER(ctx, modifier, block_name)
-
-
-# BAT keeps module-level state: the tables we patch and a cache of open .blend files
-# that would serve stale data to the next run. One BAT run at a time, then.
-_BAT_LOCK = threading.RLock()
-
-
-@contextmanager
-def _bat_session() -> Iterator[None]:
-    """Run BAT with the fixes applied and a fresh file cache; restores all afterwards."""
-    with _BAT_LOCK:
-        if expanders._expand_generic_nodetree_id is _expand_nodetree_id:  # nested
-            yield
-            return
-        handlers = modifier_walkers.modifier_handlers
-        original = expanders._expand_generic_nodetree_id, handlers[cdefs.eModifierType_Nodes]
-        expanders._expand_generic_nodetree_id = _expand_nodetree_id
-        handlers[cdefs.eModifierType_Nodes] = _walk_nodes_modifier
-        blendfile.close_all_cached()
-        try:
-            yield
-        finally:
-            blendfile.close_all_cached()
-            expanders._expand_generic_nodetree_id = original[0]
-            handlers[cdefs.eModifierType_Nodes] = original[1]
-
-
-# --- names -----------------------------------------------------------------------------------
-
-def _digest(path: PurePath) -> str:
-    return hashlib.sha256(os.fsencode(str(path))).hexdigest()[:12]
-
-
-def _is_safe(name: str) -> bool:
-    try:
-        check_name(name)
-    except ManifestError:
-        return False
-    return True
-
-
-def _safe_part(part: str) -> str:
-    """``part`` as a path component every seller accepts (a readable mapping if possible)."""
-    if _is_safe(part):
-        return part
-    part = _UNSAFE_CHARS.sub("_", part)
-    if part in ("", ".", ".."):
-        part = "_"
-    if part[-1] in ". ":
-        part += "_"
-    for candidate in (part, "_" + part):  # "_" defuses Windows device names like NUL.png
-        if _is_safe(candidate):
-            return candidate
-    return _digest(PurePosixPath(part)) + PurePosixPath(part).suffix[:16]  # too long
-
-
-class _NameTable:
-    """Names claimed so far. A name is free unless a seller would refuse it or it clashes
-    with a claimed one as ``check_names`` sees clashes: ignoring case and Unicode
-    normalization, or a file name that is also a folder name."""
-
-    def __init__(self) -> None:
-        self.files: set[str] = set()
-        self.folders: set[str] = set()
-
-    @staticmethod
-    def _fold(name: str) -> str:
-        return unicodedata.normalize("NFC", name).casefold()  # as check_names folds
-
-    def free(self, name: str) -> bool:
-        folded = self._fold(name)
-        parts = folded.split("/")
-        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
-        return (_is_safe(name) and folded not in self.files
-                and folded not in self.folders and not parents & self.files)
-
-    def claim(self, *candidates: str) -> str:
-        """The first free candidate (the last one even if taken: verified later)."""
-        chosen = next((c for c in candidates if self.free(c)), candidates[-1])
-        parts = self._fold(chosen).split("/")
-        self.files.add("/".join(parts))
-        self.folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
-        return chosen
 
 
 # --- the packer ------------------------------------------------------------------------------
@@ -313,7 +190,7 @@ class _Packer(Packer):
     def _find_new_paths(self) -> None:
         if self.auto_root:
             self.project = self._guess_root()
-        table = _NameTable()
+        table = NameTable()
         main = bpathlib.make_absolute(self.blendfile)
         main_pp = self._target_path / table.claim(self._name(main, keep_base=False))
         self._output_path = self._actions[main].new_path = main_pp
@@ -322,9 +199,9 @@ class _Packer(Packer):
             # Sequencer strips store the folder and file name apart; BAT rewrites only
             # the folder, so such a file keeps its name.
             keep_base = any(u.path_full_field is None for u in action.usages)
-            base = path.name if keep_base else _safe_part(path.name)
+            base = path.name if keep_base else safe_part(path.name)
             name = table.claim(self._name(path, keep_base=keep_base),
-                               f"{OUTSIDE_DIR}/{_digest(path)}/{base}")
+                               f"{OUTSIDE_DIR}/{digest(path)}/{base}")
             action.new_path = self._target_path / name
 
     def _guess_root(self) -> Path:
@@ -343,12 +220,12 @@ class _Packer(Packer):
             return Path(folders[0])
 
     def _name(self, path: Path, *, keep_base: bool) -> str:
-        base = path.name if keep_base else _safe_part(path.name)
+        base = path.name if keep_base else safe_part(path.name)
         try:
             rel = path.relative_to(bpathlib.make_absolute(self.project))
         except ValueError:
-            return f"{OUTSIDE_DIR}/{_digest(path.parent)}/{base}"
-        return "/".join([*(_safe_part(p) for p in rel.parts[:-1]), base])
+            return f"{OUTSIDE_DIR}/{digest(path.parent)}/{base}"
+        return "/".join([*(safe_part(p) for p in rel.parts[:-1]), base])
 
     # execute()
     def _rewrite_paths(self) -> None:
@@ -461,7 +338,7 @@ def check(blend: Path, *, project_root: Path | None = None) -> list[str]:
     """
     blend, root = _resolve(blend, project_root)
     packer = _Packer(blend, root, blend.parent / ".bitwrk-check", noop=True)  # writes nothing
-    with _bat_session(), packer:
+    with bat_session(), packer:
         _run(packer)
         return packer.missing_problems() + packer.name_problems()
 
@@ -483,7 +360,7 @@ def pack(blend: Path, out_dir: Path, *, project_root: Path | None = None) -> Pac
         raise PackError("the pack folder must be new or empty", path=str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     packer = _Packer(blend, root, out_dir, noop=False)
-    with _bat_session(), packer:
+    with bat_session(), packer:
         _run(packer)
         problems = packer.name_problems()
         if problems:

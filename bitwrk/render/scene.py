@@ -73,6 +73,28 @@ def python_drivers() -> list[str]:
     return sorted(set(found))
 
 
+def cpu_only_features(scene: Any) -> list[str]:
+    """What in ``scene`` renders only on the CPU (so never on a GPU seller), one line each.
+
+    Open Shading Language: Cycles runs OSL on the CPU (and OptiX only); script nodes are
+    OSL programs, so a material with one needs it even when the scene's switch is off.
+    """
+    import bpy
+
+    found = []
+    if getattr(scene.cycles, "shading_system", False):
+        found.append("Open Shading Language (Render Properties > Open Shading Language)")
+    for tree_owner in [*bpy.data.materials, *bpy.data.node_groups, *bpy.data.worlds,
+                       *bpy.data.lights]:
+        tree = tree_owner if tree_owner.bl_rna.identifier.endswith("NodeTree") else getattr(
+            tree_owner, "node_tree", None)
+        if tree is None:
+            continue
+        if any(node.bl_idname == "ShaderNodeScript" for node in tree.nodes):
+            found.append(f"OSL script node in {tree_owner.name}")
+    return found
+
+
 def describe(scene: Any) -> dict[str, Any]:
     """The render settings of ``scene`` as JSON-ready data."""
     r, cy = scene.render, scene.cycles
@@ -110,6 +132,7 @@ def describe(scene: Any) -> dict[str, Any]:
         "motion_blur": r.use_motion_blur,
         "compositing": bool(r.use_compositing and compat.compositor_tree(scene) is not None),
         "python_drivers": python_drivers(),
+        "cpu_only": cpu_only_features(scene),
         "output": {"filepath": r.filepath, "file_format": ims.file_format,
                    "media_type": compat.media_type(ims), "color_depth": ims.color_depth,
                    "use_file_extension": r.use_file_extension},

@@ -5,6 +5,10 @@ Ctrl-C (or SIGTERM) stops cleanly: open sell bids are cancelled, the current uni
 finished or rejected (the buyer is refunded), the workers exit. A status page (slots, recent
 units, balance, errors, a pause button) is served on http://127.0.0.1:8571/ (``--status-port``).
 
+``--device gpu`` (or ``gpu:N``, ``gpu:optix``, ``gpu:cuda:1``) sells GPU time: the workers
+render on that Cycles device and the seller bids for the ``~gpu`` articles only;
+``--list-devices`` prints the devices Cycles finds and exits. The default is ``cpu``.
+
 Every render worker runs in the OS sandbox (Linux: bubblewrap; see
 :mod:`bitwrk.seller.sandbox`). Where there is none the seller refuses to start unless
 ``--unsandboxed`` is given, and then warns that buyers' scenes run as the seller's user.
@@ -25,12 +29,13 @@ import sys
 import time
 from types import FrameType
 
-from ..articles import COST_CLASSES
+from ..articles import COST_CLASSES, article_id
 from ..client import describe
 from ..daemon import Daemon, DaemonConfig, Offer, StartSelling
 from ..daemon.events import Crashed, SellerUnit
 from ..errors import ExchangeUnreachable
 from ..money import format_amount
+from .devices import Device, DeviceError
 from .executor import RenderExecutor
 from .pool import WorkerPool, allowed_cpus
 from .sandbox import SandboxUnavailable
@@ -47,11 +52,16 @@ def blender_version() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bitwrk.seller", description=__doc__)
-    p.add_argument("--exchange", required=True, help="exchange URL")
+    p.add_argument("--exchange", help="exchange URL (required unless --list-devices)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), gpu, gpu:N, gpu:BACKEND or gpu:BACKEND:N (backends:"
+                        " optix, cuda, hip, metal, oneapi); a GPU sells the ~gpu articles")
+    p.add_argument("--list-devices", action="store_true",
+                   help="print the Cycles compute devices found and exit")
     p.add_argument("--cores", type=int, help="CPU cores to offer (default: all allowed)")
     p.add_argument("--cpus", help="exact CPU ids to offer, e.g. 0,1 (overrides --cores)")
     p.add_argument("--slots", type=int, default=1, help="units rendered at once")
-    p.add_argument("--min-price", type=int, required=True, help="satoshi per unit")
+    p.add_argument("--min-price", type=int, help="satoshi per unit (required to sell)")
     p.add_argument("--classes", default="512M,2G", help="cost classes accepted")
     p.add_argument("--host", default="127.0.0.1", help="worker endpoint address")
     p.add_argument("--port", type=int, default=0, help="worker endpoint port (0: any)")
@@ -81,21 +91,53 @@ def _cpus(args: argparse.Namespace) -> set[int]:
     return set(allowed[: args.cores] if args.cores else allowed)
 
 
+def list_devices(args: argparse.Namespace) -> int:
+    """``--list-devices``: start one (sandboxed) worker that looks for every GPU."""
+    import asyncio
+
+    async def detect() -> dict[str, object]:
+        async with WorkerPool(_cpus(args), 1, device="gpu",
+                              unsandboxed=args.unsandboxed) as pool:
+            return await pool.detect()
+
+    try:
+        ready = asyncio.run(detect())
+    except DeviceError as exc:
+        print(exc.message)
+        return 0
+    except SandboxUnavailable as exc:
+        sys.exit(f"cannot look: {exc.message}; --unsandboxed looks without the sandbox")
+    raw = ready.get("devices")
+    found = [Device.from_json(d) for d in raw] if isinstance(raw, list) else []
+    if not found:
+        print("no GPU: Cycles finds no compute device here")
+    for i, device in enumerate(found):
+        print(f"{i}: {device.describe()}" + ("  (fake)" if ready.get("fake_devices") else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.list_devices:
+        return list_devices(args)
+    if not args.exchange or args.min_price is None:
+        _parser().error("--exchange and --min-price are required to sell")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     unknown = [c for c in classes if c not in COST_CLASSES]
     if unknown or not classes:
         sys.exit(f"unknown cost classes {unknown}; choose from {list(COST_CLASSES)}")
     version = blender_version()
-    articles = tuple(f"net.bitwrk/blender/{version}/{c}" for c in classes)
     largest = max(classes, key=COST_CLASSES.__getitem__)
     try:
         pool = WorkerPool(_cpus(args), args.slots, cost_class=largest, data_limit=args.memory,
-                          timeout=args.unit_timeout, unsandboxed=args.unsandboxed)
+                          timeout=args.unit_timeout, unsandboxed=args.unsandboxed,
+                          device=args.device)
     except SandboxUnavailable as exc:
         sys.exit(f"not selling: {exc.message}; pass --unsandboxed to sell anyway, at your risk")
+    except DeviceError as exc:
+        sys.exit(f"not selling: {exc.message}")
+    articles = tuple(article_id(version, c, gpu=pool.device.gpu) for c in classes)
     if args.unsandboxed:
         print("WARNING: selling without a sandbox: buyers' scenes run as your user and may"
               " read your files", file=sys.stderr, flush=True)
@@ -106,13 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}; giving up", file=sys.stderr, flush=True)
         daemon.stop(10)
         return EXIT_UNREACHABLE
-    daemon.call(pool.start(), 120)  # warm: bpy imported before the first unit arrives
+    try:  # warm: bpy imported (and the GPU found) before the first unit arrives
+        ready = daemon.call(pool.detect(), 120)
+    except DeviceError as exc:
+        daemon.stop(10)
+        sys.exit(f"not selling: {exc.message}")
+    device = ", ".join(Device.from_json(d).describe() for d in ready.get("chosen", [])) or "CPU"
     offer = Offer(articles, args.min_price, args.slots)
     executor = RenderExecutor(pool, args.max_job_bytes)
     url = daemon.call(daemon.start_selling(StartSelling(offer, executor, args.host,
                                                         args.port, args.public_url)), 60)
     print(f"seller {daemon.address} on {url}: Blender {version}, classes {','.join(classes)},"
-          f" min {args.min_price} sat, cpus {sorted(_cpus(args))},"
+          f" min {args.min_price} sat, cpus {sorted(_cpus(args))}, device {device},"
           f" sandbox {pool.sandbox.kind}", flush=True)
     page = _status_page(daemon, args.status_host, args.status_port)
     if page is not None:

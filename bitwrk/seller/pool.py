@@ -31,6 +31,7 @@ import platformdirs
 from ..articles import COST_CLASSES
 from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
+from . import devices
 from . import sandbox as sb
 from .process import WorkerProcess, worker_env
 
@@ -46,7 +47,9 @@ BLENDER_BOOT = ("import sys; a = sys.argv[sys.argv.index('--') + 1:]; sys.path.i
 BLENDER_FLAGS = ("-b", "--factory-startup", "--python-exit-code", "1")
 _ERRORS: dict[str, type[RenderError] | type[JobSpecError] | type[CostClassExceeded]] = {
     CostClassExceeded.code: CostClassExceeded, JobSpecError.code: JobSpecError,
-    "invalid_request": JobSpecError,
+    "invalid_request": JobSpecError, devices.DeviceError.code: devices.DeviceError,
+    devices.CpuFallback.code: devices.CpuFallback,
+    devices.DeviceOutOfMemory.code: devices.DeviceOutOfMemory,
 }
 
 
@@ -114,7 +117,9 @@ class WorkerPool:
     writes; ``timeout`` is the wall-time limit of one render (seconds); ``idle_seconds`` how
     long a worker may wait for its next tile before it is stopped. ``unsandboxed=True`` is
     the user's explicit opt-out of the OS sandbox; without it a platform that has none
-    raises :class:`~bitwrk.seller.sandbox.SandboxUnavailable` here.
+    raises :class:`~bitwrk.seller.sandbox.SandboxUnavailable` here. ``device``: ``cpu``
+    (default) or ``gpu[:BACKEND][:N]`` (:class:`~bitwrk.seller.devices.DeviceChoice`);
+    a GPU pool's workers see that GPU's device nodes and render GPU units only.
     """
 
     def __init__(self, cpus: set[int] | None = None, slots: int = 1, *,
@@ -124,7 +129,10 @@ class WorkerPool:
                  idle_seconds: float = 120.0, start_timeout: float = 60.0,
                  python: str = sys.executable, blender: str | None = None,
                  unsandboxed: bool = False, sandbox: sb.Sandbox | None = None,
-                 scratch_root: Path | None = None) -> None:
+                 scratch_root: Path | None = None,
+                 device: str | devices.DeviceChoice = "cpu") -> None:
+        self.device = (device if isinstance(device, devices.DeviceChoice)
+                       else devices.DeviceChoice.parse(device))
         self.sandbox = sandbox if sandbox is not None else sb.choose(unsandboxed)
         # Worker folders beside the daemon's job folders (its cache dir), so staging a
         # job is hard links, not a copy into a /tmp that may be RAM.
@@ -139,6 +147,8 @@ class WorkerPool:
         self.max_budget = max_budget
         self.memory_limit = memory_limit
         self.data_limit = data_limit if data_limit is not None else sb.memory_for(cost_class)
+        if self.device.gpu and data_limit is None and self.data_limit is not None:
+            self.data_limit += sb.GPU_DRIVER_DATA
         self.output_limit = output_limit
         self.timeout = timeout
         self.idle_seconds = idle_seconds
@@ -167,7 +177,8 @@ class WorkerPool:
         else:
             argv = [self.python, "-I", "-c", BOOT, code, "--cpus", ",".join(map(str, cpus))]
         limits = {"--max-budget": self.max_budget, "--memory": self.memory_limit,
-                  "--data": self.data_limit, "--output": self.output_limit}
+                  "--data": self.data_limit, "--output": self.output_limit,
+                  "--device": str(self.device) if self.device.gpu else None}
         for flag, value in limits.items():
             if value is not None:
                 argv += [flag, str(value)]
@@ -176,12 +187,32 @@ class WorkerPool:
     def command(self, inner: list[str], home: Path) -> tuple[list[str], dict[str, str]]:
         """``inner`` as this pool runs a worker: in its sandbox, with its environment."""
         env = worker_env(home, private=not self.sandbox.active)
+        if devices.FAKE_ENV in os.environ:  # tests: the fake GPUs reach the worker
+            env[devices.FAKE_ENV] = os.environ[devices.FAKE_ENV]
         if not self.sandbox.active:
             return inner, env
         runtime = sb.runtime_paths(self.python, self.blender)
         # env holds PATH, LANG ... only: the sandbox sets its own private dirs
-        argv = self.sandbox.wrap(inner, home, env, runtime, sb.code_bind(PACKAGE_ROOT))
+        argv = self.sandbox.wrap(inner, home, env, runtime, sb.code_bind(PACKAGE_ROOT),
+                                 self.device_nodes())
         return argv, env
+
+    def device_nodes(self) -> list[str]:
+        """The ``/dev`` nodes a worker needs: its GPU backend's (every GPU backend's when
+        it is not named), none for the CPU."""
+        if not self.device.gpu:
+            return []
+        backends = [self.device.backend] if self.device.backend else list(devices.BACKENDS)
+        return sorted({n for b in backends for n in devices.device_nodes(b)})
+
+    async def detect(self) -> dict[str, Any]:
+        """Start the workers now and return the first one's ready line: the devices found,
+        the ones it renders on (``chosen``); :class:`~bitwrk.seller.devices.DeviceError`
+        when the chosen GPU is missing."""
+        await self.start()
+        worker = self._slots[0].worker
+        assert worker is not None
+        return dict(worker.ready)
 
     def pids(self) -> list[int]:
         """Process ids of the workers now running (for status pages and tests)."""
@@ -282,6 +313,11 @@ class WorkerPool:
             shutil.rmtree(home, ignore_errors=True)
             raise
         slot.worker.sandboxed = self.sandbox.active
+        if slot.worker.ready.get("device_error"):  # the worker found no such GPU
+            failed, slot.worker = slot.worker, None
+            await failed.kill()
+            raise devices.DeviceError(str(failed.ready["device_error"]),
+                                      device=str(self.device))
         return slot.worker, True
 
     def _scratch(self) -> Path | None:

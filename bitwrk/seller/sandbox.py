@@ -12,9 +12,12 @@ On Linux every worker runs under bubblewrap (``bwrap``, Debian package ``bubblew
 - read-only at :data:`JOB_MOUNT`: a per-worker folder the pool fills with hard links to the
   current job's files (so a warm worker can take the next job without a new sandbox);
 - writable at :data:`OUT_MOUNT`: a per-worker output folder; ``/tmp``: a size-capped tmpfs;
-- a minimal ``/dev``, a fresh ``/proc``, new user/PID/network/IPC/UTS/cgroup namespaces (no
-  network at all, hostname ``bitwrk``), no capabilities, no further user namespaces, a new
-  session (no terminal injection), killed when the seller dies.
+- a minimal ``/dev`` (for a GPU worker only, plus its driver's device nodes:
+  ``/dev/nvidia*`` for CUDA/OptiX, ``/dev/kfd`` and ``/dev/dri/renderD*`` for HIP,
+  ``/dev/dri/renderD*`` for oneAPI; :func:`bitwrk.seller.devices.device_nodes`), a fresh
+  ``/proc``, new user/PID/network/IPC/UTS/cgroup namespaces (no network at all, hostname
+  ``bitwrk``), no capabilities, no further user namespaces, a new session (no terminal
+  injection), killed when the seller dies.
 
 No home, no ``/etc``, no seller data or cache dirs, no other users' files. macOS and Windows
 get no sandbox from this module: there the seller refuses to start unless the user opts in
@@ -52,6 +55,9 @@ INNER_DIRS = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "BLENDER_USER_RESOURCES": "
 # mappings; bpy itself needs ~0.3 GiB of it, while its address space is ~1.4 GiB of mostly
 # shared libraries, so an address-space cap would measure the install, not the scene).
 MEMORY_BY_CLASS = {"512M": 1 << 30, "2G": 2 << 30, "8G": 4 << 30, "32G": 8 << 30}
+# A GPU worker's driver adds private mappings of its own (staging buffers, its heap) on top
+# of the scene's; a guess (no GPU here to measure), added to the class's limit for GPUs.
+GPU_DRIVER_DATA = 4 << 30
 OUTPUT_BYTES = 1 << 30  # RLIMIT_FSIZE: no single file a worker writes may be larger
 
 
@@ -74,9 +80,11 @@ class Sandbox:
         return self.kind != "none"
 
     def wrap(self, inner: list[str], home: Path, passed_env: dict[str, str],
-             ro_paths: list[str], code: tuple[str, str] | None = None) -> list[str]:
+             ro_paths: list[str], code: tuple[str, str] | None = None,
+             device_nodes: list[str] | None = None) -> list[str]:
         """``inner`` (a worker command line) confined with ``home/job`` and ``home/out``;
-        ``ro_paths`` and ``code`` (source, destination) are shown read-only."""
+        ``ro_paths`` and ``code`` (source, destination) are shown read-only;
+        ``device_nodes`` (a GPU's ``/dev`` entries) are passed through, nothing else."""
         if not self.active:
             return inner
         (home / "job").mkdir(exist_ok=True)
@@ -85,6 +93,10 @@ class Sandbox:
                 "--uid", str(INNER_ID), "--gid", str(INNER_ID), "--cap-drop", "ALL",
                 "--die-with-parent", "--new-session",
                 "--hostname", HOSTNAME, "--clearenv", "--proc", "/proc", "--dev", "/dev"]
+        for node in device_nodes or ():
+            if not node.startswith("/dev/") or ".." in node:
+                raise ValueError(f"not a device node: {node}")
+            argv += ["--dev-bind-try", node, node]
         # /tmp first: an install that lives under /tmp is then bound on top of it.
         argv += ["--size", str(self.scratch_bytes), "--tmpfs", "/tmp"]
         for src, dest in readonly_binds(ro_paths) + ([code] if code else []):

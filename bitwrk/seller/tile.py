@@ -21,6 +21,7 @@ from ..render.errors import JobSpecError, RenderError
 from ..render.jobspec import JobSpec
 from ..render.scene import find_scene
 from ..render.tiling import Rect, border
+from . import devices
 
 # Render-result metadata Blender writes into the EXR header; the file path and the host
 # name would tell the buyer about the seller's machine, the rest is of no use on a tile.
@@ -58,8 +59,7 @@ def select_layers(scene: Any, spec: JobSpec) -> None:
 def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     """Apply the spec to ``scene``: size, rect, sampling, passes, output, safety."""
     r, cy = scene.render, scene.cycles
-    r.engine = "CYCLES"
-    cy.device = "CPU"
+    r.engine = "CYCLES"  # the device (CPU or GPU) is set by render(), devices.py
     cy.shading_system = False  # OSL runs arbitrary shader code; never on a seller
     if (r.resolution_x * r.resolution_percentage // 100,
             r.resolution_y * r.resolution_percentage // 100) != (spec.width, spec.height):
@@ -90,22 +90,50 @@ def configure(scene: Any, spec: JobSpec, threads: int) -> None:
                              exr_codec="ZIP")
 
 
-def render(bpy: Any, spec: JobSpec, out: Path, threads: int) -> float:
+_STATS: list[str] = []  # Cycles' status lines of the render in progress
+
+
+def _collect_stats(bpy: Any) -> list[str]:
+    """Start collecting Cycles' status lines (a handler that survives loading files)."""
+    if _stats_handler not in bpy.app.handlers.render_stats:
+        bpy.app.handlers.persistent(_stats_handler)
+        bpy.app.handlers.render_stats.append(_stats_handler)
+    _STATS.clear()
+    return _STATS
+
+
+def _stats_handler(text: object, *_args: object) -> None:
+    if len(_STATS) < 10_000:  # a long render reports every sample
+        _STATS.append(str(text))
+
+
+def render(bpy: Any, spec: JobSpec, out: Path, threads: int,
+           gpu: devices.GpuSession | None = None, cold: bool = True) -> float:
     """Render ``spec`` in the open file and write its rect to ``out`` (multilayer EXR).
 
+    ``gpu``: render on that GPU session's devices (else the CPU); ``cold``: the scene was
+    just loaded, so the render syncs it to the device (a GPU must show in the stats).
     Returns the seconds of the render proper: Blender's render call plus saving the tile.
     """
     scene = find_scene(bpy, spec.scene)
     if scene.camera is None:
         raise RenderError(f"scene {scene.name!r} has no camera")
     configure(scene, spec, threads)
+    if gpu is not None:
+        gpu.setup(bpy, scene)
+    else:
+        devices.use_cpu(bpy, scene)
     if scene.frame_current != spec.frame:
         scene.frame_set(spec.frame)
+    stats = _collect_stats(bpy)
     started = time.perf_counter()
     try:
         bpy.ops.render.render(scene=scene.name)
     except RuntimeError as exc:
-        raise RenderError(f"render failed: {str(exc).strip()}") from None
+        message = str(exc).strip()
+        raise (gpu and gpu.failed(message)) or RenderError(f"render failed: {message}") from None
+    if gpu is not None:
+        gpu.rendered(list(stats), cold)
     result = bpy.data.images.get("Render Result")
     if result is None:
         raise RenderError("render produced no result")

@@ -1,7 +1,7 @@
 """The render worker: a long-lived process under ``bpy`` that renders job specs.
 
 ``python -m bitwrk.seller.worker [--max-budget N] [--cpus 0,1] [--memory BYTES]
-[--data BYTES] [--output BYTES]`` reads
+[--data BYTES] [--output BYTES] [--device cpu|gpu[:BACKEND][:N]]`` reads
 one JSON request per line on stdin::
 
     {"blend": "/jobs/abc/scene.blend", "spec": {...JobSpec...}, "out": "/jobs/abc/t3.exr"}
@@ -9,8 +9,12 @@ one JSON request per line on stdin::
 renders exactly the spec's rect (plus overscan, cropped away again) into a float32
 multilayer EXR and answers one JSON line: ``{"ok": true, "out": ..., "seconds": ...}`` or
 ``{"ok": false, "code": ..., "error": ...}``. The first line it writes is
-``{"ready": true, ...}`` once bpy is imported. The scene stays loaded (persistent data),
-so the next tile of the same .blend costs only its render.
+``{"ready": true, ...}`` once bpy is imported, with (for a GPU worker) the Cycles devices
+it found and the ones it renders on; a GPU worker whose device is
+missing says why in ``device_error`` and exits. A GPU worker renders only units whose
+spec asks for a GPU, a CPU worker only CPU units (:mod:`bitwrk.seller.devices`). The
+scene stays loaded (persistent data), so the next tile of the same .blend costs only its
+render.
 
 Safety (docs/measured-facts.md R4): files open with ``load_ui=False,
 use_scripts=False`` and the auto-exec preference off, so no text block, driver or handler
@@ -39,7 +43,7 @@ from ..render.bpyprocess import isolate_user_dirs, private_stdout
 from ..render.errors import CostClassExceeded, JobSpecError, RenderError
 from ..render.jobspec import JobSpec
 from ..render.scene import open_safely
-from . import pathscan, seccomp, tile
+from . import devices, pathscan, seccomp, tile
 
 
 @dataclass
@@ -90,9 +94,11 @@ def apply_limits(cpus: set[int] | None, memory: int | None, data: int | None = N
 class Worker:
     """Holds bpy and the loaded file; :meth:`handle` serves one request."""
 
-    def __init__(self, bpy: Any, max_budget: int | None) -> None:
+    def __init__(self, bpy: Any, max_budget: int | None,
+                 gpu: devices.GpuSession | None = None) -> None:
         self.bpy = bpy
         self.max_budget = max_budget
+        self.gpu = gpu
         self.loaded: Loaded | None = None
         self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
 
@@ -104,8 +110,10 @@ class Worker:
         self.check(spec)
         warm = self.load(blend, spec, request.get("root"))
         loaded = time.perf_counter()
-        seconds = tile.render(self.bpy, spec, out, self.threads)
+        seconds = tile.render(self.bpy, spec, out, self.threads, self.gpu, cold=not warm)
         return {"ok": True, "out": str(out), "seconds": seconds,
+                "device": self.gpu.backend if self.gpu else "CPU",
+                "gpu_evidence": self.gpu.evidence if self.gpu else None,
                 "load_seconds": loaded - started, "total": time.perf_counter() - started,
                 "warm": warm, "pid": os.getpid(),
                 "autoexec_blocked": bool(self.bpy.app.autoexec_fail)}
@@ -114,8 +122,12 @@ class Worker:
         version = "{}.{}".format(*self.bpy.app.version[:2])
         if spec.blender != version:
             raise JobSpecError(f"this worker runs Blender {version}, job wants {spec.blender}")
-        if spec.device != "CPU":
+        if self.gpu is None and spec.device != "CPU":
             raise JobSpecError(f"this worker renders on the CPU, job wants {spec.device}")
+        if self.gpu is not None and spec.device not in ("GPU", self.gpu.backend):
+            # a CPU unit's result must equal the buyer's CPU render exactly: never on a GPU
+            raise JobSpecError(f"this worker renders on {self.gpu.backend}, job wants "
+                               f"{spec.device}")
         budget = spec.ray_budget()
         if self.max_budget is not None and budget > self.max_budget:
             raise CostClassExceeded(
@@ -171,6 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory", type=int, help="address-space limit in bytes")
     parser.add_argument("--data", type=int, help="data-segment (heap) limit in bytes")
     parser.add_argument("--output", type=int, help="largest file the worker may write")
+    parser.add_argument("--device", default="cpu", help="cpu, gpu, gpu:N, gpu:BACKEND[:N]")
     return parser.parse_args(argv)
 
 
@@ -188,10 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     import bpy
 
     bpy.context.preferences.filepaths.use_scripts_auto_execute = False
-    worker = Worker(bpy, args.max_budget)
-    replies.write(json.dumps({"ready": True, "pid": os.getpid(),
-                              "blender": bpy.app.version_string,
-                              "threads": worker.threads, "seccomp": filtered}) + "\n")
+    ready: dict[str, Any] = {"ready": True, "pid": os.getpid(),
+                             "blender": bpy.app.version_string, "seccomp": filtered}
+    try:
+        gpu, found = devices.open_session(bpy, devices.DeviceChoice.parse(args.device))
+    except devices.DeviceError as exc:  # no such GPU here: say so, render nothing
+        replies.write(json.dumps({**ready, "device_error": exc.message}) + "\n")
+        replies.flush()
+        return 0
+    worker = Worker(bpy, args.max_budget, gpu)
+    ready.update(threads=worker.threads, devices=[d.to_json() for d in found],
+                 device=gpu.backend if gpu else "CPU",
+                 chosen=[d.to_json() for d in gpu.chosen] if gpu else [],
+                 fake_devices=bool(gpu and gpu.fake))
+    replies.write(json.dumps(ready) + "\n")
     replies.flush()
     serve(worker, sys.stdin, replies)
     return 0

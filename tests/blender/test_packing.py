@@ -21,7 +21,7 @@ import pytest
 from bitwrk.cas.manifest import JobManifest
 from bitwrk.cas.paths import check_names
 from bitwrk.cas.store import ChunkStore
-from bitwrk.render import packing
+from bitwrk.render import bat_fixes, pack_names, packing
 from bitwrk.render.packing import MissingFiles, PackError, PackResult
 from tests.blender.conftest import BLENDER_LINE, HAVE_BPY, ROOT, run_bpy
 
@@ -186,10 +186,10 @@ def test_the_bat_fixes_are_needed_and_scoped(project: Path,
         traced()
     with monkeypatch.context() as patch:
         patch.setitem(modifier_walkers.modifier_handlers, cdefs.eModifierType_Nodes,
-                      packing._walk_nodes_modifier)
+                      bat_fixes.walk_nodes_modifier)
         if int(BLENDER_LINE.split(".")[0]) >= 5:  # the bug reads a 5.0-only field
-            assert "lib_tex.png" not in traced(), "BAT is fixed: drop _expand_nodetree_id"
-    with packing._bat_session(), packing._bat_session():  # nests
+            assert "lib_tex.png" not in traced(), "BAT is fixed: drop expand_nodetree_id"
+    with bat_fixes.bat_session(), bat_fixes.bat_session():  # nests
         assert "lib_tex.png" in traced()
     assert originals == (expanders._expand_generic_nodetree_id,
                          modifier_walkers.modifier_handlers[cdefs.eModifierType_Nodes])
@@ -232,13 +232,13 @@ def test_refuses_bad_inputs(project: Path, tmp_path: Path) -> None:
     ("NUL", "_NUL"), ("com1.txt", "_com1.txt"), ("dots...", "dots..._"), ("..", "_"),
     ("tab\there", "tab_here")])
 def test_unsafe_name_parts_are_mapped(part: str, safe: str) -> None:
-    assert packing._safe_part(part) == safe
-    long = packing._safe_part("x" * 300 + ".png")
+    assert pack_names.safe_part(part) == safe
+    long = pack_names.safe_part("x" * 300 + ".png")
     assert long.endswith(".png") and len(long) == 16
 
 
 def test_name_table_refuses_what_check_names_refuses() -> None:
-    table = packing._NameTable()
+    table = pack_names.NameTable()
     assert table.claim("tex/Wood.png") == "tex/Wood.png"
     assert table.claim("tex/wood.png", "x/wood.png") == "x/wood.png"  # case clash
     assert table.claim("tex", "tex2") == "tex2"  # a folder already

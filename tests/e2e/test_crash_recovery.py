@@ -597,26 +597,10 @@ async def _scenario(server: ServerProcess) -> None:
         exchange_id = await observer.exchange_id()
         for n, txid in enumerate(sorted(txids)):
             tx = await observer.transaction(txid)
-            buyer, seller = participants[tx.buyer], participants[tx.seller]
             if tx.phase in ("ESTABLISHING", "TRANSMITTING"):
                 left_open[txid] = tx
-            elif tx.phase == "WORKING" and n % 2:
-                await _send(journal, seller, tx, "reject", reason="gave up")
-            elif tx.phase == "WORKING":
-                enc = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
-                view = await _send(journal, seller, tx, "result", encresulthash=enc,
-                                   receipt=trade_receipt(buyer.key, exchange_id, tx, enc),
-                                   resultkey=secrets.token_hex(WRAPPED_KEY_SIZE))
-                if view is not None:
-                    await _send(journal, buyer, view, "accept")
-            elif tx.phase == "UNVERIFIED":
-                await _send(journal, buyer, tx, "accept")
-            elif tx.phase == "RESULT_DISPUTED":
-                outcome = "seller" if n % 2 else "buyer"
-                view = await attempt(journal, operator.send_message(
-                    txid, "resolve", revision=tx.revision, outcome=outcome))
-                if view is not None:
-                    journal.message(operator.address, "resolve", view)
+            else:
+                await _finish_by_hand(journal, n, tx, participants, operator, exchange_id)
 
         txs, bids = await wait_until_settled(observer, txids, set(all_bids))
         t_settled = time.time()
@@ -626,64 +610,11 @@ async def _scenario(server: ServerProcess) -> None:
         assert {b.bid_id for b in journal.bids} <= set(bids)
 
         # 2. Deadlines fired, also across the restart, and not late.
-        for tx in txs.values():
-            check_message_chain(tx)
-        for txid, opened in left_open.items():
-            tx = txs[txid]
-            last = tx.messages[-1]
-            assert (tx.phase, last.action) == ("EXPIRED", "timeout"), tx
-            deadline = opened.timeout
-            assert deadline <= last.time <= max(deadline, t_ready) + SLACK, (tx, t_ready)
-        for bid in bids.values():
-            assert bid.state in ("matched", "expired", "cancelled"), bid
-            if bid.state == "expired":
-                assert bid.expires <= bid.closed <= max(bid.expires, t_ready) + SLACK, (
-                    bid, t_ready)
-        assert probes.lonely_bid is not None
-        assert probes.dead_tx is not None and probes.late_tx is not None
-        lonely = bids[probes.lonely_bid.id]
-        assert t_killed < lonely.expires < t_spawn, (lonely, t_killed, t_spawn)
-        assert lonely.state == "expired" and t_killed < lonely.closed <= t_ready + SLACK
-        dead = txs[probes.dead_tx.id]
-        assert t_killed < probes.dead_tx.timeout < t_spawn, (dead, t_killed, t_spawn)
-        assert dead.phase == "EXPIRED" and dead.messages[-1].action == "timeout"
-        assert t_killed < dead.messages[-1].time <= t_ready + SLACK, dead
-        late = txs[probes.late_tx.id]
-        deadline = probes.late_tx.timeout
-        assert t_ready < deadline, (probes.late_tx, t_ready)
-        assert late.phase == "EXPIRED" and late.messages[-1].action == "timeout", late
-        assert deadline <= late.messages[-1].time <= deadline + SLACK, late
+        check_deadlines(txs, bids, left_open, probes, (t_killed, t_spawn, t_ready))
 
         # 3. Money: deposits that exist are exactly the acknowledged ones plus those whose
         # acknowledgement the crash swallowed; balances follow from the outcomes.
-        deposited: Counter[str] = Counter()
-        for d in journal.deposits.values():
-            try:
-                got = await observer.get(f"/api/v1/deposits/{d.uid}")
-            except NotFound:
-                assert not d.acked, d
-                continue
-            assert (got["account"], got["amount"]) == (d.account, d.amount), got
-            deposited[d.account] += d.amount
-        info = await observer.info()
-        totals = info["totals"]
-        assert totals["deposits"] == sum(deposited.values()), (totals, deposited)
-        assert totals["available"] + totals["blocked"] + totals["fees"] == totals["deposits"]
-        assert totals["world"] == -totals["deposits"]
-        assert totals["blocked"] == 0, totals
-        finished = [tx for tx in txs.values() if tx.phase == "FINISHED"]
-        assert totals["fees"] == sum(tx.fee for tx in finished)
-        expected: Counter[str] = Counter(deposited)
-        for tx in finished:
-            expected[tx.buyer] -= tx.price + tx.fee
-            expected[tx.seller] += tx.price
-        held = 0
-        for address, t in participants.items():
-            acct = await observer.account(address)
-            assert acct.available >= 0 and acct.blocked == 0, (t.name, acct)
-            assert acct.available == expected[address], (t.name, acct, expected[address])
-            held += acct.available + acct.blocked
-        assert held + totals["fees"] == totals["deposits"]
+        await check_money(observer, journal, txs, participants)
 
         # 4. The load was real, the crash hit it, and nothing failed unexpectedly.
         refusals = journal.refusals()
@@ -712,6 +643,101 @@ async def _scenario(server: ServerProcess) -> None:
     server.stop()
     assert not any(pid_alive(pid) for pid in server.pids), server.pids
     check_database(server.db_path, participants)
+
+
+async def _finish_by_hand(journal: Journal, n: int, tx: Transaction,
+                          participants: dict[str, Trader], operator: ExchangeClient,
+                          exchange_id: str) -> None:
+    """Wind-down of one transaction that has no short deadline: the seller rejects or
+    delivers (and the buyer accepts), the buyer accepts, the operator resolves a dispute
+    (alternating by ``n``)."""
+    buyer, seller = participants[tx.buyer], participants[tx.seller]
+    if tx.phase == "WORKING" and n % 2:
+        await _send(journal, seller, tx, "reject", reason="gave up")
+    elif tx.phase == "WORKING":
+        enc = hashlib.sha256(secrets.token_bytes(16)).hexdigest()
+        view = await _send(journal, seller, tx, "result", encresulthash=enc,
+                           receipt=trade_receipt(buyer.key, exchange_id, tx, enc),
+                           resultkey=secrets.token_hex(WRAPPED_KEY_SIZE))
+        if view is not None:
+            await _send(journal, buyer, view, "accept")
+    elif tx.phase == "UNVERIFIED":
+        await _send(journal, buyer, tx, "accept")
+    elif tx.phase == "RESULT_DISPUTED":
+        outcome = "seller" if n % 2 else "buyer"
+        view = await attempt(journal, operator.send_message(
+            tx.id, "resolve", revision=tx.revision, outcome=outcome))
+        if view is not None:
+            journal.message(operator.address, "resolve", view)
+
+
+def check_deadlines(txs: dict[int, Transaction], bids: dict[int, Bid],
+                    left_open: dict[int, Transaction], probes: Probes,
+                    times: tuple[float, float, float]) -> None:
+    """Deadlines fired, also across the restart, and not late. ``times``: the wall-clock
+    moments of the kill, the restart's spawn and the server being ready again."""
+    t_killed, t_spawn, t_ready = times
+    for tx in txs.values():
+        check_message_chain(tx)
+    for txid, opened in left_open.items():
+        tx = txs[txid]
+        last = tx.messages[-1]
+        assert (tx.phase, last.action) == ("EXPIRED", "timeout"), tx
+        deadline = opened.timeout
+        assert deadline <= last.time <= max(deadline, t_ready) + SLACK, (tx, t_ready)
+    for bid in bids.values():
+        assert bid.state in ("matched", "expired", "cancelled"), bid
+        if bid.state == "expired":
+            assert bid.expires <= bid.closed <= max(bid.expires, t_ready) + SLACK, (
+                bid, t_ready)
+    assert probes.lonely_bid is not None
+    assert probes.dead_tx is not None and probes.late_tx is not None
+    lonely = bids[probes.lonely_bid.id]
+    assert t_killed < lonely.expires < t_spawn, (lonely, t_killed, t_spawn)
+    assert lonely.state == "expired" and t_killed < lonely.closed <= t_ready + SLACK
+    dead = txs[probes.dead_tx.id]
+    assert t_killed < probes.dead_tx.timeout < t_spawn, (dead, t_killed, t_spawn)
+    assert dead.phase == "EXPIRED" and dead.messages[-1].action == "timeout"
+    assert t_killed < dead.messages[-1].time <= t_ready + SLACK, dead
+    late = txs[probes.late_tx.id]
+    deadline = probes.late_tx.timeout
+    assert t_ready < deadline, (probes.late_tx, t_ready)
+    assert late.phase == "EXPIRED" and late.messages[-1].action == "timeout", late
+    assert deadline <= late.messages[-1].time <= deadline + SLACK, late
+
+
+async def check_money(observer: ExchangeClient, journal: Journal,
+                      txs: dict[int, Transaction], participants: dict[str, Trader]) -> None:
+    """Deposits that exist are exactly the acknowledged ones plus those whose
+    acknowledgement the crash swallowed; balances follow from the outcomes."""
+    deposited: Counter[str] = Counter()
+    for d in journal.deposits.values():
+        try:
+            got = await observer.get(f"/api/v1/deposits/{d.uid}")
+        except NotFound:
+            assert not d.acked, d
+            continue
+        assert (got["account"], got["amount"]) == (d.account, d.amount), got
+        deposited[d.account] += d.amount
+    info = await observer.info()
+    totals = info["totals"]
+    assert totals["deposits"] == sum(deposited.values()), (totals, deposited)
+    assert totals["available"] + totals["blocked"] + totals["fees"] == totals["deposits"]
+    assert totals["world"] == -totals["deposits"]
+    assert totals["blocked"] == 0, totals
+    finished = [tx for tx in txs.values() if tx.phase == "FINISHED"]
+    assert totals["fees"] == sum(tx.fee for tx in finished)
+    expected: Counter[str] = Counter(deposited)
+    for tx in finished:
+        expected[tx.buyer] -= tx.price + tx.fee
+        expected[tx.seller] += tx.price
+    held = 0
+    for address, t in participants.items():
+        acct = await observer.account(address)
+        assert acct.available >= 0 and acct.blocked == 0, (t.name, acct)
+        assert acct.available == expected[address], (t.name, acct, expected[address])
+        held += acct.available + acct.blocked
+    assert held + totals["fees"] == totals["deposits"]
 
 
 async def _send(journal: Journal, trader: Trader, tx: Transaction, action: str,

@@ -27,7 +27,7 @@ MODULE = "bl_ext.user_default.bitwrk"
 
 def cancel_after_first_unit(bridge: object) -> None:
     """What Escape does in the GUI; the blocking path checks the same flag."""
-    render_engine = importlib.import_module(MODULE + ".engine.render_engine")
+    render_engine = importlib.import_module(MODULE + ".blender.render_engine")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if bridge.get().status.progress.done >= 1:  # type: ignore[attr-defined]
@@ -41,7 +41,7 @@ def main(zip_path: str, blend: str, exchange: str, out: str, first: str, last: s
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                              enable_on_install=True)
     bpy.context.preferences.filepaths.use_scripts_auto_execute = False
-    bridge = importlib.import_module(MODULE + ".engine.bridge")
+    bridge = importlib.import_module(MODULE + ".blender.bridge")
     report: dict[str, object] = {}
     for variant in variants:
         name, file_format, tiles, denoise, *cancel = variant.split(":")

@@ -83,7 +83,7 @@ def main(zip_path: str) -> None:
     report["enabled"] = MODULE in bpy.context.preferences.addons
     report["first"] = registered()
     ext = importlib.import_module(MODULE)
-    bridge = importlib.import_module(MODULE + ".engine.bridge")
+    bridge = importlib.import_module(MODULE + ".blender.bridge")
     report["daemon_after_register"] = bridge._BRIDGE is not None and bridge.get().daemon is not None
     wheels = {}
     for name in WHEEL_MODULES:
@@ -116,7 +116,7 @@ def main(zip_path: str) -> None:
     report["draw_lan"] = draw_panels()["BITWRK_PT_render"]
     bridge.shutdown()
     # the wallet QR through the real extension code
-    wallet = importlib.import_module(MODULE + ".engine.wallet")
+    wallet = importlib.import_module(MODULE + ".blender.wallet")
     uri = wallet.bitcoin_uri("tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", 123_450)
     image = wallet.qr_image(bpy, uri)
     import numpy as np

@@ -22,7 +22,7 @@ def main(zip_path: str, blend: str, exchange: str, first: str, last: str, tiles:
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                              enable_on_install=True)
     bpy.context.preferences.filepaths.use_scripts_auto_execute = False
-    bridge = importlib.import_module(MODULE + ".engine.bridge")
+    bridge = importlib.import_module(MODULE + ".blender.bridge")
     bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False, use_scripts=False)
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = int(first), int(last)

@@ -33,8 +33,8 @@ def main(zip_path: str, blend: str, exchange: str, out: str, tiles: str, denoise
     t0 = time.perf_counter()
     result = bpy.ops.bitwrk.render()  # execute(): the blocking path scripts use
     seconds = time.perf_counter() - t0
-    engine = importlib.import_module(MODULE + ".engine.render_engine")
-    bridge = importlib.import_module(MODULE + ".engine.bridge")
+    engine = importlib.import_module(MODULE + ".blender.render_engine")
+    bridge = importlib.import_module(MODULE + ".blender.bridge")
     progress = bridge.get().status.progress
     image = bpy.data.images["Render Result"]
     ims = scene.render.image_settings

@@ -35,7 +35,7 @@ def report(extension_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_the_zip_holds_the_extension_and_nothing_of_the_server(extension_zip: Path) -> None:
     names = zipfile.ZipFile(extension_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    for package in ("bitwrk/", "engine/", "operators/", "panels/"):
+    for package in ("bitwrk/", "blender/", "operators/", "panels/"):
         assert any(n.startswith(package) for n in names), package
     assert not any(n.startswith(("service/", "tests/", "bench/", "tools/")) for n in names)
     assert any(n.startswith("wheels/coincurve-") for n in names)

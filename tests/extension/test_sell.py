@@ -5,6 +5,8 @@ stops cleanly on SIGINT and SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -17,10 +19,13 @@ from typing import Any
 
 import pytest
 
+from bitwrk.client import ExchangeClient
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.seller import pool as pool_module
+from bitwrk.seller.devices import FAKE_ENV
 from bitwrk.seller.pool import BLENDER_BOOT, PACKAGE_ROOT, WorkerPool, blender_binary
 from bitwrk.seller.sandbox import CODE_MOUNT
+from bitwrk.wire import Bid
 from tests.e2e.conftest import ServerProcess
 from tests.extension.conftest import HAVE_BPY, HERE, ROOT, bpy_run, fund_buyer, scratch_env
 
@@ -117,7 +122,7 @@ async def test_frame_writer_runs_through_a_blender_binary_too(scene: Path,
     from bitwrk.render.tiling import Rect
     from tests.extension.test_animation import pixels
 
-    animation = extension_module("engine.animation")
+    animation = extension_module("blender.animation")
     exe, _log = fake_blender(tmp_path)
     spec = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
                    width=96, height=64, x0=0, x1=96, y0=0, y1=64, samples=16, seed=0,
@@ -142,9 +147,12 @@ async def test_frame_writer_runs_through_a_blender_binary_too(scene: Path,
     assert (written["module"][1] == written["binary"][1]).all()
 
 
-def start_seller(url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_seller(url: str, env: dict[str, str], log: Path,
+                 device: str = "cpu") -> subprocess.Popen[bytes]:
+    line = ONE_LINER.replace("{url}", url).replace("min_price=10)",
+                                                   f"min_price=10, device={device!r})")
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", ONE_LINER.replace("{url}", url)],
+        return subprocess.Popen([sys.executable, "-c", line],
                                 env=env, cwd=log.parent, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -183,6 +191,14 @@ def worker_commands(path: Path) -> list[list[str]]:
             if b"bitwrk.seller.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
+def open_bids(url: str, address: str) -> list[Bid]:
+    async def read() -> list[Bid]:
+        async with ExchangeClient(url) as client:
+            return await client.bids(address, state="placed")
+
+    return asyncio.run(read())
+
+
 def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         extension_zip: Path, scene: Path, tmp_path: Path) -> None:
     exchange = ServerProcess(tmp_path / "exchange", timeout_scale=0.5).start()
@@ -219,9 +235,15 @@ def test_sell_one_liner_in_module_mode_sells_and_stops_cleanly(
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         assert "seller stopped" in log.read_text()
 
+        # the second time it sells a (fake) GPU: its bids are for the ~gpu article
         log = seller_home / "sell-2.log"
-        proc = start_seller(exchange.url, env, log)
-        wait_for_text(log, r"seller \S+ on http", proc)
+        fake = [{"backend": "OPTIX", "name": "Fake RTX 6000", "id": "OPTIX_fake0"}]
+        proc = start_seller(exchange.url, {**env, FAKE_ENV: json.dumps(fake)}, log, "gpu")
+        address = wait_for_text(log, r"seller (\S+) on http.*device gpu", proc).group(1)
+        deadline = time.monotonic() + 60
+        while not (bids := open_bids(exchange.url, address)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert bids and all(b.article.endswith("/512M~gpu") for b in bids), bids
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
         assert "seller stopped" in log.read_text()

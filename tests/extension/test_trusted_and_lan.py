@@ -26,14 +26,14 @@ WORKERS = ("tb1qworker0example", "tb1qworker1example")
 
 
 def extension(module: str) -> ModuleType:
-    """``engine.<module>`` imported as Blender imports it (inside the extension package),
+    """``blender.<module>`` imported as Blender imports it (inside the extension package),
     without running the root ``__init__`` (which needs bpy)."""
     if PACKAGE not in sys.modules:
         spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(ROOT)]
         sys.modules[PACKAGE] = package
-    return importlib.import_module(f"{PACKAGE}.engine.{module}")
+    return importlib.import_module(f"{PACKAGE}.blender.{module}")
 
 
 def test_the_trusted_variant_of_the_article() -> None:
@@ -80,8 +80,8 @@ def test_a_job_with_lan_workers_starts_the_hub_and_buys_trusted(
         plan = SimpleNamespace(article=ARTICLE)
         request = SimpleNamespace(lan_workers=WORKERS, trusted_only=True, budget=0,
                                   max_price=10, timeout=60.0, concurrency=2)
-        monkeypatch.setattr(bridge_module.Bridge, "start_lan_hub",
-                            _on_loopback(bridge_module.Bridge.start_lan_hub))
+        hubs = extension("lan_hub").LanHubControl
+        monkeypatch.setattr(hubs, "start", _on_loopback(hubs.start))
         job = session.start_job(bridge, request, plan, [("u0", b"{}")], tmp_path)
         assert job.article == ARTICLE + "~trusted"
         assert job.mandate.budget == int(10 * session.FEE_ROOM) + 100

@@ -74,7 +74,7 @@ def call(op: Any, **kwargs: Any) -> list[str]:
 def main(zip_path: str, exchange: str, mode: str, to: str, qr_npy: str) -> None:
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
                                              enable_on_install=True)
-    bridge = importlib.import_module(MODULE + ".engine.bridge")
+    bridge = importlib.import_module(MODULE + ".blender.bridge")
     report: dict[str, Any] = {"draw_unconnected": draw()}
     settings = bpy.context.scene.bitwrk
     settings.exchange_url = exchange

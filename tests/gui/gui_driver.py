@@ -94,9 +94,9 @@ def save_result() -> None:
         ims.media_type = "MULTI_LAYER_IMAGE"
     ims.file_format, ims.color_depth, ims.exr_codec = "OPEN_EXR_MULTILAYER", "32", "ZIP"
     image.save_render(filepath=str(OUT / "result.exr"), scene=scene)
-    bridge = sys.modules[MODULE + ".engine.bridge"]
+    bridge = sys.modules[MODULE + ".blender.bridge"]
     p = bridge.get().status.progress
-    engine = sys.modules[MODULE + ".engine.render_engine"]
+    engine = sys.modules[MODULE + ".blender.render_engine"]
     note("rendered", seconds=round(RENDER["ended"] - RENDER["started"], 2), done=p.done,
          failed=p.failed, spent=p.spent, tiles=len([e for e in engine.RESULT_LOG
                                                     if e[5] == "tile"]))
@@ -104,7 +104,7 @@ def save_result() -> None:
 
 
 def show_wallet() -> None:
-    bridge = sys.modules[MODULE + ".engine.bridge"]
+    bridge = sys.modules[MODULE + ".blender.bridge"]
     bridge.get().status.deposit_address = CONFIG["deposit_address"]
     for area in bpy.context.window_manager.windows[0].screen.areas:
         if area.type == "VIEW_3D":
@@ -143,13 +143,13 @@ def wallet_shot() -> None:
 
 
 def bridge_status() -> Any:
-    return sys.modules[MODULE + ".engine.bridge"].get().status
+    return sys.modules[MODULE + ".blender.bridge"].get().status
 
 
 def wallet_now() -> dict[str, int]:
     """Balances straight from the exchange (the harness may block; a user's click may not)."""
-    b = sys.modules[MODULE + ".engine.bridge"].get()
-    b.refresh_wallet()
+    b = sys.modules[MODULE + ".blender.bridge"].get()
+    b.account.refresh()
     return {"available": int(b.status.available or 0), "blocked": int(b.status.blocked or 0)}
 
 
@@ -162,14 +162,14 @@ def slow_f12() -> None:
     scene = bpy.context.scene
     scene.cycles.samples, scene.bitwrk.tiles = CONFIG["slow_samples"], 8
     CANCEL["before"] = wallet_now()
-    engine = sys.modules[MODULE + ".engine.render_engine"]
+    engine = sys.modules[MODULE + ".blender.render_engine"]
     CANCEL["log_start"] = len(engine.RESULT_LOG)
     RENDER.clear()
     press_f12()
 
 
 def first_tile_landed() -> bool:
-    engine = sys.modules[MODULE + ".engine.render_engine"]
+    engine = sys.modules[MODULE + ".blender.render_engine"]
     return any(e[5] == "tile" for e in engine.RESULT_LOG[CANCEL["log_start"]:])
 
 
@@ -188,7 +188,7 @@ def settled() -> bool:
 
 
 def report_cancel() -> None:
-    engine = sys.modules[MODULE + ".engine.render_engine"]
+    engine = sys.modules[MODULE + ".blender.render_engine"]
     tiles = [e for e in engine.RESULT_LOG[CANCEL["log_start"]:] if e[5] == "tile"]
     p = bridge_status().progress
     note("cancelled", stop_s=round(RENDER["ended"] - CANCEL["at"], 2), tiles=len(tiles),
@@ -209,7 +209,7 @@ def start_animation() -> None:
 
 
 def animation_buying() -> bool:
-    job = sys.modules[MODULE + ".engine.animation"].ACTIVE
+    job = sys.modules[MODULE + ".blender.animation"].ACTIVE
     if job is not None and job.job_id:
         ANIM["job_id"] = job.job_id
     return bool(ANIM.get("job_id")) and bridge_status().progress.done >= 1

@@ -84,6 +84,18 @@ def test_market_page_shows_a_bid_within_a_second(server: ServerProcess, page: An
     shot(page, "exchange-market")
 
 
+def test_market_page_names_cpu_and_gpu_articles(server: ServerProcess, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    seller = Party(server)
+    seller.bid("sell", 500)
+    seller.bid("sell", 600, article=ARTICLE + "~gpu")
+    page.goto(server.url + "/")
+    wait_live(page)
+    expect(page.locator("h2", has_text="Blender 5.0 · 512M · GPU")).to_be_visible(timeout=3000)
+    expect(page.locator("h2", has_text="Blender 5.0 · 512M · CPU")).to_be_visible()
+
+
 def test_transaction_page_follows_the_phases(server: ServerProcess, page: Any) -> None:
     from playwright.sync_api import expect
 

@@ -76,10 +76,14 @@ const bw = {
   },
 
   articleName(article) {
-    // net.bitwrk/blender/5.0/512M -> Blender 5.0 · 512M
+    // net.bitwrk/blender/5.0/512M -> Blender 5.0 · 512M · CPU
+    // net.bitwrk/blender/5.0/2G~gpu~trusted -> Blender 5.0 · 2G · GPU · trusted
     const parts = article.split("/");
-    if (parts.length >= 4 && parts[1] === "blender") {
-      return `Blender ${parts[2]} · ${parts.slice(3).join("/")}`;
+    if (parts.length === 4 && parts[1] === "blender") {
+      const [cls, ...flags] = parts[3].split("~");
+      const device = flags.includes("gpu") ? "GPU" : "CPU";
+      const rest = flags.filter((f) => f !== "gpu");
+      return [`Blender ${parts[2]}`, cls, device, ...rest].join(" · ");
     }
     return article;
   },

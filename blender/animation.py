@@ -58,6 +58,7 @@ class AnimationRequest:
     lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
     min_seller_finished: int = 0  # sellers with fewer finished trades are never matched
     exclude_sellers: tuple[str, ...] = ()  # addresses never matched with this job's bids
+    gpu: bool = False  # GPU results acceptable: buy the ``~gpu`` article
 
     @property
     def frames(self) -> list[int]:
@@ -117,7 +118,7 @@ class AnimationJob:
         self._start_writer(r.blend, str(r.info["scene"]))
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, r.frames, str(r.tiles) if r.tiles else "auto",
-                         r.cost_class)
+                         r.cost_class, r.gpu)
         for uid, spec in self.plan.units:
             self._by_frame.setdefault(spec.frame, []).append(uid)
         daemon = self.bridge.connect(r.exchange_url, allow_local_sellers=r.allow_local_sellers)

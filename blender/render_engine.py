@@ -45,6 +45,9 @@ def _stores_denoising(scene: Any, layer: Any) -> bool:
 
 
 class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
+    """F12 on BitWrk: one purchase per frame (every view layer is filled from it), tiles
+    drawn as they land."""
+
     bl_idname = ENGINE_ID
     bl_label = "BitWrk"
     bl_use_postprocess = True  # the scene's compositor runs, as after a local render
@@ -127,9 +130,9 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         """Write one rect of ``layer``'s result: ``passes(layer, pass_name)`` gives pixels
         or None."""
         result = self.begin_result(rect.x0, rect.y0, rect.width, rect.height, layer=layer)
-        for layer in result.layers:
-            for render_pass in layer.passes:
-                pixels = passes(layer.name, render_pass.name)
+        for result_layer in result.layers:
+            for render_pass in result_layer.passes:
+                pixels = passes(result_layer.name, render_pass.name)
                 if pixels is not None:
                     render_pass.rect.foreach_set(pixels)
         self.end_result(result)

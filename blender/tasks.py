@@ -22,6 +22,8 @@ log = logging.getLogger("bitwrk.extension")
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a background task ended, for the pump to apply on Blender's thread."""
+
     name: str  # what ran, in words ("connect", "wallet", ...)
     ok: bool
     message: str  # for the panel: the result, or why it failed
@@ -30,6 +32,9 @@ class Outcome:
 
 
 class Tasks:
+    """Owns the background threads of GUI requests, at most one per name, and the queue
+    of their outcomes."""
+
     def __init__(self) -> None:
         self._running: dict[str, threading.Thread] = {}
         self._done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()

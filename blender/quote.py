@@ -23,7 +23,8 @@ def quote(bridge: Bridge, request: RenderRequest, frames: list[int], workdir: Pa
           blender_binary: str | None = None) -> Quote:
     """Plan the job as a purchase would, ask the market, time the sample tile."""
     tiles = str(request.tiles) if request.tiles else "auto"
-    job_plan = plan(request.info, "scene.blend", frames, tiles, request.cost_class)
+    job_plan = plan(request.info, "scene.blend", frames, tiles, request.cost_class,
+                    request.gpu)
     article = job_article(job_plan.article, request.trusted_only)
     daemon = bridge.connect(request.exchange_url)
     assert daemon.client is not None

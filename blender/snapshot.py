@@ -54,7 +54,8 @@ def take(bpy: Any, scene: Any, workdir: Path) -> RenderRequest:
         trusted_only=settings.trusted_only, lan_workers=parse_workers(settings.lan_workers),
         allow_local_sellers=settings.allow_local_sellers, lan_host=settings.lan_host,
         min_seller_finished=settings.min_seller_finished,
-        exclude_sellers=parse_workers(settings.exclude_sellers))
+        exclude_sellers=parse_workers(settings.exclude_sellers),
+        gpu=settings.accept_gpu)
 
 
 def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
@@ -79,4 +80,5 @@ def take_animation(bpy: Any, scene: Any, workdir: Path) -> AnimationRequest:
         lan_workers=parse_workers(settings.lan_workers), lan_host=settings.lan_host,
         allow_local_sellers=settings.allow_local_sellers,
         min_seller_finished=settings.min_seller_finished,
-        exclude_sellers=parse_workers(settings.exclude_sellers))
+        exclude_sellers=parse_workers(settings.exclude_sellers),
+        gpu=settings.accept_gpu)

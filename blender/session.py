@@ -47,6 +47,7 @@ class RenderRequest:
     lan_host: str = ""  # the interface the LAN hub listens on ("": the LAN address)
     min_seller_finished: int = 0  # sellers with fewer finished trades are never matched
     exclude_sellers: tuple[str, ...] = ()  # addresses never matched with this job's bids
+    gpu: bool = False  # GPU results acceptable: buy the ``~gpu`` article
 
 
 def seller_terms(request: Any) -> SellerTerms:
@@ -60,7 +61,7 @@ def job_article(article: str, trusted_only: bool) -> str:
     """The article to buy: its ``~trusted`` variant when only trusted sellers may render
     (the exchange lets a seller bid there only if its operator trusts that seller)."""
     a = parse_article(article)
-    return Article(a.blender, a.cost_class, a.trusted or trusted_only).id
+    return Article(a.blender, a.cost_class, a.trusted or trusted_only, a.gpu).id
 
 
 def parse_workers(text: str) -> tuple[str, ...]:
@@ -73,10 +74,10 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
     """The ``BuyJob`` for a request's plan (trusted article, budget); the LAN hub started
     first when the request lists LAN workers, so they get units before the exchange does."""
     if request.lan_workers:
-        from .bridge import reachable
+        from .addresses import reachable
 
-        bridge.start_lan_hub(tuple(request.lan_workers),
-                             host=reachable(getattr(request, "lan_host", "")))
+        bridge.lan.start(tuple(request.lan_workers),
+                         host=reachable(getattr(request, "lan_host", "")))
     budget = request.budget or int(len(units) * request.max_price * FEE_ROOM) + 100
     return BuyJob(job_article(job_plan.article, request.trusted_only),
                   Mandate(request.max_price, budget, time.time() + request.timeout,
@@ -86,12 +87,17 @@ def start_job(bridge: Bridge, request: Any, job_plan: Plan, units: list[tuple[st
 
 @dataclass(frozen=True)
 class Tile:
+    """One unit of a frame: its rectangle's spec and, once bought, the EXR it landed in."""
+
     unit_id: str
     spec: JobSpec
     path: Path | None  # None: still in flight (a placeholder may be drawn)
 
 
 class RenderJob:
+    """One frame bought on BitWrk for the render engine: owns the frame's plan (units),
+    its job id at the daemon and the counts the engine reports (failed units, spent)."""
+
     def __init__(self, bridge: Bridge, request: RenderRequest, workdir: Path) -> None:
         self.bridge = bridge
         self.request = request
@@ -112,7 +118,7 @@ class RenderJob:
         check_scripts(r.info, r.allow_missing)
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, [r.frame], str(r.tiles) if r.tiles else "auto",
-                         r.cost_class)
+                         r.cost_class, r.gpu)
         daemon = self.bridge.connect(r.exchange_url, allow_local_sellers=r.allow_local_sellers)
         units = manifests(self.plan, files, daemon.store)
         job = start_job(self.bridge, r, self.plan, units, self.workdir)
