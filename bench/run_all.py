@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 
 from bench import (
+    demo,
     exchange,
     exchange_load,
     exchange_pg,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Collect] = {
     relay.NAME: lambda quick: relay.collect(quick=quick),
     render.NAME: lambda quick: render.collect(quick=quick),
     swarm.NAME: lambda quick: swarm.collect(quick=quick),
+    demo.NAME: lambda quick: demo.collect(quick=quick),  # beside the swarm's targets
     verify.NAME: lambda quick: verify.collect(quick=quick),
     soak.NAME: lambda quick: soak.run(),  # one size: the faults need the full timeline
 }

@@ -3,7 +3,11 @@ render a scene through the exchange, headless (scripts and CI).
 
 The scene is probed and packed (every dependency), each frame is cut into tiles (units),
 the units are bought under a mandate, and each frame is stitched — and denoised once,
-when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``.
+when the scene denoises — into ``DIR/<scene>_<frame>.exr`` and ``.png``. One bpy process,
+started first, probes the scene while this one packs and connects, and then composes each
+frame as soon as its last unit has landed (:mod:`bitwrk.render.composer`): after the last
+unit only that unit's frame is left to compose. ``--quote`` renders one small sample tile
+here and prints the job's estimated time and price from the market's asks, buying nothing.
 
 Exit codes: 0 done; 1 failed (a unit could not be bought, a broken scene, compositing);
 2 bad arguments; 3 the exchange stayed unreachable (``--wait-exchange`` seconds at start,
@@ -17,30 +21,31 @@ trades that were already working and withdraws the rest before it starts its own
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .articles import COST_CLASSES, article_id
-from .cas import ChunkStore, JobManifest
-from .client import describe
-from .daemon import BuyJob, Daemon, DaemonConfig, Mandate
-from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
 from .errors import AddressError, BitwrkError, ExchangeUnreachable
 from .keys import address_network, check_address
-from .money import fee_for
 from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
+from .render.composer import Composer, FrameOutput
 from .render.jobspec import JobSpec
-from .render.tiling import auto_count, tiles
+from .render.tiling import auto_count, end_split, tiles
+
+# The daemon, the chunk store and the exchange client (aiohttp) take most of a second to
+# import: they are imported once the compose process is started, so that it overlaps.
+if TYPE_CHECKING:
+    from .cas import ChunkStore
+    from .daemon import Daemon
+    from .daemon.events import JobDone, UnitDone
 
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -58,19 +63,6 @@ class Plan:
     article: str
     units: list[tuple[str, JobSpec]]  # (unit id, spec)
     frames: list[int]
-
-
-def probe(blend: Path) -> dict[str, Any]:
-    """The scene's render settings, read in a separate bpy process (scripts off)."""
-    out = subprocess.run([sys.executable, "-m", "bitwrk.render.scene", str(blend)],
-                         capture_output=True, text=True, timeout=300, env=_bpy_env())
-    try:
-        info: dict[str, Any] = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        raise BitwrkError(f"cannot read {blend}: {out.stderr.strip()[-500:]}") from None
-    if out.returncode != 0 or "error" in info:
-        raise BitwrkError(f"cannot read {blend}: {info.get('message', info)}")
-    return info
 
 
 def _bpy_env() -> dict[str, str]:
@@ -102,21 +94,29 @@ def check_gpu(info: dict[str, Any]) -> None:
 
 
 def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: str,
-         cost_class: str, gpu: bool = False) -> Plan:
+         cost_class: str, gpu: bool = False, sellers: int = 0) -> Plan:
     """The units of a job and the article to buy them as; ``gpu``: GPU results are
-    acceptable, so the ``~gpu`` article (refused for a scene with CPU-only features)."""
+    acceptable, so the ``~gpu`` article (refused for a scene with CPU-only features). With
+    ``tiles_arg`` "auto" and ``sellers`` free now, frames of a last round that would leave
+    sellers idle are cut into tiles (:func:`~bitwrk.render.tiling.end_split`)."""
     if gpu:
         check_gpu(info)
     version = info["blender"]
+    specs = [frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
+             for frame in frames]
+    counts = [auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+              for spec in specs]
+    split = end_split(counts, sellers) if tiles_arg == "auto" else 1
+    if split > 1:
+        left = len(counts) % sellers
+        counts[-left:] = [split] * left
     units: list[tuple[str, JobSpec]] = []
     classes = []
-    for frame in frames:
-        spec = frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
-        count = auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+    for spec, count in zip(specs, counts, strict=True):
         for i, rect in enumerate(tiles(spec.width, spec.height, count)):
             unit = spec.with_rect(rect)
             classes.append(unit.cost_class())
-            units.append((f"f{frame:05d}_t{i:03d}", unit))
+            units.append((f"f{spec.frame:05d}_t{i:03d}", unit))
     needed = max(classes, key=COST_CLASSES.__getitem__)
     if COST_CLASSES[needed] > COST_CLASSES[cost_class]:
         cost_class = needed  # --tiles N made tiles bigger than the asked class
@@ -147,38 +147,14 @@ def pack_files(blend: Path, workdir: Path, allow_missing: bool) -> tuple[str, di
 def manifests(plan_: Plan, files: dict[str, Path], store: ChunkStore
               ) -> list[tuple[str, bytes]]:
     """One canonical manifest per unit; the files are chunked into the store once."""
+    from .cas import JobManifest
+
     first = JobManifest.from_files(plan_.units[0][1].to_json(), files, store)
     return [(uid, JobManifest(spec.to_json(), first.files).to_json())
             for uid, spec in plan_.units]
 
 
-def compose(plan_: Plan, results: dict[str, Path], blend: Path, out: Path, scene: str,
-            workdir: Path, timeout: float = 3600.0) -> list[Path]:
-    """Stitch (and denoise) every frame in one bpy process; the files written."""
-    requests, written = [], []
-    for frame in plan_.frames:
-        stem = out / f"{scene}_{frame:04d}"
-        request = {"tiles": [{"path": str(results[uid]), "spec": spec.to_json()}
-                             for uid, spec in plan_.units if spec.frame == frame],
-                   "exr": f"{stem}.exr", "png": f"{stem}.png", "blend": str(blend)}
-        path = workdir / f"compose-{frame}.json"
-        path.write_text(json.dumps(request))
-        requests.append(str(path))
-        written += [Path(f"{stem}.exr"), Path(f"{stem}.png")]
-    try:
-        done = subprocess.run([sys.executable, "-m", "bitwrk.render.compose", *requests],
-                              capture_output=True, text=True, timeout=timeout, env=_bpy_env())
-    except subprocess.TimeoutExpired:
-        raise JobTimeout(f"compositing not finished within --timeout ({timeout:.0f} s left)"
-                         ) from None
-    answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    bad = [a for a in answers if not a.get("ok")]
-    if done.returncode != 0 or bad or len(answers) != len(requests):
-        raise BitwrkError(f"compositing failed: {bad or done.stderr[-1000:]}")
-    return written
-
-
-def _frames(text: str | None, info: dict[str, Any]) -> list[int]:
+def frames_of(text: str | None, info: dict[str, Any]) -> list[int]:
     if text is None:
         return [int(info["frame_current"])]
     start, _, end = text.partition("-")
@@ -212,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-local-sellers", action="store_true",
                    help="trade with sellers on loopback, private or link-local addresses"
                         " (tests, demos, your own LAN); refused by default")
-    p.add_argument("--check-rate", type=_rate, default=Mandate.check_rate,
+    p.add_argument("--check-rate", type=_rate, default=None,
                    help="share of a known seller's units whose secret patches this machine "
                         "re-renders before paying (0-1; a seller's units are always checked "
-                        "until one passes; default %(default)s)")
+                        "until one passes; default 0.2)")
     p.add_argument("--min-seller-finished", type=_count(MAX_MIN_FINISHED), default=0,
                    metavar="N", help="trade only with sellers that finished at least N trades"
                                      " on this exchange (default 0: new sellers too)")
@@ -226,6 +202,9 @@ def _parser() -> argparse.ArgumentParser:
                    type=_address,
                    help="never trade with this seller (repeatable, at most "
                         f"{MAX_EXCLUDED})")
+    p.add_argument("--quote", action="store_true",
+                   help="buy nothing: render two small sample tiles here and print the job's "
+                        "estimated time and price from the market's current asks")
     return p
 
 
@@ -292,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # one clear line, never a traceback, for whatever went wrong
+        from .client import describe
+
         logging.getLogger("bitwrk.buy").debug("failed", exc_info=True)
         print(f"error: {describe(exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -302,57 +283,101 @@ def run(args: argparse.Namespace) -> int:
     deadline = started + args.timeout
     blend = args.scene.resolve()
     with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
-          ThreadPoolExecutor(1) as background):
-        probing = background.submit(probe, blend)  # a bpy process: overlap it with packing
+          Composer(blend, _bpy_env()) as composer):  # probes while this process packs
+        from .daemon import Daemon, DaemonConfig  # meanwhile: see the imports above
+
         try:
             name, files = pack_files(blend, Path(tmp), args.allow_missing)
         except BitwrkError:
-            probing.result()  # Blender's own word on a broken file is the clearer error
+            composer.probe()  # Blender's own word on a broken file is the clearer error
             raise
-        info = probing.result()
-        check_scripts(info, args.allow_missing)
-        frames = _frames(args.frames, info)
-        job_plan = plan(info, name, frames, args.tiles, args.cost_class, args.gpu)
-        fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
-        budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
+        if args.quote:
+            from .quote import print_quote
+
+            return print_quote(args, composer, name)
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
+        output: FrameOutput | None = None
         try:
-            exchange = daemon.start()
-            # A run killed mid-job left its job in the journal, and the daemon took it up
-            # again: trades already working are fetched and paid, but nobody will compose
-            # that job, so its bids and unstarted trades are withdrawn.
-            _give_up(daemon, quietly=True)
-            _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
-            terms = seller_terms(args, exchange["network"])
-            units = manifests(job_plan, files, daemon.store)
-            job = BuyJob(job_plan.article, Mandate(args.max_price, budget,
-                                                   time.time() + args.timeout,
-                                                   args.check_rate, terms),
-                         tuple(units), Path(tmp) / "results",
-                         concurrency=args.concurrency)
-            print(f"buying {len(units)} units of {job_plan.article} for {len(frames)} frame(s)"
-                  f" at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
-            if terms.to_fields():  # the exchange matches only such sellers: say so
-                print(f"sellers: {describe_terms(terms)} (the exchange matches no others)",
-                      flush=True)
-            daemon.submit(job)
             try:
-                done, final = _wait(daemon, job.job_id, len(units), deadline)
-            except BaseException:
-                _give_up(daemon)
-                raise
-            _give_up(daemon, quietly=True)  # nothing left open behind this run
-        finally:
-            daemon.stop(STOP_WAIT)
+                exchange = daemon.start()
+                info = composer.probe()
+                check_scripts(info, args.allow_missing)
+                job_plan = _plan(args, daemon, info, name)
+                output = FrameOutput(job_plan.units, args.out, info["scene"], composer)
+                done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp),
+                                   deadline, output.landed)
+            finally:
+                daemon.stop(STOP_WAIT)  # meanwhile the composer works on the last frame
+            written = _finish(output, deadline)  # also when units failed: whole frames stay
+        except BaseException:
+            if output is not None:
+                output.abandon()
+            raise
         if final.failed:
             print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
             return 1
-        results = {e.unit_id: Path(e.result) for e in done}
-        written = compose(job_plan, results, Path(tmp) / "pack" / name, args.out,
-                          info["scene"], Path(tmp), max(1.0, deadline - time.monotonic()))
     _summary(done, final, written, time.monotonic() - started)
+    print(f"  {output.report()}", flush=True)
     return 0
+
+
+def _finish(output: FrameOutput, deadline: float) -> list[Path]:
+    """Wait for the frames handed to the compose process; the files written."""
+    try:
+        return output.finish(max(1.0, deadline - time.monotonic()))
+    except BitwrkError as exc:
+        if time.monotonic() >= deadline:
+            raise JobTimeout("compositing not finished within --timeout") from None
+        raise BitwrkError(f"compositing failed: {exc}") from None
+
+
+def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
+    """The units; with ``--tiles auto`` the last round fits the sellers asking now."""
+    frames = frames_of(args.frames, info)
+    job_plan = plan(info, name, frames, args.tiles, args.cost_class, args.gpu)
+    if args.tiles != "auto" or daemon.client is None:
+        return job_plan
+    from .quote import asks_within
+
+    market = daemon.call(daemon.client.market(job_plan.article), 30)
+    sellers = sum(n for _p, n in asks_within(market, args.max_price))
+    return plan(info, name, frames, args.tiles, args.cost_class, args.gpu,
+                min(sellers, args.concurrency))
+
+
+def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job_plan: Plan,
+         files: dict[str, Path], tmp: Path, deadline: float,
+         landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
+    """Buy every unit of ``job_plan``; ``landed`` hears of each result as it arrives."""
+    from .daemon import BuyJob, Mandate
+    from .money import fee_for
+
+    fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
+    budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
+    check_rate = Mandate.check_rate if args.check_rate is None else args.check_rate
+    # A run killed mid-job left its job in the journal, and the daemon took it up again:
+    # trades already working are fetched and paid, but nobody will compose that job, so its
+    # bids and unstarted trades are withdrawn.
+    _give_up(daemon, quietly=True)
+    _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
+    terms = seller_terms(args, exchange["network"])
+    units = manifests(job_plan, files, daemon.store)
+    job = BuyJob(job_plan.article, Mandate(args.max_price, budget, time.time() + args.timeout,
+                                           check_rate, terms),
+                 tuple(units), tmp / "results", concurrency=args.concurrency)
+    print(f"buying {len(units)} units of {job_plan.article} for {len(job_plan.frames)} "
+          f"frame(s) at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
+    if terms.to_fields():  # the exchange matches only such sellers: say so
+        print(f"sellers: {describe_terms(terms)} (the exchange matches no others)", flush=True)
+    daemon.submit(job)
+    try:
+        done, final = _wait(daemon, job.job_id, len(units), deadline, landed)
+    except BaseException:
+        _give_up(daemon)
+        raise
+    _give_up(daemon, quietly=True)  # nothing left open behind this run
+    return done, final
 
 
 def _check_funds(daemon: Daemon, per_unit: int) -> None:
@@ -376,11 +401,15 @@ def _give_up(daemon: Daemon, quietly: bool = False) -> None:
     try:
         daemon.call(daemon.cancel_jobs(), STOP_WAIT)
     except Exception as exc:  # leaving anyway: say what could not be cancelled
+        from .client import describe
+
         print(f"warning: could not cancel everything: {describe(exc)}", file=sys.stderr)
 
 
-def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
-          ) -> tuple[list[UnitDone], JobDone]:
+def _wait(daemon: Daemon, job_id: str, total: int, deadline: float,
+          landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
+    from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
+
     done: list[UnitDone] = []
     while time.monotonic() < deadline:
         event = daemon.runtime.wait_event(0.5)
@@ -391,6 +420,7 @@ def _wait(daemon: Daemon, job_id: str, total: int, deadline: float
             bar = "#" * (20 * len(done) // total)
             print(f"[{bar:<20}] {len(done)}/{total} {event.unit_id} from {event.seller[:14]}"
                   f" for {event.price} sat", flush=True)
+            landed(event.unit_id, Path(event.result))
         elif isinstance(event, UnitFailed) and event.final:
             print(f"unit {event.unit_id} failed: {event.reason}", flush=True)
         elif isinstance(event, Crashed):

@@ -106,14 +106,16 @@ class AnimationJob:
         return len(self.plan.units) if self.plan else 0
 
     def start(self) -> None:
-        """Farm-ready check, plan, submit; the writer starts meanwhile. Raises
-        :class:`BitwrkError` before anything is bought."""
+        """Farm-ready check, plan, submit; the writer starts first (Blender's start-up
+        overlaps packing). Raises :class:`BitwrkError` before anything is bought."""
         global ACTIVE
         r = self.request
         if not r.outputs:
             raise BitwrkError("no frames to render (all exist and overwriting is off?)")
         self._progress(stage="packing")
         check_scripts(r.info, r.allow_missing)
+        # the writer pays for starting Blender while this thread packs and connects
+        self._start_writer(r.blend, str(r.info["scene"]))
         name, files = pack_files(r.blend, self.workdir, r.allow_missing)
         self.plan = plan(r.info, name, r.frames, str(r.tiles) if r.tiles else "auto",
                          r.cost_class, r.gpu)
@@ -122,7 +124,6 @@ class AnimationJob:
         daemon = self.bridge.connect(r.exchange_url, allow_local_sellers=r.allow_local_sellers)
         units = manifests(self.plan, files, daemon.store)
         job = start_job(self.bridge, r, self.plan, units, self.workdir)
-        self._start_writer(self.workdir / "pack" / name, str(r.info["scene"]))
         self.job_id = job.job_id
         self._events = self.bridge.listen(job.job_id, len(units))
         self._progress(stage="buying", frames=len(r.outputs))

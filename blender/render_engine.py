@@ -101,14 +101,14 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         job = session.RenderJob(bridge.get(), request, workdir)
         self.update_stats("", "BitWrk: packing and placing bids")
         job.start()
-        landed: dict[str, tuple[Path, JobSpec]] = {}
+        landed: dict[str, tuple[exr.MultiLayer, JobSpec]] = {}  # read once, as it lands
         for tile in job.tiles(lambda: bool(self.test_break() or CANCEL.is_set())):
             if tile.path is None:
                 if tile.unit_id not in landed:
                     self._placeholder(tile.unit_id, tile.spec.rect, layer)
                 continue
-            landed[tile.unit_id] = (tile.path, tile.spec)
-            self._write_tile(tile.unit_id, tile.path, tile.spec.rect, layer)
+            landed[tile.unit_id] = (self._write_tile(tile.unit_id, tile.path, tile.spec.rect,
+                                                     layer), tile.spec)
             self.update_progress(len(landed) / job.total)
             self.update_stats("", f"BitWrk: {len(landed)}/{job.total} tiles,"
                                   f" spent {bridge.get().status.progress.spent} sat")
@@ -118,8 +118,9 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
             raise BitwrkError("units could not be bought: " + "; ".join(job.failed))
         frame_spec = next(iter(landed.values()))[1]
         whole = frame_spec.with_rect(Rect(0, frame_spec.width, 0, frame_spec.height))
-        frame = Frame(whole.rect, exr.stitch([(p, s.rect) for p, s in landed.values()],
-                                             frame_spec.width, frame_spec.height))
+        frame = Frame(whole.rect, exr.stitch_images(
+            [(image, s.rect, uid) for uid, (image, s) in landed.items()],
+            frame_spec.width, frame_spec.height))
         if frame_spec.denoise:
             self._write_denoised(scene, frame, whole, layer)
         self.update_stats("", f"BitWrk: done, spent {job.spent} sat")
@@ -136,9 +137,12 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
                     render_pass.rect.foreach_set(pixels)
         self.end_result(result)
 
-    def _write_tile(self, unit_id: str, path: Path, rect: Rect, layer: str) -> None:
-        self._fill(rect, Frame(rect, exr.read(path)).passes, layer)
+    def _write_tile(self, unit_id: str, path: Path, rect: Rect, layer: str) -> exr.MultiLayer:
+        """Draw a landed tile; the tile as read (the frame is stitched from these)."""
+        image = exr.read(path)
+        self._fill(rect, Frame(rect, image).passes, layer)
         RESULT_LOG.append((unit_id, rect.x0, rect.y0, rect.width, rect.height, "tile"))
+        return image
 
     def _placeholder(self, unit_id: str, rect: Rect, layer: str) -> None:
         import numpy as np

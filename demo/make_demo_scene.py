@@ -6,9 +6,9 @@ both use, ``OUT_DIR/textures/tiles.png`` (generated here, referenced relatively 
 with the job). The scene: a tiled floor
 with that texture, a gold torus spinning, a glass sphere rolling across, a red cube and
 Suzanne turning on a pedestal, a warm area light, a cool sun and a sky-blue world; the
-camera slowly dollies in. Cycles on the CPU, 256x144 px (the still 384x216), 32 samples and
+camera slowly dollies in. Cycles on the CPU, 320x180 px (the still 480x270), 32 samples and
 OIDN denoising on: sellers render noisy tiles plus denoising passes, the buyer stitches
-and denoises each frame once. Small on purpose, so the whole demo takes about a minute.
+and denoises each frame once. Small on purpose, so the whole demo takes about a minute and a half.
 
 ``--width/--height/--samples/--frames`` override the defaults (``--quick`` runs use
 smaller); the still is always 1.5 times the animation's size.
@@ -221,8 +221,8 @@ def build(out: Path, width: int, height: int, samples: int, frames: int) -> Path
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--height", type=int, default=144)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=180)
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--frames", type=int, default=6, help="animation length (1-N)")
     args = parser.parse_args(argv)

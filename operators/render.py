@@ -209,4 +209,54 @@ def estimate(scene: Any, settings: Any) -> tuple[int, int]:
     return units, int(units * settings.max_price_sat() * FEE_ROOM)
 
 
-CLASSES = (BITWRK_OT_connect, BITWRK_OT_render, BITWRK_OT_cancel, BITWRK_OT_estimate)
+class BITWRK_OT_quote(bpy.types.Operator):  # type: ignore[misc]
+    """Render one small sample tile in the background and ask the market: the job's time
+    and price, before anything is bought"""
+
+    bl_idname = "bitwrk.quote"
+    bl_label = "Quote"
+
+    def invoke(self, context: Any, event: Any) -> set[str]:
+        work = self._work(context)
+        return background.start(self, "quote", work) if work else {"CANCELLED"}
+
+    def execute(self, context: Any) -> set[str]:
+        """Blocking: for scripts and headless use."""
+        work = self._work(context)
+        if work is None:
+            return {"CANCELLED"}
+        message, _quote = work()
+        bridge.get().status.notice = message  # as the pump shows a background outcome
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
+    def _work(self, context: Any) -> Any:
+        """Snapshot the scene here (Blender's thread); the rest runs anywhere."""
+        from ..blender import quote
+
+        scene = context.scene
+        frames = [scene.frame_current]
+        if scene.bitwrk.mode == "ANIMATION":
+            frames = list(range(scene.frame_start, scene.frame_end + 1,
+                                max(1, scene.frame_step)))
+        workdir = Path(tempfile.mkdtemp(prefix="bitwrk-quote-"))
+        try:
+            request = snapshot.take(bpy, scene, workdir)
+        except Exception as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.report({"ERROR"}, f"BitWrk: {exc}")
+            return None
+        binary = bpy.app.binary_path or None
+
+        def work() -> tuple[str, Any]:
+            try:
+                q = quote.quote(bridge.get(), request, frames, workdir, binary)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return quote.headline(q), q
+
+        return work
+
+
+CLASSES = (BITWRK_OT_connect, BITWRK_OT_render, BITWRK_OT_cancel, BITWRK_OT_estimate,
+           BITWRK_OT_quote)

@@ -54,6 +54,7 @@ class BITWRK_PT_render(bpy.types.Panel):  # type: ignore[misc]
         layout.prop(settings, "allow_missing")
         row = layout.row()
         row.operator("bitwrk.estimate")
+        row.operator("bitwrk.quote", text="", icon="TIME")
         if status.estimate is not None:
             units, most = status.estimate
             row.label(text=f"{units} units, ≤ {format_amount(most)}")

@@ -173,16 +173,23 @@ def stitch(tiles: list[tuple[Path, Rect]], width: int, height: int) -> MultiLaye
 
     Every tile must carry the same passes; every pixel must be covered exactly once.
     """
+    return stitch_images([(read(path), rect, str(path)) for path, rect in tiles], width,
+                         height)
+
+
+def stitch_images(tiles: list[tuple[MultiLayer, Rect, str]], width: int, height: int
+                  ) -> MultiLayer:
+    """:func:`stitch` for tiles already read (image, rect, name for errors): a buyer that
+    drew each tile as it landed does not read it again at the end."""
     if not tiles:
         raise ComposeError("no tiles to stitch")
     frame: MultiLayer | None = None
     covered = np.zeros((height, width), dtype=np.int32)
-    for path, rect in tiles:
-        tile = read(path)
+    for tile, rect, path in tiles:
         if (tile.width, tile.height) != (rect.width, rect.height) or not rect.inside(width,
                                                                                     height):
             raise ComposeError(f"tile {path} is {tile.width}x{tile.height}, rect {rect}",
-                               path=str(path))
+                               path=path)
         if frame is None:
             frame = MultiLayer(width, height, [
                 Part(p.name, p.channels,
@@ -190,7 +197,7 @@ def stitch(tiles: list[tuple[Path, Rect]], width: int, height: int) -> MultiLaye
                 for p in tile.parts], tile.attributes)
         if [(p.name, p.channels) for p in tile.parts] != [(p.name, p.channels)
                                                           for p in frame.parts]:
-            raise ComposeError(f"tile {path} has other passes than the first", path=str(path))
+            raise ComposeError(f"tile {path} has other passes than the first", path=path)
         for target, part in zip(frame.parts, tile.parts, strict=True):
             target.pixels[rect.y0:rect.y1, rect.x0:rect.x1] = part.pixels
         covered[rect.y0:rect.y1, rect.x0:rect.x1] += 1

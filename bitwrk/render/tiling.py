@@ -148,3 +148,17 @@ def auto_count(spec: JobSpec, cost_class: str = "2G") -> int:
 def split(spec: JobSpec, cost_class: str = "2G") -> list[JobSpec]:
     """The frame of ``spec`` as tile specs that each fit ``cost_class``."""
     return [spec.with_rect(r) for r in tiles(spec.width, spec.height, auto_count(spec, cost_class))]
+
+
+END_SPLIT_MAX = 4  # tiles a frame of the last round is cut into at most (docs/buying.md)
+
+
+def end_split(counts: list[int], sellers: int) -> int:
+    """Tiles for each frame of the last round, when frames are one unit each: a job of F
+    frames on S sellers ends with F mod S frames, leaving the other sellers idle while they
+    render; cut into S // (F mod S) tiles (at most END_SPLIT_MAX) they keep every seller busy.
+    1 when no seller would idle (F a multiple of S): then nothing costs an extra unit."""
+    left = len(counts) % sellers if sellers > 1 else 0
+    if not left or any(c != 1 for c in counts):
+        return 1
+    return min(END_SPLIT_MAX, sellers // left)
