@@ -28,7 +28,8 @@ class RelayProcess(ServerProcess):
         self.log_path = workdir / "relay.log"
         self.capture = workdir / "capture.bin"
 
-    def _command(self) -> list[str]:
+    def _command(self, held: bool = False) -> list[str]:
+        assert not held, "the relay has no held start"
         return [sys.executable, "-m", "service", "relay", "--exchange", self.exchange_url,
                 "--host", self.host, "--port", str(self.port), "--capture",
                 str(self.capture), *self.extra_args]

@@ -42,8 +42,8 @@ class PgServerProcess(ServerProcess):
         self.store_url = store_url
         self.key_path = key_path
 
-    def _command(self) -> list[str]:
-        command = super()._command()
+    def _command(self, held: bool = False) -> list[str]:
+        command = super()._command(held)
         at = command.index("--db")
         command[at + 1] = self.store_url
         return [*command, "--operator-key", str(self.key_path)]
