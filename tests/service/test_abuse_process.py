@@ -30,7 +30,7 @@ class LimitedServer(ServerProcess):
         super().__init__(workdir, **kwargs)
         self.nofile = nofile
 
-    def _command(self) -> list[str]:
+    def _command(self, held: bool = False) -> list[str]:
         inner = " ".join(shlex.quote(a) for a in super()._command())
         return ["sh", "-c", f"ulimit -n {self.nofile} && exec {inner}"]
 
