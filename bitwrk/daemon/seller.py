@@ -70,6 +70,7 @@ class SellTrade:
     secretproof: str | None = None  # SHA256(buyer secret), what the exchange checks
     channel: Channel | None = None  # end-to-end keys with the buyer, once it spoke
     bytes_received: int = 0
+    manifest_ready: asyncio.Event = field(default_factory=asyncio.Event)
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     result_ready: asyncio.Event = field(default_factory=asyncio.Event)
     receipt_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -312,8 +313,10 @@ class SellerAgent:
                 raise BitwrkError(f"the buyer sent no work within {PATIENCE:.0f} s: gone")
             if time.time() > deadline + SLACK:
                 raise TimeoutError("the buyer sent no work before the deadline")
-            await asyncio.sleep(0.25)  # the endpoint sets the manifest; cheap to look at
-            if self.watcher.connected.is_set() and self.client.unreachable_since is None:
+            with contextlib.suppress(TimeoutError):  # the endpoint sets it: no polling delay
+                await asyncio.wait_for(trade.manifest_ready.wait(), 0.25)
+            if trade.manifest is None and self.watcher.connected.is_set() \
+                    and self.client.unreachable_since is None:
                 waited += 0.25
         async with asyncio.timeout(_until(deadline)):
             await trade.work_ready.wait()
@@ -366,6 +369,7 @@ class SellerAgent:
         trade.pins.enter_context(self.store.pin(manifest.chunks()))
         trade.manifest, trade.secretproof, trade.channel = manifest, proof, channel
         trade.wanted = manifest.needed_chunks(self.store)
+        trade.manifest_ready.set()
         if not trade.wanted:
             trade.work_ready.set()
         return encode_wanted(trade.wanted)
