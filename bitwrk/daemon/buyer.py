@@ -391,6 +391,8 @@ class BuyerAgent:
                 phase = tx.phase
                 self.post(UnitProgress(run.job_id, unit_id, phase.lower(), txid, tx.seller))
                 if phase == Phase.ESTABLISHING:
+                    if run.check is not None:
+                        run.check.expect(tx.id, tx.seller)
                     tx = await self._establish(run, unit_id, manifest, tx)
                 elif phase == Phase.TRANSMITTING:
                     tx = await self._transmit(run, manifest, tx)

@@ -7,7 +7,9 @@ units at the mandate's ``check_rate``, the buyer renders a few secret patches it
 a sandboxed worker (the seller's own :class:`WorkerPool`, on this machine's CPUs) and
 compares them with the seller's pixels (:mod:`bitwrk.render.verify`). A result that fails
 either step is disputed with its evidence, the seller is blocked by this buyer for good
-(:class:`SellerRecords`) and the unit is bought again elsewhere.
+(:class:`SellerRecords`) and the unit is bought again elsewhere. Whether a result is
+checked is drawn when its trade is matched (:meth:`SpotChecker.expect`): only then is the
+worker started and the scene loaded, while the seller renders.
 
 When the buyer cannot render its patches (its own Blender fails), the result is accepted
 on the caps alone and the event is logged: a buyer's broken install is not the seller's
@@ -23,6 +25,7 @@ import secrets
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -107,7 +110,8 @@ class SpotChecker:
 
     def __init__(self, store: ChunkStore, manifests: dict[str, JobManifest],
                  records: SellerRecords, rate: float, pool: WorkerPool, dirs: JobDirs,
-                 evidence_dir: Path, rng: secrets.SystemRandom | None = None) -> None:
+                 evidence_dir: Path, rng: secrets.SystemRandom | None = None,
+                 track: Callable[[asyncio.Task[None]], None] | None = None) -> None:
         self.store = store
         self.manifests = manifests
         self.records = records
@@ -117,6 +121,9 @@ class SpotChecker:
         self.evidence_dir = evidence_dir
         self.rng = rng or secrets.SystemRandom()
         self.layout: list[tuple[str, list[str]]] | None = None  # learnt from our own render
+        self.track = track  # hears of the warming task (so that closing can cancel it)
+        self.decided: dict[int, bool] = {}  # txid -> will its result be checked
+        self.warming: asyncio.Task[None] | None = None
 
     async def warm(self) -> None:
         """Load the job's scene in the worker now (one pixel of the first unit, not a check),
@@ -138,6 +145,18 @@ class SpotChecker:
         """Every unit of a seller not yet checked successfully; later ones at the rate."""
         return self.records.passed(seller) == 0 or self.rng.random() < self.rate
 
+    def expect(self, txid: int, seller: str) -> None:
+        """A trade was matched: decide now (secretly) whether its result will be checked,
+        and if so start loading the scene in the worker while the seller renders. A job
+        none of whose results is checked never starts the worker at all."""
+        if txid in self.decided:
+            return
+        self.decided[txid] = wanted = self.wanted(seller)
+        if wanted and self.warming is None:
+            self.warming = asyncio.get_running_loop().create_task(self.warm())
+            if self.track is not None:
+                self.track(self.warming)
+
     async def check(self, unit_id: str, seller: str, txid: int, encresulthash: str,
                     result: bytes) -> CheckOutcome:
         """Raise :class:`ResultRejected` (or :class:`SpotCheckFailed`) to refuse ``result``;
@@ -150,7 +169,8 @@ class SpotChecker:
             image = await asyncio.to_thread(_decode, result, spec)
             if self.layout is not None and verify.layout(image) != self.layout:
                 raise ResultRejected("result's passes differ from the buyer's own render")
-            if not self.wanted(seller):
+            wanted = self.decided.pop(txid, None)  # decided when matched (expect)
+            if not (self.wanted(seller) if wanted is None else wanted):
                 return CheckOutcome(False, time.perf_counter() - started)
             outcome = await self._content(manifest, spec, image, resulthash, encresulthash)
         except ResultRejected as exc:
@@ -241,7 +261,8 @@ def make_pool() -> WorkerPool:
 
 class CheckResources:
     """What the checks of all of a daemon's jobs share: the seller records, one worker
-    (started on the first check), the job folders it renders from, the evidence kept."""
+    (started when the first trade whose result will be checked is matched), the job
+    folders it renders from, the evidence kept."""
 
     def __init__(self, data_dir: Path, cache_dir: Path) -> None:
         self.records = SellerRecords(data_dir / "sellers.sqlite3")
@@ -264,16 +285,16 @@ class CheckResources:
             return None
         if self.pool is None:
             self.pool = make_pool()
-        checker = SpotChecker(store, manifests, self.records, rate, self.pool, self.dirs,
-                              self.evidence_dir)
-        task = asyncio.get_running_loop().create_task(checker.warm())
+        return SpotChecker(store, manifests, self.records, rate, self.pool, self.dirs,
+                           self.evidence_dir, track=self._track)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._warming.add(task)
         task.add_done_callback(self._warming.discard)
-        return checker
 
     async def close(self) -> None:
         for task in list(self._warming):
             task.cancel()
         if self.pool is not None:
-            await self.pool.close()
+            await self.pool.close(kill=True)  # patch renders are disposable
         self.records.close()

@@ -1,7 +1,7 @@
 """The buyer's long-lived bpy process: probe the scene, then compose frames as they land.
 
 Started first thing in a purchase, it pays ``import bpy`` and opening the file while the
-buyer packs and trades (docs/buying.md, "Where the time goes"). It answers on stdout, one
+buyer packs and trades (docs/buying.md, "Overlap"). It answers on stdout, one
 JSON line each:
 
 - at start, the scene's description (:func:`bitwrk.render.scene.probe`):

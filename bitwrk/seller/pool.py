@@ -378,8 +378,10 @@ class WorkerPool:
         if not slot.busy:
             self._detach(slot)
 
-    async def close(self) -> None:
-        """Stop every worker; renders still running are killed."""
+    async def close(self, kill: bool = False) -> None:
+        """Stop every worker; renders still running are killed. ``kill``: idle ones too, at
+        once (a worker has nothing to save; its graceful exit is Blender's own teardown,
+        ~0.1 s that a buyer leaving would only wait for)."""
         self._closing = True
         for slot in self._slots:
             if slot.idle_timer is not None:
@@ -389,6 +391,6 @@ class WorkerPool:
         for slot in self._slots:
             if slot.worker is not None:
                 worker, slot.worker = slot.worker, None
-                await (worker.kill() if slot.busy else worker.close())
+                await (worker.kill() if slot.busy or kill else worker.close())
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
