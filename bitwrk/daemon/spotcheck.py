@@ -122,7 +122,7 @@ class SpotChecker:
         self.rng = rng or secrets.SystemRandom()
         self.layout: list[tuple[str, list[str]]] | None = None  # learnt from our own render
         self.track = track  # hears of the warming task (so that closing can cancel it)
-        self.decided: dict[int, bool] = {}  # txid -> will its result be checked
+        self.decided: dict[int, str] = {}  # txid -> new | drawn | skip (see expect)
         self.warming: asyncio.Task[None] | None = None
 
     async def warm(self) -> None:
@@ -148,14 +148,26 @@ class SpotChecker:
     def expect(self, txid: int, seller: str) -> None:
         """A trade was matched: decide now (secretly) whether its result will be checked,
         and if so start loading the scene in the worker while the seller renders. A job
-        none of whose results is checked never starts the worker at all."""
+        none of whose results is checked never starts the worker at all.
+
+        A seller not yet checked successfully is marked ``new``: its result is checked
+        unless another of its results passes first (then the rate decides, as for any
+        seller that passed); otherwise the rate is drawn here, ``drawn`` or ``skip``."""
         if txid in self.decided:
             return
-        self.decided[txid] = wanted = self.wanted(seller)
-        if wanted and self.warming is None:
+        if self.records.passed(seller) == 0:
+            self.decided[txid] = "new"
+        else:
+            self.decided[txid] = "drawn" if self.rng.random() < self.rate else "skip"
+        if self.decided[txid] != "skip" and self.warming is None:
             self.warming = asyncio.get_running_loop().create_task(self.warm())
             if self.track is not None:
                 self.track(self.warming)
+
+    def _due(self, txid: int, seller: str) -> bool:
+        """Whether the result of ``txid`` is checked (see :meth:`expect`)."""
+        decided = self.decided.pop(txid, "new")  # not seen matched (a resumed trade)
+        return decided == "drawn" or (decided == "new" and self.wanted(seller))
 
     async def check(self, unit_id: str, seller: str, txid: int, encresulthash: str,
                     result: bytes) -> CheckOutcome:
@@ -169,8 +181,7 @@ class SpotChecker:
             image = await asyncio.to_thread(_decode, result, spec)
             if self.layout is not None and verify.layout(image) != self.layout:
                 raise ResultRejected("result's passes differ from the buyer's own render")
-            wanted = self.decided.pop(txid, None)  # decided when matched (expect)
-            if not (self.wanted(seller) if wanted is None else wanted):
+            if not self._due(txid, seller):
                 return CheckOutcome(False, time.perf_counter() - started)
             outcome = await self._content(manifest, spec, image, resulthash, encresulthash)
         except ResultRejected as exc:

@@ -54,7 +54,7 @@ async def test_no_result_drawn_for_a_check_no_worker_started(tmp_path: Path) -> 
     check.expect(2, "bob")
     check.expect(1, "alice")  # the same trade seen again: decided once
     await asyncio.sleep(0)
-    assert check.decided == {1: False, 2: False}
+    assert check.decided == {1: "skip", 2: "skip"}
     assert check.warming is None and not tracked and not pool.renders
 
 
@@ -64,7 +64,7 @@ async def test_a_new_seller_warms_the_worker_once_while_it_renders(tmp_path: Pat
     assert check.warming is None  # a known seller at rate 0: not checked
     check.expect(2, "newcomer")  # every unit of a seller not yet checked successfully
     check.expect(3, "another")
-    assert check.decided == {1: False, 2: True, 3: True}
+    assert check.decided == {1: "skip", 2: "new", 3: "new"}
     assert tracked == [check.warming]  # one warming task, known to the daemon's close
     await tracked[0]
     ((blend, spec),) = pool.renders  # one pixel of the first unit: the scene loaded
@@ -76,5 +76,18 @@ async def test_every_trade_drawn_at_rate_one(tmp_path: Path) -> None:
     check, _pool, tracked = checker(tmp_path, 1.0, passed=["alice"])
     for txid in range(1, 6):
         check.expect(txid, "alice")
-    assert all(check.decided.values()) and len(tracked) == 1
+    assert set(check.decided.values()) == {"drawn"} and len(tracked) == 1
+    await tracked[0]
+
+
+async def test_a_new_sellers_result_is_not_checked_once_another_passed(tmp_path: Path) -> None:
+    """Matched while new, but an earlier result of the seller passed before this one
+    arrived: the rate decides then, as if the seller had been known at the match."""
+    check, _pool, tracked = checker(tmp_path, 0.0, passed=[])
+    check.expect(1, "newcomer")
+    check.expect(2, "newcomer")
+    assert check._due(1, "newcomer")
+    check.records.record("newcomer", True)  # the first result passed its check
+    assert not check._due(2, "newcomer")
+    assert not check.decided  # each decision is used once
     await tracked[0]
