@@ -233,6 +233,7 @@ class WorkerSeen:
     last: float
     jiffies: int
     start_id: str  # /proc start time, so a reused pid is never taken for the same process
+    sandbox: bool = False  # bubblewrap around a worker (its args name the worker too)
 
 
 @dataclass
@@ -303,8 +304,10 @@ class Sampler:
             known.last, known.jiffies = now, jiffies
             return
         with contextlib.suppress(OSError):
-            if WORKER_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                self.workers[pid] = WorkerSeen(seller, now, now, jiffies, start_id)
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if WORKER_MARK.encode() in argv:
+                sandbox = Path(argv.split(b"\0")[0].decode(errors="replace")).name == "bwrap"
+                self.workers[pid] = WorkerSeen(seller, now, now, jiffies, start_id, sandbox)
 
     def busy(self, start: float, end: float) -> float | None:
         """Busy share of all CPUs between ``start`` and ``end`` (%, 100 = every core)."""
@@ -660,10 +663,10 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
     add("  beyond the frame's local render CPU time (median)",
         _ms(_median([beyond(t) for t in worked])), "ms",
         note=f"{len(frame)}/{len(done)} units matched to frames")
-    add("  first unit per seller (warm worker)",
+    add("  first unit per seller (its warm worker opens the scene)",
         _ms(_median([beyond(t) for t in worked if t.txid in firsts])), "ms",
         note=f"{sum(t.txid in firsts for t in worked)} units")
-    add("  later units (new job dir -> fresh worker)",
+    add("  later units (the scene already open in the worker)",
         _ms(_median([beyond(t) for t in worked if t.txid not in firsts])), "ms",
         note=f"{sum(t.txid not in firsts for t in worked)} units")
     add("per unit: result -> accepted (buyer unseal + verify)",
@@ -688,9 +691,10 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
         note="one core idle at the end")
     add("units per seller", min(per_seller) if per_seller else None, "",
         note=" / ".join(map(str, per_seller)))
-    workers = list(sw.sampler.workers.values())
+    workers = [w for w in sw.sampler.workers.values() if not w.sandbox]
     add("render worker processes seen / units", len(workers) / max(1, len(done)), "x",
-        note=f"{len(workers)} for {len(done)} units, 2 started warm")
+        note=f"{len(workers)} for {len(done)} units, {SELLERS} started warm (bubblewrap's"
+             " own processes not counted)")
     cpu = sum(w.jiffies for w in workers) / os.sysconf("SC_CLK_TCK")
     add("  worker CPU per unit beyond the local render (mean)",
         _ms((cpu - sum(renders)) / len(done) if done else None), "ms",  # 1 unit per frame

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from bitwrk.errors import BitwrkError
@@ -199,7 +200,8 @@ async def _credit(args: argparse.Namespace) -> int:
     try:
         key = PrivateKey.from_wif(path.read_text().strip())
     except FileNotFoundError:
-        raise BitwrkError(f"no operator key at {path}; pass --db or --operator-key") from None
+        raise BitwrkError(f"no operator key at {path} (the exchange keeps it beside its --db"
+                           " file); pass that --db or --operator-key") from None
     async with ExchangeClient(args.exchange, key) as client:
         deposit = await client.deposit(args.address, args.satoshi, kind="play",
                                        uid="play-" + secrets.token_hex(12), ref="faucet")
@@ -221,10 +223,18 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["migrate"]:
         return _migrate(argv[1:])
     if argv[:1] == ["credit"]:
+        args = _credit_parser().parse_args(argv[1:])
         try:
-            return asyncio.run(_credit(_credit_parser().parse_args(argv[1:])))
+            return asyncio.run(_credit(args))
         except BitwrkError as exc:
-            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+            code = "" if exc.code == BitwrkError.code else f"{exc.code}: "
+            print(f"error: {code}{exc.message}", file=sys.stderr)
+            return 1
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:  # one line, no traceback
+            from bitwrk.retry import describe
+
+            print(f"error: cannot reach the exchange at {args.exchange}: {describe(exc)}",
+                  file=sys.stderr)
             return 1
     return serve(argv)
 
