@@ -6,6 +6,8 @@ scene bought in 4 tiles, against one local process rendering that frame):
 - T_local: one plain bpy process pinned to CPU 0 renders the N frames of a heavier copy of
   the bundled test scene one after the other (file opened once, one EXR per frame), from
   the process start (``import bpy`` included) to the last frame written;
+  taken before and again after the swarm, and their mean used (this VM's speed drifts by
+  10-20 % over minutes);
 - T_swarm: the wall time of ``python -m bitwrk.buy SCENE --frames 1-N --tiles 1`` against a
   real exchange (``python -m service``) with two warm headless sellers
   (``python -m bitwrk.seller --cpus 0`` and ``--cpus 1``), split from the buyer's output
@@ -172,10 +174,10 @@ class Local:
     others: float | None  # CPU used by other processes meanwhile, % of one core
 
 
-def local_render(work: Path, blend: Path, frames: int, cpu: int) -> Local:
-    out = work / "local"
+def local_render(work: Path, blend: Path, frames: int, cpu: int, name: str = "local") -> Local:
+    out = work / name
     out.mkdir()
-    env = node_env(work / "local-user")
+    env = node_env(work / f"{name}-user")
     sampler = Sampler().start()
     started = time.time()
     try:
@@ -192,6 +194,20 @@ def local_render(work: Path, blend: Path, frames: int, cpu: int) -> Local:
     last = done[-1]["written"]
     return Local(last - started, opened - started, done[-1]["process_cpu"], renders,
                  [e["cpu"] for e in done], sampler.others(started, last))
+
+
+def mean_local(runs: list[Local]) -> Local:
+    """The runs' mean, field by field: this VM's speed drifts by 10-20 % over minutes, so
+    T_local is taken before and after the swarm, and the swarm is compared with both."""
+    def mean(values: list[float]) -> float:
+        return statistics.mean(values)
+
+    others = [r.others for r in runs if r.others is not None]
+    return Local(mean([r.seconds for r in runs]), mean([r.open_seconds for r in runs]),
+                 mean([r.cpu_seconds for r in runs]),
+                 [mean(list(f)) for f in zip(*(r.renders for r in runs), strict=True)],
+                 [mean(list(f)) for f in zip(*(r.render_cpu for r in runs), strict=True)],
+                 mean(others) if others else None)
 
 
 def probe_seconds(work: Path, blend: Path) -> float:
@@ -538,12 +554,16 @@ def collect(quick: bool = False) -> list[Row]:
         log(f"building the scene: {s.width}x{s.height} px, {s.samples} spp, {s.frames} frames")
         blend = build_scene(work, s)
         log("local baseline on CPU 0")
-        local = local_render(work, blend, s.frames, cpu=0)
-        log(f"T_local {local.seconds:.1f} s; timing the buyer's start-up pieces alone")
+        before = local_render(work, blend, s.frames, cpu=0)
+        log(f"T_local {before.seconds:.1f} s; timing the buyer's start-up pieces alone")
         parts = {"probe": probe_seconds(work, blend), **prep_parts(work, blend)}
-        swarm = run_swarm(work, blend, s, timeout=max(300.0, 8 * local.seconds))
+        swarm = run_swarm(work, blend, s, timeout=max(300.0, 8 * before.seconds))
         files = sorted(p.stat().st_mtime for p in swarm.out.iterdir())
-    return rows(s, local, parts, swarm, files, load)
+        log("local baseline again, after the swarm (the machine's speed drifts)")
+        after = local_render(work, blend, s.frames, cpu=0, name="local-after")
+        log(f"T_local {after.seconds:.1f} s")
+    return rows(s, mean_local([before, after]), parts, swarm, files, load,
+                (before.seconds, after.seconds))
 
 
 UNIT_LINE = re.compile(r"^\[#*\s*\] \d+/\d+ f(\d+)_t\d+ from (\S+) ")
@@ -567,7 +587,7 @@ def frames_of(trades: list[Trade], lines: list[tuple[float, str]]) -> dict[int, 
 
 
 def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: list[float],
-         load: float) -> list[Row]:
+         load: float, locals_: tuple[float, float] | None = None) -> list[Row]:
     out: list[Row] = []
 
     def add(metric: str, value: float | None, unit: str = "", target: str = "",
@@ -591,7 +611,8 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
 
     scene = f"{s.width}x{s.height} px, {s.samples} spp"
     add(f"T_local: {s.frames} frames on CPU 0, one bpy process", _ms(local.seconds), "ms",
-        note=scene)
+        note=scene + (f"; mean of {locals_[0]:.1f} s before and {locals_[1]:.1f} s after"
+                      " the swarm" if locals_ else ""))
     add("  the same as CPU time of that process", _ms(local.cpu_seconds), "ms",
         note="what other load cannot stretch")
     add("  other processes' CPU meanwhile", local.others, "%",
