@@ -15,7 +15,11 @@ scene bought in 4 tiles, against one local process rendering that frame):
   unit accepted) and the tail (daemon stop + compositing the last frame + summary: the
   other frames were composed while units still traded);
 - the still: ``python -m bitwrk.buy SCENE --frames 1 --tiles 4`` on the same warm swarm,
-  against T_local's start-up plus its first frame.
+  against T_local's start-up plus its first frame;
+- T_pair: two local processes at once, one per core, each rendering all N frames. On a VM
+  two busy cores may each be slower than one (the host shares its cores); T_pair / 2 is
+  the best any two-core split can reach, so T_pair / (2 x T_swarm) is the efficiency with
+  the hardware's own scaling taken out (printed beside the target, not instead of it).
 
 Per-unit overheads come from the exchange's own timestamps (bids, transactions and their
 messages, read from its SQLite file): waiting for a match, establishing, transmitting,
@@ -208,6 +212,31 @@ def mean_local(runs: list[Local]) -> Local:
                  [mean(list(f)) for f in zip(*(r.renders for r in runs), strict=True)],
                  [mean(list(f)) for f in zip(*(r.render_cpu for r in runs), strict=True)],
                  mean(others) if others else None)
+
+
+def pair_render(work: Path, blend: Path, frames: int) -> float:
+    """Two local processes at once, one per core, each rendering every frame: wall time to
+    the later one's last frame. Two busy cores of a VM may each run slower than one alone
+    (the host's cores are shared); T_pair / 2 is the best any two-core split can do."""
+    results: list[Local | BaseException | None] = [None] * SELLERS
+
+    def one(i: int) -> None:
+        try:
+            results[i] = local_render(work, blend, frames, cpu=i, name=f"local-pair{i}")
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(SELLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = []
+    for result in results:
+        if not isinstance(result, Local):
+            raise RuntimeError(f"pair render failed: {result}")
+        done.append(result)
+    return max(r.seconds for r in done)
 
 
 def probe_seconds(work: Path, blend: Path) -> float:
@@ -561,9 +590,11 @@ def collect(quick: bool = False) -> list[Row]:
         files = sorted(p.stat().st_mtime for p in swarm.out.iterdir())
         log("local baseline again, after the swarm (the machine's speed drifts)")
         after = local_render(work, blend, s.frames, cpu=0, name="local-after")
-        log(f"T_local {after.seconds:.1f} s")
+        log(f"T_local {after.seconds:.1f} s; now two such processes at once, one per core")
+        pair = pair_render(work, blend, s.frames)
+        log(f"T_pair {pair:.1f} s")
     return rows(s, mean_local([before, after]), parts, swarm, files, load,
-                (before.seconds, after.seconds))
+                (before.seconds, after.seconds), pair)
 
 
 UNIT_LINE = re.compile(r"^\[#*\s*\] \d+/\d+ f(\d+)_t\d+ from (\S+) ")
@@ -587,7 +618,8 @@ def frames_of(trades: list[Trade], lines: list[tuple[float, str]]) -> dict[int, 
 
 
 def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: list[float],
-         load: float, locals_: tuple[float, float] | None = None) -> list[Row]:
+         load: float, locals_: tuple[float, float] | None = None,
+         pair: float | None = None) -> list[Row]:
     out: list[Row] = []
 
     def add(metric: str, value: float | None, unit: str = "", target: str = "",
@@ -647,6 +679,8 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
         eff_cpu >= TARGET_EFFICIENCY, note="differs when other load slowed T_local")
     add("parallel efficiency, trading part only", local.seconds / (SELLERS * trading)
         if trading > 0 else None, "x", note="T_local / (2 x trading)")
+    if pair is not None:
+        out.extend(pair_rows(local, pair, t_swarm))
 
     if sw.still is not None:
         out.extend(still_rows(local, sw.still))
@@ -726,6 +760,17 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
     add("other processes' CPU during T_swarm", sw.sampler.others(b.started, b.ended), "%",
         note="of one core")
     return out
+
+
+def pair_rows(local: Local, pair: float, t_swarm: float) -> list[Row]:
+    """The machine's own two-core scaling, and the efficiency with it taken out."""
+    return [
+        Row(NAME, "T_pair: two local processes at once, one per core, each all frames",
+            _ms(pair), "ms", note=f"{pair / local.seconds:.3f} x T_local: this machine's two"
+                                  " busy cores against one"),
+        Row(NAME, "  efficiency against the machine's own two-core scaling",
+            pair / (SELLERS * t_swarm), "x",
+            note="T_pair / (2 x T_swarm): the loss that is BitWrk's own")]
 
 
 def still_rows(local: Local, still: BuyerRun) -> list[Row]:
