@@ -679,8 +679,7 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
         eff_cpu >= TARGET_EFFICIENCY, note="differs when other load slowed T_local")
     add("parallel efficiency, trading part only", local.seconds / (SELLERS * trading)
         if trading > 0 else None, "x", note="T_local / (2 x trading)")
-    if pair is not None:
-        out.extend(pair_rows(local, pair, t_swarm))
+    out.extend(pair_rows(local, pair, t_swarm))
 
     if sw.still is not None:
         out.extend(still_rows(local, sw.still))
@@ -762,8 +761,10 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
     return out
 
 
-def pair_rows(local: Local, pair: float, t_swarm: float) -> list[Row]:
+def pair_rows(local: Local, pair: float | None, t_swarm: float) -> list[Row]:
     """The machine's own two-core scaling, and the efficiency with it taken out."""
+    if pair is None:
+        return []
     return [
         Row(NAME, "T_pair: two local processes at once, one per core, each all frames",
             _ms(pair), "ms", note=f"{pair / local.seconds:.3f} x T_local: this machine's two"
