@@ -20,6 +20,7 @@ Articles name the Blender major.minor (:func:`blender_line`): a 4.2 buyer trades
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -62,12 +63,32 @@ def format_settings(file_format: str, **settings: Any) -> dict[str, Any]:
     return {"media_type": media_type_for(file_format), "file_format": file_format, **settings}
 
 
+def assign(owner: Any, **values: Any) -> None:
+    """Write only the settings of ``owner`` (a bpy struct) that differ, floats compared as
+    the float32 Blender stores. A setting written again, even unchanged, tags the scene:
+    Cycles then re-syncs every object before the next render (docs/measured-facts.md R7)
+    and may rebuild its device, which a warm worker's next tile would pay for nothing."""
+    for name, value in values.items():
+        current = getattr(owner, name)
+        if isinstance(value, float) and isinstance(current, float):
+            same = _float32(value) == _float32(current)
+        else:
+            same = current == value
+        if not same:
+            setattr(owner, name, value)
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
 def set_output_format(image_settings: Any, file_format: str, **settings: Any) -> None:
-    """Set an output format on any line: ``media_type`` first where it exists."""
+    """Set an output format on any line: ``media_type`` first where it exists (only the
+    values that differ are written, :func:`assign`)."""
     for key, value in format_settings(file_format, **settings).items():
         if key == "media_type" and not hasattr(image_settings, "media_type"):
             continue
-        setattr(image_settings, key, value)
+        assign(image_settings, **{key: value})
 
 
 @contextmanager
@@ -130,5 +151,5 @@ def _unordered(group: list[tuple[str, int]]) -> bool:
                                                           key=lambda ci: _channel_key(ci[0]))]
 
 
-__all__ = ["blender_line", "close_file", "compositor_tree", "format_settings", "media_type",
-           "media_type_for", "output_format", "set_output_format", "split_groups"]
+__all__ = ["assign", "blender_line", "close_file", "compositor_tree", "format_settings",
+           "media_type", "media_type_for", "output_format", "set_output_format", "split_groups"]

@@ -27,6 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..render import compat
 from ..render.errors import RenderError
 
 # Preference order when a seller says just "gpu": OptiX is NVIDIA's fastest path.
@@ -228,15 +229,8 @@ def device_nodes(backend: str | None, dev: str = "/dev") -> list[str]:
     return found
 
 
-def _set(owner: Any, name: str, value: object) -> None:
-    """Assign only a changed value: a setting written again can make Cycles re-sync the
-    scene or rebuild its device, which would cost a warm worker its warmth."""
-    if getattr(owner, name) != value:
-        setattr(owner, name, value)
-
-
 def use_cpu(bpy: Any, scene: Any) -> None:
-    _set(scene.cycles, "device", "CPU")
+    compat.assign(scene.cycles, device="CPU")
 
 
 def use_gpu(bpy: Any, scene: Any, chosen: list[Device]) -> None:
@@ -245,11 +239,11 @@ def use_gpu(bpy: Any, scene: Any, chosen: list[Device]) -> None:
         raise DeviceError("no GPU device chosen")
     backend = chosen[0].backend
     prefs = cycles_prefs(bpy)
-    _set(prefs, "compute_device_type", backend)
+    compat.assign(prefs, compute_device_type=backend)
     ids = {d.id for d in chosen}
     for entry in prefs.get_devices_for_type(backend):
-        _set(entry, "use", entry.id in ids)  # the CPU entry too: no hybrid CPU+GPU tiles
-    _set(scene.cycles, "device", "GPU")
+        compat.assign(entry, use=entry.id in ids)  # the CPU entry too: no hybrid CPU+GPU tiles
+    compat.assign(scene.cycles, device="GPU")
     check_selection(backend, [(e.type, e.id, bool(e.use)) for e in prefs.devices],
                     prefs.compute_device_type, scene.cycles.device, ids)
 

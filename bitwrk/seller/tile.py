@@ -11,7 +11,6 @@ neighbouring pixels, so such tiles are rendered with overscan and cropped here.
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 import time
 from pathlib import Path
@@ -46,25 +45,6 @@ def check_external_files(bpy: Any, root: Path) -> None:
                           paths=sorted(set(outside))[:20])
 
 
-def _assign(owner: Any, **values: Any) -> None:
-    """Set only what differs (floats as Blender stores them, float32): writing a setting
-    again, even unchanged, tags the scene, and Cycles then re-syncs every object before
-    the next render: 36 ms a tile on the demo scene, tenths of a second on a heavy one
-    (docs/measured-facts.md R7), which a warm worker's next tile would pay for nothing."""
-    for name, value in values.items():
-        current = getattr(owner, name)
-        if isinstance(value, float) and isinstance(current, float):
-            same = _float32(value) == _float32(current)
-        else:
-            same = current == value
-        if not same:
-            setattr(owner, name, value)
-
-
-def _float32(value: float) -> float:
-    return float(struct.unpack("f", struct.pack("f", value))[0])
-
-
 def select_layers(scene: Any, spec: JobSpec) -> None:
     names = {vl.name for vl in scene.view_layers}
     missing = [n for n in spec.view_layers if n not in names]
@@ -73,44 +53,42 @@ def select_layers(scene: Any, spec: JobSpec) -> None:
                            view_layers=sorted(names))
     for vl in scene.view_layers:
         use = vl.name in spec.view_layers
-        _assign(vl, use=use)
-        _assign(vl.cycles, denoising_store_passes=spec.denoise and use)
+        compat.assign(vl, use=use)
+        compat.assign(vl.cycles, denoising_store_passes=spec.denoise and use)
 
 
 def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     """Apply the spec to ``scene``: size, rect, sampling, passes, output, safety (only the
-    settings that differ are written, see :func:`_assign`)."""
+    settings that differ are written, :func:`~bitwrk.render.compat.assign`)."""
     r, cy = scene.render, scene.cycles
-    _assign(r, engine="CYCLES")  # the device (CPU or GPU) is set by render(), devices.py
-    _assign(cy, shading_system=False)  # OSL runs arbitrary shader code; never on a seller
+    compat.assign(r, engine="CYCLES")  # the device (CPU or GPU) is set by render(), devices.py
+    compat.assign(cy, shading_system=False)  # OSL runs arbitrary shader code; never on a seller
     if (r.resolution_x * r.resolution_percentage // 100,
             r.resolution_y * r.resolution_percentage // 100) != (spec.width, spec.height):
         r.resolution_x, r.resolution_y, r.resolution_percentage = spec.width, spec.height, 100
     rendered = spec.render_rect
     x0, x1, y0, y1 = border(rendered, spec.width, spec.height)
-    _assign(r, use_border=rendered != Rect(0, spec.width, 0, spec.height),
+    compat.assign(r, use_border=rendered != Rect(0, spec.width, 0, spec.height),
             use_crop_to_border=True, border_min_x=x0, border_max_x=x1, border_min_y=y0,
             border_max_y=y1)
-    _assign(cy, samples=spec.samples, seed=spec.seed, max_bounces=spec.max_bounces,
+    compat.assign(cy, samples=spec.samples, seed=spec.seed, max_bounces=spec.max_bounces,
             time_limit=0.0,  # a time limit makes the sample count depend on the machine
             use_denoising=False,
             use_layer_samples="IGNORE")  # the spec's sample count holds for every layer
-    _assign(r, use_single_layer=False)  # every layer the spec names, not just the active
+    compat.assign(r, use_single_layer=False)  # every layer the spec names, not just the active
     select_layers(scene, spec)
-    _assign(r, dither_intensity=0.0,
+    compat.assign(r, dither_intensity=0.0,
             use_compositing=False,  # tiles carry raw passes; the buyer composites the frame
             use_sequencer=False,
             use_stamp=False)  # no burnt-in text on a tile
     for flag in STAMP_METADATA:  # nor metadata that names the seller (file path, host)
         if hasattr(r, flag):
-            _assign(r, **{flag: False})
-    _assign(r, use_persistent_data=True, threads_mode="FIXED" if threads else "AUTO")
+            compat.assign(r, **{flag: False})
+    compat.assign(r, use_persistent_data=True, threads_mode="FIXED" if threads else "AUTO")
     if threads:
-        _assign(r, threads=threads)
-    settings = compat.format_settings("OPEN_EXR_MULTILAYER", color_depth="32", exr_codec="ZIP")
-    for key, value in settings.items():  # media_type first: it gates file_format
-        if key != "media_type" or hasattr(r.image_settings, key):
-            _assign(r.image_settings, **{key: value})
+        compat.assign(r, threads=threads)
+    compat.set_output_format(r.image_settings, "OPEN_EXR_MULTILAYER", color_depth="32",
+                             exr_codec="ZIP")
 
 
 _STATS: list[str] = []  # Cycles' status lines of the render in progress
