@@ -76,3 +76,10 @@ def print_table(rows: list[Row], title: str = TITLE, out: TextIO = sys.stdout) -
     passed = sum(1 for r in checked if r.ok)
     print(rule, file=out)
     print(f"targets met: {passed}/{len(checked)}", file=out, flush=True)
+
+
+def pair_note(ratio: float) -> str:
+    """The note on a T_pair row (two local processes at once against one alone)."""
+    drift = (" (below 1: this VM got faster meanwhile - its speed drifts - so the row below"
+             " is pessimistic)" if ratio < 1 else "")
+    return f"{ratio:.3f} x T_local{drift}: this machine's two busy cores against one"

@@ -1,0 +1,46 @@
+"""The benches' T_pair rows: the demo's summary parsed, the efficiency with the machine's own
+two-core scaling taken out, and the note when the VM drifted faster (ratio below 1)."""
+
+from __future__ import annotations
+
+from bench import demo, swarm
+from bench.table import pair_note
+
+SUMMARY = """\
+still       frame 4, 480x270 px, 4 tiles -> demo-output/still/
+animation   frames 1-6, 320x180 px, one unit per frame -> demo-output/animation/
+wall time, through the exchange     25.6 s  (still 8.9 s + animation 16.7 s, buyer commands)
+  of which: buyer prep 1.4 s (probe, pack), trading 22.1 s (bids -> last unit; ...), after the last unit 2.1 s (the last frame, stopping)
+local, one bpy process, one core    41.0 s  (same frames, same settings; CPU time)
+parallel efficiency                 0.80   T_local / (2 x T_swarm) = 41.0 / (2 x 25.6)
+"""  # noqa: E501
+
+
+def test_demo_figures_parsed() -> None:
+    f = demo.figures(SUMMARY)
+    assert f == {"t_swarm": 25.6, "prep": 1.4, "trading": 22.1, "tail": 2.1, "t_local": 41.0,
+                 "efficiency": 0.80}
+
+
+def test_demo_pair_rows() -> None:
+    rows = demo.pair_rows(51.2, 41.0, 25.6)
+    assert rows[0].value == 51200
+    assert "1.249 x T_local: this machine's two busy cores" in rows[0].note
+    assert rows[1].value == 1.0  # 51.2 / (2 x 25.6): none of the loss is BitWrk's own
+    assert demo.pair_rows(None, 41.0, 25.6) == []
+
+
+def test_pair_note_says_when_the_machine_drifted_faster() -> None:
+    assert "below 1" not in pair_note(1.1)
+    assert "below 1: this VM got faster" in pair_note(0.8)
+
+
+def test_swarm_still_row_against_own_scaling() -> None:
+    local = swarm.Local(seconds=40.0, open_seconds=0.5, cpu_seconds=40.0, renders=[3.5] * 10,
+                        render_cpu=[3.5] * 10, others=None)
+    still = swarm.BuyerRun(started=0.0, ended=2.5, lines=[], returncode=0)
+    plain = swarm.still_rows(local, still)
+    assert [r.value for r in plain][-1] == 4.0 / 5.0
+    scaled = swarm.still_rows(local, still, pair=50.0)
+    assert len(scaled) == len(plain) + 1
+    assert abs(scaled[-1].value - 4.0 / 5.0 * 1.25) < 1e-9
