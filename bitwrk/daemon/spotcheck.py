@@ -260,14 +260,16 @@ def _local(patch: Rect, unit: Rect) -> Rect:
 
 
 def make_pool() -> WorkerPool:
-    """One sandboxed worker on this machine's CPUs; under a Blender binary, ``blender -b``."""
+    """One sandboxed worker on this machine's CPUs; under a Blender binary, ``blender -b``.
+    No spare: the pool lives for a purchase's checks, a spare's start-up would be wasted."""
     try:
-        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, blender=blender_binary())
+        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, prewarm_after=None,
+                          blender=blender_binary())
     except SandboxUnavailable:
         # The scene is the buyer's own file, rebuilt from its own manifest: checking it
         # without an OS sandbox (scripts still off) exposes the buyer to nothing new.
-        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, blender=blender_binary(),
-                          unsandboxed=True)
+        return WorkerPool(slots=1, timeout=600.0, idle_seconds=60.0, prewarm_after=None,
+                          blender=blender_binary(), unsandboxed=True)
 
 
 class CheckResources:

@@ -16,12 +16,14 @@ Every render worker runs in the OS sandbox (Linux: bubblewrap; see
 It stops only when told to: an unreachable exchange is retried (the status page says
 "exchange unreachable since …, retrying"), a failed trade is logged and the next one bid
 for. Exit codes: 0 stopped cleanly; 1 the daemon did not stop in time; 2 bad arguments;
-3 no exchange within ``--wait-exchange`` seconds at start.
+3 no exchange within ``--wait-exchange`` seconds at start. ``kill -USR1 PID`` prints every
+thread's stack to stderr and goes on (for a seller that seems stuck: what it waits on).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib.metadata
 import logging
 import signal
@@ -125,6 +127,7 @@ def list_devices(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, C-level
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if args.list_devices:
         return list_devices(args)

@@ -9,6 +9,13 @@ last .blend open, so the next tile of the same file costs only its render (``war
 job for another .blend gets a fresh process, as does a worker that failed, crashed, ran
 past the wall-time limit, or sat idle for ``idle_seconds``.
 
+A fresh process pays ``import bpy`` (0.5-1 s; more for ``blender -b``). So that a new
+job does not wait for it, a slot whose worker holds a file and has sat idle for
+``prewarm_after`` seconds starts a **spare** beside it: a fresh worker with bpy imported
+and no file open, which takes over when a job for another file comes or when the worker
+is stopped for idling. A seller thus stays warm between buyers, as it is at start-up,
+and the spare's start-up runs while the slot has nothing to render (docs/seller.md).
+
     async with WorkerPool(cpus={0, 1}, slots=1, cost_class="2G") as pool:
         outcome = await pool.render(Path("job/scene.blend"), spec, Path("job/tile-3.exr"))
 """
@@ -16,6 +23,7 @@ past the wall-time limit, or sat idle for ``idle_seconds``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -105,6 +113,8 @@ class _Slot:
         self.worker: WorkerProcess | None = None
         self.busy = False
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.spare: asyncio.Task[WorkerProcess] | None = None  # starting or ready, no file
+        self.spare_timer: asyncio.TimerHandle | None = None
 
 
 class WorkerPool:
@@ -115,7 +125,9 @@ class WorkerPool:
     budget a worker accepts; ``data_limit`` caps each worker's heap (RLIMIT_DATA, bytes;
     default by cost class), ``memory_limit`` its address space, ``output_limit`` any file it
     writes; ``timeout`` is the wall-time limit of one render (seconds); ``idle_seconds`` how
-    long a worker may wait for its next tile before it is stopped. ``unsandboxed=True`` is
+    long a worker may wait for its next tile before it is stopped; ``prewarm_after`` how
+    long a slot whose worker holds a file must be idle before a spare worker starts beside
+    it (None: never; see the module's doc). ``unsandboxed=True`` is
     the user's explicit opt-out of the OS sandbox; without it a platform that has none
     raises :class:`~bitwrk.seller.sandbox.SandboxUnavailable` here. ``device``: ``cpu``
     (default) or ``gpu[:BACKEND][:N]`` (:class:`~bitwrk.seller.devices.DeviceChoice`);
@@ -126,7 +138,8 @@ class WorkerPool:
                  cost_class: str | None = None, max_budget: int | None = None,
                  memory_limit: int | None = None, data_limit: int | None = None,
                  output_limit: int = sb.OUTPUT_BYTES, timeout: float = 3600.0,
-                 idle_seconds: float = 120.0, start_timeout: float = 60.0,
+                 idle_seconds: float = 120.0, prewarm_after: float | None = 0.5,
+                 start_timeout: float = 60.0,
                  python: str = sys.executable, blender: str | None = None,
                  unsandboxed: bool = False, sandbox: sb.Sandbox | None = None,
                  scratch_root: Path | None = None,
@@ -152,6 +165,7 @@ class WorkerPool:
         self.output_limit = output_limit
         self.timeout = timeout
         self.idle_seconds = idle_seconds
+        self.prewarm_after = prewarm_after
         self.start_timeout = start_timeout
         self.python = python
         self.blender = blender  # a Blender binary: workers run as ``blender -b`` instead
@@ -221,6 +235,12 @@ class WorkerPool:
     def inner_pids(self) -> list[int]:
         """The workers' own process ids (inside their sandboxes), for tests."""
         return [s.worker.inner_pid() for s in self._slots if s.worker is not None]
+
+    def spare_pids(self) -> list[int]:
+        """Process ids of the spares that are ready (fresh workers, no file open)."""
+        return [s.spare.result().pid for s in self._slots
+                if s.spare is not None and s.spare.done() and not s.spare.cancelled()
+                and s.spare.exception() is None]
 
     async def start(self) -> None:
         """Start a worker in every empty slot now (bpy imported, no file open yet)."""
@@ -300,25 +320,69 @@ class WorkerPool:
                              cold, bool(answer.get("autoexec_blocked")))
 
     async def _ensure(self, slot: _Slot) -> tuple[WorkerProcess, bool]:
-        """The slot's worker, started if needed; True when it was started now."""
+        """The slot's worker: its own, else its spare, else one started now (True)."""
         if slot.worker is not None and slot.worker.proc.returncode is None:
             return slot.worker, False
         if slot.worker is not None:  # died while idle: reap it, drop its private dir
-            await slot.worker.kill()
+            worker, slot.worker = slot.worker, None
+            await worker.kill()
+        spare = await self._take_spare(slot)
+        if spare is not None:
+            slot.worker = spare
+            return spare, False
+        slot.worker = await self._launch(slot)
+        return slot.worker, True
+
+    async def _launch(self, slot: _Slot) -> WorkerProcess:
+        """A fresh worker for ``slot``'s CPUs: bpy imported, no file open."""
         home = Path(tempfile.mkdtemp(prefix="bitwrk-worker-", dir=self._scratch()))
         argv, env = self.command(self.argv(slot.cpus), home)
         try:
-            slot.worker = await WorkerProcess.start(argv, self.start_timeout, home, env)
+            worker = await WorkerProcess.start(argv, self.start_timeout, home, env)
         except BaseException:
             shutil.rmtree(home, ignore_errors=True)
             raise
-        slot.worker.sandboxed = self.sandbox.active
-        if slot.worker.ready.get("device_error"):  # the worker found no such GPU
-            failed, slot.worker = slot.worker, None
-            await failed.kill()
-            raise devices.DeviceError(str(failed.ready["device_error"]),
+        worker.sandboxed = self.sandbox.active
+        if worker.ready.get("device_error"):  # the worker found no such GPU
+            await worker.kill()
+            raise devices.DeviceError(str(worker.ready["device_error"]),
                                       device=str(self.device))
-        return slot.worker, True
+        return worker
+
+    async def _take_spare(self, slot: _Slot) -> WorkerProcess | None:
+        """The slot's spare (waiting for it if it is still starting), or None when it has
+        none or it failed: then the caller starts one as before."""
+        task, slot.spare = slot.spare, None
+        if task is None:
+            return None
+        try:
+            spare = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():  # our caller was cancelled, not the spare: keep it
+                slot.spare = task
+            raise
+        except Exception:  # a spare that failed to start is no spare: start one now
+            return None
+        if spare.proc.returncode is not None:
+            await spare.kill()
+            return None
+        return spare
+
+    def _prewarm(self, slot: _Slot) -> None:
+        """Start a spare for ``slot`` in the background, unless it has one or is in use."""
+        slot.spare_timer = None
+        if self._closing or slot.busy or slot.spare is not None:
+            return
+        slot.spare = asyncio.ensure_future(self._launch(slot))
+        slot.spare.add_done_callback(_quiet)
+
+    def _drop_spare(self, slot: _Slot, kill: bool = False) -> None:
+        if slot.spare_timer is not None:
+            slot.spare_timer.cancel()
+            slot.spare_timer = None
+        task, slot.spare = slot.spare, None
+        if task is not None:
+            self._spawn(_discard(task, kill))
 
     def _scratch(self) -> Path | None:
         """Where worker folders go: ``scratch_root``, else the daemon's cache work dir."""
@@ -356,6 +420,9 @@ class WorkerPool:
                     if slot.idle_timer is not None:
                         slot.idle_timer.cancel()
                         slot.idle_timer = None
+                    if slot.spare_timer is not None:  # busy again before it was needed
+                        slot.spare_timer.cancel()
+                        slot.spare_timer = None
                     return slot
                 await self._changed.wait()
 
@@ -371,12 +438,20 @@ class WorkerPool:
             if slot.worker is not None and not self._closing:
                 loop = asyncio.get_running_loop()
                 slot.idle_timer = loop.call_later(self.idle_seconds, self._idle, slot)
+                if (self.prewarm_after is not None and slot.worker.blend is not None
+                        and slot.spare is None):
+                    slot.spare_timer = loop.call_later(self.prewarm_after, self._prewarm,
+                                                       slot)
             self._changed.notify_all()
 
     def _idle(self, slot: _Slot) -> None:
+        """Stop a worker that idled (it holds a buyer's file); a spare stands in, warm."""
         slot.idle_timer = None
         if not slot.busy:
+            held = slot.worker is not None and slot.worker.blend is not None
             self._detach(slot)
+            if held and self.prewarm_after is not None:
+                self._prewarm(slot)
 
     async def close(self, kill: bool = False) -> None:
         """Stop every worker; renders still running are killed. ``kill``: idle ones too, at
@@ -386,6 +461,7 @@ class WorkerPool:
         for slot in self._slots:
             if slot.idle_timer is not None:
                 slot.idle_timer.cancel()
+            self._drop_spare(slot, kill=True)
         async with self._changed:
             self._changed.notify_all()
         for slot in self._slots:
@@ -394,3 +470,17 @@ class WorkerPool:
                 await (worker.kill() if slot.busy or kill else worker.close())
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _quiet(task: asyncio.Task[WorkerProcess]) -> None:
+    """A spare's failure surfaces when it is taken (a fresh start instead), not as an
+    unretrieved-exception warning."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _discard(task: asyncio.Task[WorkerProcess], kill: bool) -> None:
+    """Stop a spare once it has started (it may still be importing bpy)."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        worker = await task
+        await (worker.kill() if kill else worker.close())

@@ -72,7 +72,9 @@ class Node:
         os.killpg(self.proc.pid, sig)
         try:
             return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # stuck: its threads' stacks into the log first
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(2)
             os.killpg(self.proc.pid, signal.SIGKILL)
             return self.proc.wait(10)
         finally:
@@ -104,7 +106,7 @@ def swarm(tmp_path: Path) -> Iterator[dict[str, Any]]:
         alive = [s for s in sellers if s.proc is not None and s.proc.poll() is None]
         codes = [seller.stop() for seller in alive]  # Ctrl-C: a clean stop, exit 0
         exchange.close()
-    assert codes == [0] * len(alive), [s.output()[-2000:] for s in alive]
+    assert codes == [0] * len(alive), [s.output()[-6000:] for s in alive]
 
 
 def buy(swarm: dict[str, Any], scene: Path, out: Path, *extra: str) -> str:
@@ -124,6 +126,12 @@ def test_still_in_tiles_equals_a_local_render(swarm: dict[str, Any], scene_dir: 
     # both sellers worked, each on its own core, and each was paid
     lines = [s.output() for s in swarm["sellers"]]
     assert all("rendered" in line for line in lines), lines
+    # kill -USR1: every thread's stack in the log, and the seller goes on (then stops cleanly)
+    seller: Node = swarm["sellers"][0]
+    assert seller.proc is not None
+    os.kill(seller.proc.pid, signal.SIGUSR1)
+    seller.wait_for(r"(?s)Thread 0x.*most recent call first.*_serve", 10)
+    assert seller.proc.poll() is None
 
 
 def test_animation_frames_and_denoised_still(swarm: dict[str, Any], scene_dir: Path,

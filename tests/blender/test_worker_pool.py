@@ -48,13 +48,67 @@ async def test_warm_worker_renders_the_next_tile_faster(scene_dir: Path, tmp_pat
 
 async def test_another_blend_gets_a_fresh_process(scene_dir: Path, tmp_path: Path,
                                                   frame_spec: Any) -> None:
-    async with WorkerPool(slots=1) as pool:
+    async with WorkerPool(slots=1, prewarm_after=None) as pool:
         first = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
                                   tmp_path / "a.exr")
         other = await pool.render(scene_dir / "evil.blend",
                                   frame_spec(blend="evil.blend", **TILE), tmp_path / "b.exr")
         assert other.pid != first.pid and other.cold_start
         assert first.pid not in pool.pids()
+
+
+async def wait_for_spare(pool: WorkerPool, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while not pool.spare_pids():
+        assert time.monotonic() < deadline, "no spare started"
+        await asyncio.sleep(0.05)
+    (pid,) = pool.spare_pids()
+    return pid
+
+
+async def test_spare_takes_over_for_another_file(scene_dir: Path, tmp_path: Path,
+                                                 frame_spec: Any) -> None:
+    """An idle slot whose worker holds a file starts a spare (bpy imported, no file), so
+    a job for another file does not wait for a process start; the old worker goes."""
+    async with WorkerPool(slots=1, prewarm_after=0.1) as pool:
+        first = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "a.exr")
+        spare = await wait_for_spare(pool)
+        assert spare != first.pid and pool.pids() == [first.pid]
+        again = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "b.exr")  # the same file: the warm worker
+        assert again.pid == first.pid and again.warm and pool.spare_pids() == [spare]
+        other = await pool.render(scene_dir / "evil.blend",
+                                  frame_spec(blend="evil.blend", **TILE), tmp_path / "c.exr")
+        assert other.pid == spare and not other.cold_start and not other.warm
+        assert other.wall < first.wall  # no bpy import on this job's path
+        assert first.pid not in pool.pids()
+        await gone(first.pid)
+    assert not _alive(spare), "close() stops every worker, the spare too"
+
+
+async def test_no_spare_while_the_slot_keeps_busy(scene_dir: Path, tmp_path: Path,
+                                                  frame_spec: Any) -> None:
+    async with WorkerPool(slots=1, prewarm_after=5.0) as pool:
+        for name in ("a", "b"):
+            await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                              tmp_path / f"{name}.exr")
+        assert pool.spare_pids() == []
+
+
+async def gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"worker {pid} still runs"
+        await asyncio.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.mark.skipif(len(allowed_cpus()) < 2, reason="needs two CPUs")
@@ -73,11 +127,26 @@ async def test_two_slots_keep_each_file_warm(scene_dir: Path, tmp_path: Path,
 
 async def test_idle_worker_is_stopped(scene_dir: Path, tmp_path: Path,
                                       frame_spec: Any) -> None:
-    async with WorkerPool(slots=1, idle_seconds=0.2) as pool:
+    async with WorkerPool(slots=1, idle_seconds=0.2, prewarm_after=None) as pool:
         await pool.render(scene_dir / "scene.blend", frame_spec(**TILE), tmp_path / "a.exr")
         assert len(pool.pids()) == 1
         await asyncio.sleep(0.6)
         assert pool.pids() == []
+
+
+async def test_idle_worker_is_replaced_by_a_fresh_warm_one(scene_dir: Path, tmp_path: Path,
+                                                           frame_spec: Any) -> None:
+    """The worker holding a buyer's file stops after ``idle_seconds``; a fresh one (no
+    file) stands in, so the seller's next job, from anyone, starts warm."""
+    async with WorkerPool(slots=1, idle_seconds=0.3, prewarm_after=60.0) as pool:
+        first = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "a.exr")
+        spare = await wait_for_spare(pool)
+        assert pool.pids() == [] and spare != first.pid
+        await gone(first.pid)
+        again = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "b.exr")
+        assert again.pid == spare and not again.cold_start and not again.warm
 
 
 async def test_file_scripts_drivers_and_handlers_never_run(scene_dir: Path, tmp_path: Path,
