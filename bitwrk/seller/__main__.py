@@ -23,6 +23,7 @@ thread's stack to stderr and goes on (for a seller that seems stuck: what it wai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import importlib.metadata
 import logging
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="run render workers WITHOUT the OS sandbox (only where none exists;"
                         " buyers' scenes could then read your files)")
     p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
+    p.add_argument("--spare-after", type=float, default=0.5,
+                   help="seconds a slot whose worker holds a buyer's file idles before a"
+                        " spare worker (bpy imported, no file) starts beside it (default 0.5;"
+                        " 0: no spares, saving ~95 MB per slot)")
     p.add_argument("--wait-exchange", type=float, default=600.0,
                    help="seconds to keep trying an unreachable exchange at start (exit 3)")
     p.add_argument("--status-host", default="127.0.0.1", help="status page address")
@@ -127,12 +132,13 @@ def list_devices(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, C-level
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     if args.list_devices:
         return list_devices(args)
     if not args.exchange or args.min_price is None:
         _parser().error("--exchange and --min-price are required to sell")
+    if not args.spare_after >= 0:  # NaN too
+        _parser().error("--spare-after must be 0 (no spares) or more seconds")
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     unknown = [c for c in classes if c not in COST_CLASSES]
     if unknown or not classes:
@@ -142,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pool = WorkerPool(_cpus(args), args.slots, cost_class=largest, data_limit=args.memory,
                           timeout=args.unit_timeout, unsandboxed=args.unsandboxed,
-                          device=args.device)
+                          device=args.device,
+                          prewarm_after=args.spare_after if args.spare_after > 0 else None)
     except SandboxUnavailable as exc:
         sys.exit(f"not selling: {exc.message}; pass --unsandboxed to sell anyway, at your risk")
     except DeviceError as exc:
@@ -199,6 +206,8 @@ def _serve(daemon: Daemon, pool: WorkerPool) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    with contextlib.suppress(OSError, ValueError):  # stderr without a file descriptor
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, C-level
     earned = 0
     code = 0
     while not stop["requested"]:
