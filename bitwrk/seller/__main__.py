@@ -85,9 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run render workers WITHOUT the OS sandbox (only where none exists;"
                         " buyers' scenes could then read your files)")
     p.add_argument("--unit-timeout", type=float, default=3600.0, help="seconds per render")
-    p.add_argument("--spare-after", type=float, default=0.5,
+    p.add_argument("--spare-after", type=float, default=5.0,
                    help="seconds a slot whose worker holds a buyer's file idles before a"
-                        " spare worker (bpy imported, no file) starts beside it (default 0.5;"
+                        " spare worker (bpy imported, no file) starts beside it (default 5;"
                         " 0: no spares, saving ~95 MB per slot)")
     p.add_argument("--wait-exchange", type=float, default=600.0,
                    help="seconds to keep trying an unreachable exchange at start (exit 3)")

@@ -13,8 +13,9 @@ A fresh process pays ``import bpy`` (0.5-1 s; more for ``blender -b``). So that 
 job does not wait for it, a slot whose worker holds a file and has sat idle for
 ``prewarm_after`` seconds starts a **spare** beside it: a fresh worker with bpy imported
 and no file open, which takes over when a job for another file comes or when the worker
-is stopped for idling. A seller thus stays warm between buyers, as it is at start-up,
-and the spare's start-up runs while the slot has nothing to render (docs/seller.md).
+is stopped for idling. A seller thus stays warm between buyers, as it is at start-up.
+The wait is seconds, not less: a spare's start-up takes CPU, and a slot that idles only
+between two units of one job would slow the next unit with it (docs/seller.md).
 
     async with WorkerPool(cpus={0, 1}, slots=1, cost_class="2G") as pool:
         outcome = await pool.render(Path("job/scene.blend"), spec, Path("job/tile-3.exr"))
@@ -138,7 +139,7 @@ class WorkerPool:
                  cost_class: str | None = None, max_budget: int | None = None,
                  memory_limit: int | None = None, data_limit: int | None = None,
                  output_limit: int = sb.OUTPUT_BYTES, timeout: float = 3600.0,
-                 idle_seconds: float = 120.0, prewarm_after: float | None = 0.5,
+                 idle_seconds: float = 120.0, prewarm_after: float | None = 5.0,
                  start_timeout: float = 60.0,
                  python: str = sys.executable, blender: str | None = None,
                  unsandboxed: bool = False, sandbox: sb.Sandbox | None = None,
