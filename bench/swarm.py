@@ -259,6 +259,19 @@ def _stat(pid: str) -> tuple[int, int, str] | None:
     return int(fields[1]), int(fields[11]) + int(fields[12]), fields[19]
 
 
+def _label(pid: int) -> str:
+    """A short name for a process: a worker, its ``-m`` module, else its program's name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if any(WORKER_MARK in a for a in argv):  # not a seller's: the buyer's spot checks
+        return "spot-check worker"
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return Path(argv[0]).name or "?"
+
+
 def _per_cpu() -> dict[str, tuple[int, int]]:
     """cpuN -> (busy, total) jiffies."""
     out = {}
@@ -287,10 +300,14 @@ class Sampler:
     of everything else on the machine, and the sellers' render worker processes."""
 
     sellers: list[int] = field(default_factory=list)
-    period: float = 0.1
+    period: float = 0.2  # its own CPU (it reads every process) is in the figures: ~0.5 %
     workers: dict[int, WorkerSeen] = field(default_factory=dict)
     cpu: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
-    ticks: list[tuple[float, int, int]] = field(default_factory=list)  # (t, mine, others)
+    # (t, mine, others, workers): jiffies since the last sample; workers is part of mine
+    ticks: list[tuple[float, int, int, int]] = field(default_factory=list)
+    # (t, process, jiffies) of this benchmark's processes other than the render workers
+    spent: list[tuple[float, tuple[int, str], int]] = field(default_factory=list)
+    names: dict[tuple[int, str], str] = field(default_factory=dict)
     _seen: dict[tuple[int, str], int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -323,7 +340,7 @@ class Sampler:
                 if info is not None:
                     procs[int(name)] = info
         me, sellers = os.getpid(), {pid: i for i, pid in enumerate(self.sellers)}
-        mine = others = 0
+        mine = others = work = 0
         seen: dict[tuple[int, str], int] = {}
         for pid, (_ppid, jiffies, start_id) in procs.items():
             owner, up, hops = None, pid, 0
@@ -340,8 +357,16 @@ class Sampler:
                 others += delta
             if owner is not None:
                 self._worker(pid, owner, jiffies, start_id, now)
+                known = self.workers.get(pid)
+                if known is not None and known.start_id == start_id:
+                    work += delta
+                    continue
+            if up == me and delta > 0:
+                if key not in self.names:
+                    self.names[key] = _label(pid)
+                self.spent.append((now, key, delta))
         self._seen = seen
-        self.ticks.append((now, mine, others))
+        self.ticks.append((now, mine, others, work))
 
     def _worker(self, pid: int, seller: int, jiffies: int, start_id: str, now: float) -> None:
         known = self.workers.get(pid)
@@ -366,10 +391,31 @@ class Sampler:
 
     def others(self, start: float, end: float) -> float | None:
         """CPU used by processes outside this benchmark, in % of one core."""
-        inside = [o for t, _m, o in self.ticks if start < t <= end + self.period]
+        inside = [o for t, _m, o, _w in self.ticks if start < t <= end + self.period]
         if end <= start or not inside:
             return None
         return 100.0 * sum(inside) / os.sysconf("SC_CLK_TCK") / (end - start)
+
+    def split(self, start: float, end: float) -> tuple[float, float] | None:
+        """CPU seconds of this benchmark's processes between ``start`` and ``end``: the
+        render workers (sandbox included) and all the rest (buyer, exchange, daemons)."""
+        inside = [(m, w) for t, m, _o, w in self.ticks if start < t <= end + self.period]
+        if end <= start or not inside:
+            return None
+        tck = os.sysconf("SC_CLK_TCK")
+        work = sum(w for _m, w in inside)
+        return work / tck, (sum(m for m, _w in inside) - work) / tck
+
+    def heaviest(self, start: float, end: float, n: int = 4) -> list[tuple[str, float]]:
+        """The ``n`` kinds of process (by :func:`_label`) besides the render workers that
+        used the most CPU seconds between ``start`` and ``end``."""
+        by: dict[str, int] = {}
+        for t, key, delta in self.spent:
+            if start < t <= end + self.period:
+                name = self.names.get(key, "?")
+                by[name] = by.get(name, 0) + delta
+        tck = os.sysconf("SC_CLK_TCK")
+        return [(k, v / tck) for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:n]]
 
     def kill_leftovers(self) -> None:
         """Workers outliving their seller (they lead their own sessions): kill them."""
@@ -755,10 +801,23 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
         note="import bpy + open, per process")
     add("all cores busy during trading", sw.sampler.busy(t_buying, t_last), "%",
         note="every process")
+    out.extend(helper_rows(sw.sampler, t_buying, t_last))
     add("all cores busy during the tail", sw.sampler.busy(t_last, b.ended), "%")
     add("other processes' CPU during T_swarm", sw.sampler.others(b.started, b.ended), "%",
         note="of one core")
     return out
+
+
+def helper_rows(sampler: Sampler, start: float, end: float) -> list[Row]:
+    """What BitWrk's processes other than the render workers took of the two cores while
+    units traded (on one machine that CPU is taken from the sellers' renders)."""
+    split = sampler.split(start, end)
+    if split is None:
+        return []
+    heaviest = ", ".join(f"{name} {cpu:.1f}" for name, cpu in sampler.heaviest(start, end))
+    return [Row(NAME, "  of the two cores during trading: BitWrk's processes besides the workers",
+                100.0 * split[1] / (SELLERS * (end - start)), "%",
+                note=f"{split[1]:.1f} CPU-s: {heaviest}; the render workers {split[0]:.1f} CPU-s")]
 
 
 def pair_rows(local: Local, pair: float | None, t_swarm: float) -> list[Row]:

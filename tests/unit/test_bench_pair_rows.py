@@ -3,6 +3,8 @@ two-core scaling taken out, and the note when the VM drifted faster (ratio below
 
 from __future__ import annotations
 
+import os
+
 from bench import demo, swarm
 from bench.table import pair_note
 
@@ -44,3 +46,22 @@ def test_swarm_still_row_against_own_scaling() -> None:
     scaled = swarm.still_rows(local, still, pair=50.0)
     assert len(scaled) == len(plain) + 1
     assert abs(scaled[-1].value - 4.0 / 5.0 * 1.25) < 1e-9
+
+
+def test_swarm_helper_rows_split_workers_from_the_rest() -> None:
+    tck = os.sysconf("SC_CLK_TCK")
+    sampler = swarm.Sampler()
+    # (t, mine, others, workers): two busy cores, of which the workers take 3 of 4 ticks' worth
+    sampler.ticks = [(float(t), 2 * tck, 0, int(1.5 * tck)) for t in range(1, 11)]
+    sampler.spent = [(float(t), (7, "a"), tck // 2) for t in range(1, 11)]
+    sampler.names = {(7, "a"): "spot-check worker"}
+    rows = swarm.helper_rows(sampler, 0.0, 10.0)
+    assert len(rows) == 1
+    assert abs(rows[0].value - 25.0) < 1e-9  # 5 CPU-s of 20 core-seconds
+    assert "5.0 CPU-s: spot-check worker 5.0; the render workers 15.0 CPU-s" in rows[0].note
+    assert swarm.helper_rows(swarm.Sampler(), 0.0, 10.0) == []
+
+
+def test_process_label_names_workers_and_modules() -> None:
+    assert swarm._label(os.getpid()) != "?"
+    assert swarm._label(2**22 + 12345) == "?"  # no such process
