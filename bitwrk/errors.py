@@ -162,6 +162,13 @@ class RequestTimeout(BitwrkError):
     code = "request_timeout"
 
 
+class BodyCutOff(BitwrkError):
+    """The sender's connection closed before the request's body had arrived (a client that
+    was killed or lost its network mid-request): nothing of the request was used."""
+
+    code = "body_incomplete"
+
+
 class Busy(BitwrkError):
     """The store could not be written in time (locked by another connection, I/O error);
     nothing of the request was kept and it is safe to send again."""
@@ -270,6 +277,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[BitwrkError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (RequestTimeout, 408),
+    (BodyCutOff, 400),
     (ReplayError, 409),
     (StaleRevision, 409),
     (WrongPhase, 409),

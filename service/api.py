@@ -13,7 +13,7 @@ from aiohttp import web
 
 import bitwrk
 from bitwrk.articles import parse_article
-from bitwrk.errors import InvalidRequest, NotFound, TooLarge, WrongExchange
+from bitwrk.errors import BodyCutOff, InvalidRequest, NotFound, TooLarge, WrongExchange
 from bitwrk.keys import check_address
 from bitwrk.protocol import canonical_document, verify_request
 from bitwrk.wire import BidState
@@ -61,6 +61,9 @@ def _check_text(body: dict[str, Any]) -> None:
                                          ) from exc
 
 
+CUT_OFF = "the connection closed before the request body arrived"
+
+
 async def read_body(request: web.Request) -> bytes:
     """The request body, bounded in size and in time (a half-sent body is answered 408)."""
     cfg = request.app[CONFIG]
@@ -71,6 +74,8 @@ async def read_body(request: web.Request) -> bytes:
     except TimeoutError as exc:
         raise RequestTimeout("the request body did not arrive in time",
                              seconds=cfg.limits.body_timeout) from exc
+    except ConnectionResetError as exc:  # the client went away mid-body: not our error
+        raise BodyCutOff(CUT_OFF) from exc
 
 
 async def read_signed(request: web.Request, actions: frozenset[str]) -> Signed:

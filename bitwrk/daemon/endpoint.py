@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..errors import BitwrkError, InvalidRequest, http_status
+from ..errors import BitwrkError, BodyCutOff, InvalidRequest, http_status
 from ..protocol import probe_document
 from .peer import HEADER, PeerGate, header_signer_key
 from .seller import SellerAgent
@@ -115,10 +115,18 @@ class TradeEndpoint:
 ENDPOINT = web.AppKey("endpoint", TradeEndpoint)
 
 
+async def _pieces(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body in pieces; a sender gone mid-body is :class:`BodyCutOff`."""
+    try:
+        async for piece in request.content.iter_chunked(PIECE):
+            yield piece
+    except ConnectionResetError as exc:
+        raise BodyCutOff("the connection closed before the request body arrived") from exc
+
+
 async def trade_route(request: web.Request) -> web.Response:
     answer = await request.app[ENDPOINT].serve(request.method, request.path,
-                                               request.headers.get(HEADER),
-                                               request.content.iter_chunked(PIECE))
+                                               request.headers.get(HEADER), _pieces(request))
     return web.Response(status=answer.status, body=answer.body,
                         content_type=answer.content_type)
 

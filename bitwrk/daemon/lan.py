@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..cas import ChunkReceiver, ChunkStore, JobManifest, decode_wanted, encode_wanted
 from ..cas.transfer import stream_chunks
-from ..errors import BitwrkError, Forbidden, InvalidRequest
+from ..errors import BitwrkError, BodyCutOff, Forbidden, InvalidRequest
 from ..keys import PrivateKey
 from ..protocol import NonceSource
 from .peer import HEADER, PeerGate, sign_peer
@@ -122,11 +122,18 @@ async def _work(request: web.Request) -> web.Response:
                               "manifest": assignment.manifest.to_json().decode()})
 
 
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except ConnectionResetError as exc:  # the worker went away mid-request
+        raise BodyCutOff("the connection closed before the request body arrived") from exc
+
+
 async def _chunks(request: web.Request) -> web.StreamResponse:
     worker = _auth(request, "lan_chunks")
     hub = request.app[HUB]
     a = hub.assignment(request.match_info["job"], request.match_info["unit"], worker)
-    wanted = decode_wanted(await request.read(), a.manifest.chunks())
+    wanted = decode_wanted(await _body(request), a.manifest.chunks())
     response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
     await response.prepare(request)
     for piece in stream_chunks(hub.store, wanted):
@@ -139,7 +146,7 @@ async def _result(request: web.Request) -> web.Response:
     worker = _auth(request, "lan_result")
     hub = request.app[HUB]
     a = hub.assignment(request.match_info["job"], request.match_info["unit"], worker)
-    body = await request.read()
+    body = await _body(request)
     error = request.headers.get("X-BitWrk-Error")
     if not a.result.done():
         if error:

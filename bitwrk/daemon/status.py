@@ -196,6 +196,8 @@ async def pause(request: web.Request) -> web.Response:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text="body must be JSON") from exc
+    except ConnectionResetError as exc:  # the page went away mid-request: nothing changes
+        raise web.HTTPBadRequest(text="the request body did not arrive") from exc
     if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
         raise web.HTTPBadRequest(text='body must be {"paused": true|false}')
     await asyncio.shield(state.pause(body["paused"]))

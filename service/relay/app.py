@@ -34,6 +34,7 @@ from aiohttp import web
 from bitwrk.daemon.peer import HEADER
 from bitwrk.errors import (
     BitwrkError,
+    BodyCutOff,
     Busy,
     Forbidden,
     InvalidRequest,
@@ -246,7 +247,10 @@ async def _upload(relay: Relay, tun: Tunnel, request: web.Request, stream: Strea
 
 async def _body(request: web.Request, idle: float) -> AsyncIterator[bytes]:
     while True:
-        piece, _ = await asyncio.wait_for(request.content.readchunk(), idle)
+        try:
+            piece, _ = await asyncio.wait_for(request.content.readchunk(), idle)
+        except ConnectionResetError as exc:  # the buyer went away mid-body
+            raise BodyCutOff("the connection closed before the request body arrived") from exc
         if not piece:
             if request.content.at_eof():
                 return

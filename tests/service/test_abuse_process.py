@@ -9,6 +9,7 @@ import json
 import resource
 import shlex
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -207,3 +208,33 @@ async def test_a_half_sent_body_is_answered_408(make_server: Callable[..., Serve
         writer.close()
     status, _ = await _get(server.url + "/api/v1/info")
     assert status == 200
+
+
+async def _cut_off(host: str, port: int, path: bytes, reset: bool) -> None:
+    """Send a request head and part of its body, then go away (a client killed mid-send):
+    with an RST when ``reset``, else a plain close."""
+    s = socket.create_connection((host, port), timeout=10)
+    try:
+        s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                  b"\r\nContent-Length: 1000\r\n\r\n{\"action\": ")
+        await asyncio.sleep(0.3)  # the server is reading the body now
+        if reset:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        s.close()
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(
+        make_server: Callable[..., ServerProcess]) -> None:
+    """The soak test's buyer, SIGKILLed while it posted a message, left a traceback
+    ("unhandled error ... ConnectionResetError") in the exchange's log."""
+    server = make_server()
+    assert server.port is not None
+    for path in (b"/api/v1/bids", b"/api/v1/transactions/1/messages"):
+        for reset in (True, False):
+            await _cut_off(server.host, server.port, path, reset)
+    await asyncio.sleep(0.5)
+    status, _ = await _get(server.url + "/api/v1/info")
+    assert status == 200
+    log = server.log_path.read_text()
+    assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
