@@ -21,6 +21,7 @@ from ..endpoints import check_endpoint_url
 from ..identity import load_or_create_key
 from ..keys import PrivateKey
 from ..protocol import SellerTerms
+from ..wire import JobState, UnitState
 from . import paths
 from .buyer import BuyerAgent, DirectorySink, JobRun, Mandate
 from .commands import (
@@ -157,6 +158,13 @@ class Daemon:
         for job_id in self.journal.jobs("active"):
             log.info("resuming job %s", job_id)
             self.runtime.spawn(self._resume(job_id), f"resume {job_id}")
+        for job_id in self.journal.jobs(JobState.CANCELLED):
+            # given up, but a seller may already work on some of its units: see those
+            # trades to their end (paid for work done, no money left blocked); no new bids
+            if self.journal.units(job_id, UnitState.TRADING):
+                log.info("settling the trades of cancelled job %s", job_id)
+                self.buyer.cancelled.add(job_id)
+                self.runtime.spawn(self._resume(job_id), f"settle {job_id}")
         return info
 
     async def _close(self) -> None:

@@ -45,7 +45,7 @@ from ..wire import (
     UnitState,
 )
 from .events import Event, UnitDone, UnitFailed, UnitProgress
-from .journal import Journal
+from .journal import Journal, UnitRow
 from .lan import LanHub
 from .peer import Channel, endpoint_signer_key, sign_peer
 from .spotcheck import SpotChecker, dispute_fields
@@ -176,7 +176,7 @@ class BuyerAgent:
             if row.state in UNIT_SETTLED:
                 return
             reason = self._give_up(run, row.attempts)
-            if reason:
+            if reason and not await self._still_working(row):
                 self.journal.update_unit(run.job_id, unit_id, state=UnitState.FAILED, error=reason)
                 self.post(UnitFailed(run.job_id, unit_id, reason, final=True))
                 return
@@ -207,6 +207,21 @@ class BuyerAgent:
                 limit.release()
             if failures:
                 await asyncio.sleep(backoff(failures - 1, base=0.5, cap=15.0))
+
+    async def _still_working(self, row: UnitRow) -> bool:
+        """A unit given up (job cancelled, mandate over) whose trade a seller already works
+        on is driven to its end all the same: fetched, checked, paid for work done (never
+        left to expire with the money blocked). A trade not started yet is cancelled."""
+        if row.state != UnitState.TRADING or row.txid is None:
+            return False
+        try:
+            tx = await self.client.transaction(row.txid)
+        except (BitwrkError, aiohttp.ClientError, TimeoutError):
+            return False  # the exchange times the trade out and refunds it
+        if tx.phase in (Phase.WORKING, Phase.UNVERIFIED):
+            return True
+        await self._cancel(row.txid)
+        return False
 
     def _count_attempt(self, run: JobRun, unit_id: str, before: int) -> None:
         """An attempt that failed before its bid was placed (no funds, exchange down) still

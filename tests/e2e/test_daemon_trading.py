@@ -29,7 +29,7 @@ from bitwrk.daemon import (
     StartSelling,
 )
 from bitwrk.daemon.buyer import EXR_MAGIC
-from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone, UnitFailed
+from bitwrk.daemon.events import JobDone, SellerUnit, UnitDone, UnitFailed, UnitProgress
 from bitwrk.wire import Account, Transaction
 from tests.e2e.conftest import ServerProcess
 
@@ -262,6 +262,53 @@ def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
     assert len(finished) == 6  # one payment per unit, none twice
     assert account.blocked == 0
     assert account.available == 1_000_000 - sum(t.price + t.fee for t in finished)
+
+
+def test_a_restarted_buyer_that_gives_up_still_pays_the_trade_already_working(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    """A job given up while a seller renders one of its units, and the daemon stopped
+    before that result came back (the soak test's ``bitwrk.buy``, killed, restarted and
+    killed again): the next start still fetches, checks and pays that trade, rather than
+    leave it to expire with the buyer's money blocked until then; nothing else is bought."""
+    seller = daemons("seller")
+    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=1),
+                                                  FakeRender(2.0))), 30)
+    config = DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
+                          cache_dir=tmp_path / "buyer" / "cache", allow_local_sellers=True)
+    first = Daemon(config)
+    first.start()
+    fund(exchange, first.address, 1_000_000)
+    units = make_units(tmp_path, first, 3, os.urandom(20_000))
+    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
+                 tmp_path / "out", concurrency=1)
+    first.submit(job)
+    working: UnitProgress | None = None
+    deadline = time.monotonic() + 60
+    while working is None and time.monotonic() < deadline:
+        event = first.runtime.wait_event(0.1)
+        if isinstance(event, UnitProgress) and event.stage == "working":
+            working = event
+    assert working is not None and working.txid is not None
+    first.call(first.cancel_jobs(), 30)  # the next run gives the old job up ...
+    assert first.stop(20)  # ... and is killed before its trade came back
+    daemons("buyer")  # same identity, started again
+
+    async def state() -> tuple[Transaction, Account]:
+        async with ExchangeClient(exchange.url) as c:
+            assert working is not None and working.txid is not None
+            return await c.transaction(working.txid), await c.account(first.address)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tx, account = asyncio.run(state())
+        if tx.retired is not None and account.blocked == 0:
+            break
+        time.sleep(0.3)
+    assert tx.phase == "FINISHED", tx  # fetched, checked, accepted: the seller is paid
+    assert account.blocked == 0
+    assert account.available == 1_000_000 - tx.price - tx.fee  # that trade only
+    assert (tmp_path / "out" / f"{working.unit_id}.exr").is_file()
 
 
 def test_cancelling_a_job_withdraws_its_bids_and_blocks_nothing(
