@@ -303,8 +303,7 @@ class Sampler:
     period: float = 0.2  # its own CPU (it reads every process) is in the figures: ~0.5 %
     workers: dict[int, WorkerSeen] = field(default_factory=dict)
     cpu: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
-    # (t, mine, others, workers): jiffies since the last sample; workers is part of mine
-    ticks: list[tuple[float, int, int, int]] = field(default_factory=list)
+    ticks: list[tuple[float, int, int]] = field(default_factory=list)  # (t, mine, others)
     # (t, process, jiffies) of this benchmark's processes other than the render workers
     spent: list[tuple[float, tuple[int, str], int]] = field(default_factory=list)
     names: dict[tuple[int, str], str] = field(default_factory=dict)
@@ -340,7 +339,7 @@ class Sampler:
                 if info is not None:
                     procs[int(name)] = info
         me, sellers = os.getpid(), {pid: i for i, pid in enumerate(self.sellers)}
-        mine = others = work = 0
+        mine = others = 0
         seen: dict[tuple[int, str], int] = {}
         for pid, (_ppid, jiffies, start_id) in procs.items():
             owner, up, hops = None, pid, 0
@@ -359,14 +358,13 @@ class Sampler:
                 self._worker(pid, owner, jiffies, start_id, now)
                 known = self.workers.get(pid)
                 if known is not None and known.start_id == start_id:
-                    work += delta
                     continue
             if up == me and delta > 0:
                 if key not in self.names:
                     self.names[key] = _label(pid)
                 self.spent.append((now, key, delta))
         self._seen = seen
-        self.ticks.append((now, mine, others, work))
+        self.ticks.append((now, mine, others))
 
     def _worker(self, pid: int, seller: int, jiffies: int, start_id: str, now: float) -> None:
         known = self.workers.get(pid)
@@ -391,7 +389,7 @@ class Sampler:
 
     def others(self, start: float, end: float) -> float | None:
         """CPU used by processes outside this benchmark, in % of one core."""
-        inside = [o for t, _m, o, _w in self.ticks if start < t <= end + self.period]
+        inside = [o for t, _m, o in self.ticks if start < t <= end + self.period]
         if end <= start or not inside:
             return None
         return 100.0 * sum(inside) / os.sysconf("SC_CLK_TCK") / (end - start)
@@ -399,12 +397,12 @@ class Sampler:
     def split(self, start: float, end: float) -> tuple[float, float] | None:
         """CPU seconds of this benchmark's processes between ``start`` and ``end``: the
         render workers (sandbox included) and all the rest (buyer, exchange, daemons)."""
-        inside = [(m, w) for t, m, _o, w in self.ticks if start < t <= end + self.period]
-        if end <= start or not inside:
+        mine = [m for t, m, _o in self.ticks if start < t <= end + self.period]
+        if end <= start or not mine:
             return None
         tck = os.sysconf("SC_CLK_TCK")
-        work = sum(w for _m, w in inside)
-        return work / tck, (sum(m for m, _w in inside) - work) / tck
+        rest = sum(d for t, _k, d in self.spent if start < t <= end + self.period)
+        return (sum(mine) - rest) / tck, rest / tck
 
     def heaviest(self, start: float, end: float, n: int = 4) -> list[tuple[str, float]]:
         """The ``n`` kinds of process (by :func:`_label`) besides the render workers that

@@ -168,6 +168,10 @@ class BodyCutOff(BitwrkError):
 
     code = "body_incomplete"
 
+    def __init__(self, message: str = "the connection closed before the request body arrived",
+                 **data: Any) -> None:
+        super().__init__(message, **data)
+
 
 class Busy(BitwrkError):
     """The store could not be written in time (locked by another connection, I/O error);

@@ -61,9 +61,6 @@ def _check_text(body: dict[str, Any]) -> None:
                                          ) from exc
 
 
-CUT_OFF = "the connection closed before the request body arrived"
-
-
 async def read_body(request: web.Request) -> bytes:
     """The request body, bounded in size and in time (a half-sent body is answered 408)."""
     cfg = request.app[CONFIG]
@@ -75,7 +72,7 @@ async def read_body(request: web.Request) -> bytes:
         raise RequestTimeout("the request body did not arrive in time",
                              seconds=cfg.limits.body_timeout) from exc
     except ConnectionResetError as exc:  # the client went away mid-body: not our error
-        raise BodyCutOff(CUT_OFF) from exc
+        raise BodyCutOff() from exc
 
 
 async def read_signed(request: web.Request, actions: frozenset[str]) -> Signed:

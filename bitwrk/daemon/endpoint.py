@@ -121,7 +121,7 @@ async def _pieces(request: web.Request) -> AsyncIterator[bytes]:
         async for piece in request.content.iter_chunked(PIECE):
             yield piece
     except ConnectionResetError as exc:
-        raise BodyCutOff("the connection closed before the request body arrived") from exc
+        raise BodyCutOff() from exc
 
 
 async def trade_route(request: web.Request) -> web.Response:

@@ -126,7 +126,7 @@ async def _body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except ConnectionResetError as exc:  # the worker went away mid-request
-        raise BodyCutOff("the connection closed before the request body arrived") from exc
+        raise BodyCutOff() from exc
 
 
 async def _chunks(request: web.Request) -> web.StreamResponse:

@@ -250,7 +250,7 @@ async def _body(request: web.Request, idle: float) -> AsyncIterator[bytes]:
         try:
             piece, _ = await asyncio.wait_for(request.content.readchunk(), idle)
         except ConnectionResetError as exc:  # the buyer went away mid-body
-            raise BodyCutOff("the connection closed before the request body arrived") from exc
+            raise BodyCutOff() from exc
         if not piece:
             if request.content.at_eof():
                 return

@@ -216,28 +216,39 @@ def test_lan_workers_take_units_first_and_the_exchange_the_rest(
     assert final.spent == sum(e.price + e.fee for e in swarm)
 
 
-def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
-    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
-) -> None:
+def buyer_mid_job(tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon],
+                  render: FakeRender, slots: int, count: int, size: int, concurrency: int,
+                  until: Callable[[Any], bool]) -> tuple[Daemon, BuyJob, Any]:
+    """A seller with ``slots``, and a buyer (data under tmp_path/buyer, not stopped by the
+    fixture: the test restarts it) buying ``count`` units until an event ``until`` takes."""
     seller = daemons("seller")
-    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=2),
-                                                  FakeRender(0.5))), 30)
+    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=slots),
+                                                  render)), 30)
     config = DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
                           cache_dir=tmp_path / "buyer" / "cache", allow_local_sellers=True)
     first = Daemon(config)
     first.start()
     fund(exchange, first.address, 1_000_000)
-    units = make_units(tmp_path, first, 6, os.urandom(60_000))
+    units = make_units(tmp_path, first, count, os.urandom(size))
     job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
-                 tmp_path / "out", concurrency=2)
+                 tmp_path / "out", concurrency=concurrency)
     first.submit(job)
-    landed: list[UnitDone] = []
     deadline = time.monotonic() + 60
-    while not landed and time.monotonic() < deadline:  # stop mid-job, trades in flight
+    while time.monotonic() < deadline:
         event = first.runtime.wait_event(0.1)
-        if isinstance(event, UnitDone):
-            landed.append(event)
-    assert landed and first.stop(20)
+        if event is not None and until(event):
+            return first, job, event
+    raise AssertionError("the awaited event never came")
+
+
+def test_buyer_restart_resumes_the_job_and_pays_each_unit_once(
+    tmp_path: Path, exchange: ServerProcess, daemons: Callable[[str], Daemon]
+) -> None:
+    first, job, _landed = buyer_mid_job(  # stop mid-job, trades in flight
+        tmp_path, exchange, daemons, FakeRender(0.5), slots=2, count=6, size=60_000,
+        concurrency=2, until=lambda e: isinstance(e, UnitDone))
+    units = job.units
+    assert first.stop(20)
     second = daemons("buyer")  # same data dir: same key, journal and chunk store
     assert second.address == first.address
     events = collect(second, job.job_id, 90)
@@ -271,25 +282,10 @@ def test_a_restarted_buyer_that_gives_up_still_pays_the_trade_already_working(
     before that result came back (the soak test's ``bitwrk.buy``, killed, restarted and
     killed again): the next start still fetches, checks and pays that trade, rather than
     leave it to expire with the buyer's money blocked until then; nothing else is bought."""
-    seller = daemons("seller")
-    seller.call(seller.start_selling(StartSelling(Offer((ARTICLE,), 100, slots=1),
-                                                  FakeRender(2.0))), 30)
-    config = DaemonConfig(exchange.url, data_dir=tmp_path / "buyer" / "data",
-                          cache_dir=tmp_path / "buyer" / "cache", allow_local_sellers=True)
-    first = Daemon(config)
-    first.start()
-    fund(exchange, first.address, 1_000_000)
-    units = make_units(tmp_path, first, 3, os.urandom(20_000))
-    job = BuyJob(ARTICLE, Mandate(1000, 100_000, time.time() + 600), tuple(units),
-                 tmp_path / "out", concurrency=1)
-    first.submit(job)
-    working: UnitProgress | None = None
-    deadline = time.monotonic() + 60
-    while working is None and time.monotonic() < deadline:
-        event = first.runtime.wait_event(0.1)
-        if isinstance(event, UnitProgress) and event.stage == "working":
-            working = event
-    assert working is not None and working.txid is not None
+    first, _job, working = buyer_mid_job(
+        tmp_path, exchange, daemons, FakeRender(2.0), slots=1, count=3, size=20_000,
+        concurrency=1, until=lambda e: isinstance(e, UnitProgress) and e.stage == "working")
+    assert isinstance(working, UnitProgress) and working.txid is not None
     first.call(first.cancel_jobs(), 30)  # the next run gives the old job up ...
     assert first.stop(20)  # ... and is killed before its trade came back
     daemons("buyer")  # same identity, started again

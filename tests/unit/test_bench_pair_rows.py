@@ -51,8 +51,8 @@ def test_swarm_still_row_against_own_scaling() -> None:
 def test_swarm_helper_rows_split_workers_from_the_rest() -> None:
     tck = os.sysconf("SC_CLK_TCK")
     sampler = swarm.Sampler()
-    # (t, mine, others, workers): two busy cores, of which the workers take 3 of 4 ticks' worth
-    sampler.ticks = [(float(t), 2 * tck, 0, int(1.5 * tck)) for t in range(1, 11)]
+    # (t, mine, others): two busy cores; a quarter of it is a process other than the workers
+    sampler.ticks = [(float(t), 2 * tck, 0) for t in range(1, 11)]
     sampler.spent = [(float(t), (7, "a"), tck // 2) for t in range(1, 11)]
     sampler.names = {(7, "a"): "spot-check worker"}
     rows = swarm.helper_rows(sampler, 0.0, 10.0)
