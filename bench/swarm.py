@@ -16,6 +16,10 @@ scene bought in 4 tiles, against one local process rendering that frame):
   other frames were composed while units still traded);
 - the still: ``python -m bitwrk.buy SCENE --frames 1 --tiles 4`` on the same warm swarm,
   against T_local's start-up plus its first frame;
+- the still by F12, as an artist buys it: one Blender session (the bpy module) with the
+  extension installed from its zip renders frame 1 three times locally (Cycles, one thread
+  pinned to CPU 0) and three times on BitWrk in 4 tiles (``bench/f12_still.py``); the
+  medians of the later renders of each are compared (neither side starts Blender);
 - T_pair: two local processes at once, one per core, each rendering all N frames. On a VM
   two busy cores may each be slower than one (the host shares its cores); T_pair / 2 is
   the best any two-core split can reach, so T_pair / (2 x T_swarm) is the efficiency with
@@ -44,6 +48,7 @@ import contextlib
 import itertools
 import json
 import os
+import platform
 import re
 import signal
 import sqlite3
@@ -56,6 +61,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.cli import arguments, exit_status
 from bench.table import Row, pair_note, print_table
@@ -67,6 +73,7 @@ NAME = "swarm"
 TARGET_EFFICIENCY = 0.95
 TARGET_STILL = 0.85
 STILL_TILES = 4
+F12_ROUNDS = 3  # local F12s and BitWrk F12s in one Blender session; the first ones warm it
 SELLERS = 2
 MIN_PRICE, MAX_PRICE = 10, 100
 CREDIT = 1_000_000
@@ -507,6 +514,8 @@ class Swarm:
     seller_addresses: list[str]
     seller_lines: list[str]
     still: BuyerRun | None = None
+    f12: dict[str, Any] | None = None  # bench/f12_still.py's report
+    f12_error: str = ""
 
 
 def buy(work: Path, name: str, blend: Path, url: str, env: dict[str, str], extra: list[str],
@@ -572,8 +581,16 @@ def run_swarm(work: Path, blend: Path, s: Settings, timeout: float) -> Swarm:
         still = buy(work, "still", blend, url, buyer_env, [
             "--frames", "1", "--tiles", str(STILL_TILES), "--out", str(work / "still-out")],
             timeout, procs)
+        log(f"frame 1 again in {STILL_TILES} tiles, by F12 in a Blender session with the"
+            " extension (local F12s first)")
+        f12, f12_error = None, ""
+        try:
+            f12 = f12_still(work, blend, url, buyer_env)
+        except (RuntimeError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+            f12_error = str(exc)[-300:]
+            log(f"the F12 still failed: {f12_error}")
         return Swarm(run, trades, bids, sampler, out, addresses,
-                     [p.output() for p in sellers], still)
+                     [p.output() for p in sellers], still, f12, f12_error)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -582,6 +599,28 @@ def run_swarm(work: Path, blend: Path, s: Settings, timeout: float) -> Swarm:
             proc.stop(signal.SIGINT if clean else signal.SIGTERM, 60 if clean else 10)
         if sampler is not None:
             sampler.kill_leftovers()
+
+
+def f12_still(work: Path, blend: Path, url: str, env: dict[str, str]) -> dict[str, Any]:
+    """An artist's F12 on the still, local and on BitWrk, in one Blender session with the
+    extension installed from its zip (bench/f12_still.py)."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        raise RuntimeError("the extension zip is built for linux-x64 only here")
+    dist = work / "dist"
+    run_py([str(ROOT / "tools" / "build_extension.py"), "--platforms", "linux-x64", "--out",
+            str(dist)], env, 900)
+    (zip_path,) = sorted(dist.glob("bitwrk-*.zip"))
+    out = work / "f12-out"
+    out.mkdir()
+    own = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # the extension's own wheels
+    text = run_py([str(ROOT / "bench" / "f12_still.py"), str(zip_path), str(blend), url,
+                   str(out), str(STILL_TILES), str(F12_ROUNDS)], own, 900)
+    line = [ln for ln in text.splitlines() if ln.startswith("F12 ")][-1]
+    report: dict[str, Any] = json.loads(line[len("F12 "):])
+    if report["failed"] or report["done"] != STILL_TILES:  # the last F12's units
+        raise RuntimeError(f"the last F12 bought {report['done']} units, {report['failed']}"
+                           " failed")
+    return report
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -727,6 +766,7 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
 
     if sw.still is not None:
         out.extend(still_rows(local, sw.still, pair))
+        out.extend(f12_rows(sw.f12, sw.f12_error))
     done = [t for t in sw.trades if "FINISHED" in t.phases]
     frame = frames_of(done, b.lines)
 
@@ -849,6 +889,30 @@ def still_rows(local: Local, still: BuyerRun, pair: float | None = None) -> list
                       " T_local(all frames))", eff * pair / local.seconds, "x",
                 note="the loss that is BitWrk's own")])]
 
+
+
+def f12_rows(f12: dict[str, Any] | None, error: str = "") -> list[Row]:
+    """The still as an artist buys it: F12 in a Blender session that has rendered before,
+    against a local F12 (Cycles on one core) in that same session."""
+    metric = f"still by F12 in Blender (the extension's engine), {STILL_TILES} tiles"
+    if f12 is None:
+        return [Row(NAME, metric, None, "ms", note=f"not measured: {error}")]
+    local, bitwrk = f12["local"], f12["bitwrk"]
+    warm_local, warm = statistics.median(local[1:]), statistics.median(bitwrk[1:])
+    eff = warm_local / (SELLERS * warm)
+    later = f"median of F12s 2-{len(bitwrk)}"
+    return [
+        Row(NAME, f"{metric}, wall", _ms(warm), "ms",
+            note=f"{later}: {', '.join(f'{x:.2f}' for x in bitwrk[1:])} s; the first (it"
+                 f" also connects the extension's daemon) {bitwrk[0]:.2f} s"),
+        Row(NAME, "  local F12 in the same session (Cycles, one thread on CPU 0)",
+            _ms(warm_local), "ms",
+            note=f"{later}: {', '.join(f'{x:.2f}' for x in local[1:])} s; the first"
+                 f" {local[0]:.2f} s"),
+        Row(NAME, "still by F12: parallel efficiency local F12 / (2 x BitWrk F12)", eff, "x",
+            f">= {TARGET_STILL}", eff >= TARGET_STILL,
+            note="no bpy start-up on either side: the artist's Blender is running"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,9 +46,11 @@ PATIENCE = 15.0  # seconds a buyer may stay silent on its turn (exchange reachab
 
 
 class Executor(Protocol):
-    """Does the work of one job: the files are assembled in ``workdir``."""
+    """Does the work of one job: the files are assembled in ``workdir``; ``owner`` is the
+    buyer (a worker may keep serving one buyer's files, never another's)."""
 
-    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes: ...
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int,
+                      owner: str | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ class SellerAgent:
         trade.stage = "rendering"
         async with self.jobdirs.use(trade.manifest, self.store, limit) as workdir:
             async with asyncio.timeout(_until(_deadline(tx))):
-                result = await self.executor.execute(trade.manifest, workdir, slot)
+                result = await self.executor.execute(trade.manifest, workdir, slot,
+                                                     owner=trade.buyer)
         key, trade.ciphertext = seal(result)
         trade.result_ready.set()
         trade.stage = "awaiting receipt"

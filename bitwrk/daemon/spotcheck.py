@@ -41,6 +41,9 @@ from ..seller.sandbox import SandboxUnavailable
 from .jobdirs import JobDirs
 
 log = logging.getLogger("bitwrk.spotcheck")
+# The check worker renders only this buyer's own scenes: it may keep serving the next job's
+# file instead of a fresh process paying ``import bpy`` again (bitwrk.seller.pool).
+OWN_SCENES = "own scenes"
 
 
 class SellerRecords:
@@ -137,7 +140,7 @@ class SpotChecker:
                     await self.pool.render(
                         folder / spec.blend,
                         spec.with_rect(Rect(r.x0, r.x0 + 1, r.y0, r.y0 + 1)),
-                        Path(tmp) / "warm.exr", root=folder)
+                        Path(tmp) / "warm.exr", root=folder, owner=OWN_SCENES)
         except (BitwrkError, OSError) as exc:
             log.info("warming the check worker failed: %s", exc)
 
@@ -210,7 +213,8 @@ class SpotChecker:
                     for i, patch in enumerate(patches):
                         out = Path(tmp) / f"patch{i}.exr"
                         done = await self.pool.render(folder / spec.blend,
-                                                      own.with_rect(patch), out, root=folder)
+                                                      own.with_rect(patch), out, root=folder,
+                                                      owner=OWN_SCENES)
                         rendered += done.seconds
                         ours.append(await asyncio.to_thread(exr.read, out))
         except (BitwrkError, OSError) as exc:  # our own Blender failed: not the seller's fault

@@ -42,11 +42,13 @@ class RenderExecutor:
         limits = [x for x in (min(fitting, default=None), self.max_job_bytes) if x is not None]
         return min(limits, default=None)
 
-    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int,
+                      owner: str | None = None) -> bytes:
         """Render the manifest's spec from the files in ``workdir``; returns the EXR file.
 
         ``slot`` is the daemon's slot number; the pool picks its own (same count), so a
-        job lands on a worker that already holds its .blend when there is one.
+        job lands on a worker that already holds its .blend when there is one, or another
+        file of the same ``owner`` (the buyer).
         """
         spec = JobSpec.from_json(manifest.spec)
         if spec.blend not in {entry.name for entry in manifest.files}:
@@ -54,7 +56,7 @@ class RenderExecutor:
         out_dir = Path(tempfile.mkdtemp(prefix="bitwrk-result-"))
         try:
             outcome = await self.pool.render(workdir / spec.blend, spec, out_dir / "tile.exr",
-                                             root=workdir)
+                                             root=workdir, owner=owner)
             self.last = outcome
             return outcome.out.read_bytes()
         finally:

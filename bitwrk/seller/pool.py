@@ -5,9 +5,11 @@ Each slot owns a share of the offered CPUs and at most one worker process
 :mod:`bitwrk.seller.sandbox` (no home, no network, only the current job's files). A worker
 starts with a whitelisted environment (nothing of the seller's keys or secrets), pinned to
 its CPUs and under memory and file-size limits derived from the cost class. It keeps the
-last .blend open, so the next tile of the same file costs only its render (``warm``); a
-job for another .blend gets a fresh process, as does a worker that failed, crashed, ran
-past the wall-time limit, or sat idle for ``idle_seconds``.
+last .blend open, so the next tile of the same file costs only its render (``warm``). A
+job for another .blend of the same ``owner`` (one buyer's next file: an artist's F12 after
+an edit) opens it in that worker; another owner's job gets a fresh process, so a worker
+never carries one buyer's scene into another's job. So does a worker that failed,
+crashed, ran past the wall-time limit, or sat idle for ``idle_seconds``.
 
 A fresh process pays ``import bpy`` (0.5-1 s; more for ``blender -b``). So that a new
 job does not wait for it, a slot whose worker holds a file and has sat idle for
@@ -248,11 +250,14 @@ class WorkerPool:
         await asyncio.gather(*(self._ensure(s) for s in self._slots if s.worker is None))
 
     async def render(self, blend: Path, spec: JobSpec, out: Path,
-                     root: Path | None = None) -> RenderOutcome:
+                     root: Path | None = None, owner: str | None = None) -> RenderOutcome:
         """Render ``spec`` from ``blend`` into ``out`` (float32 multilayer EXR).
 
         ``root`` is the job's directory (default: ``blend`` minus ``spec.blend``); the
-        .blend may refer to files under it only. Raises :class:`CostClassExceeded`,
+        .blend may refer to files under it only. ``owner`` (the buyer) lets a worker that
+        holds another file of the same owner open this one instead of a fresh process
+        starting (None: another file always gets a fresh process). Raises
+        :class:`CostClassExceeded`,
         :class:`JobSpecError`, :class:`RenderTimeout`, :class:`WorkerCrashed` or
         :class:`RenderError`; the pool stays usable after each.
         """
@@ -262,10 +267,10 @@ class WorkerPool:
             key = _blend_key(blend)
         except OSError:
             raise RenderError(f"no such .blend: {blend}", path=str(blend)) from None
-        slot = await self._acquire(key)
+        slot = await self._acquire(key, owner)
         try:
-            if slot.worker is not None and slot.worker.blend not in (None, key):
-                self._detach(slot)  # another job's file: this job gets a fresh process
+            if slot.worker is not None and not _reusable(slot.worker, key, owner):
+                self._detach(slot)  # another buyer's file: this job gets a fresh process
             worker, cold = await self._ensure(slot)
             request = await self._request(worker, blend, spec, Path(out), root)
             try:
@@ -278,6 +283,7 @@ class WorkerPool:
                 self._spawn(worker.kill())
                 raise
             outcome = self._outcome(slot, worker, key, answer, began, cold)
+            worker.owner = owner
             if worker.sandboxed:  # the tile lies in the sandbox's output folder
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(worker.home / "out" / Path(request["out"]).name, out)
@@ -406,16 +412,17 @@ class WorkerPool:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _acquire(self, key: tuple[str, int, int]) -> _Slot:
-        """A free slot: one whose worker holds ``key``, else a fresh worker, else an empty
-        slot, else one whose worker holds another file (it will be replaced)."""
+    async def _acquire(self, key: tuple[str, int, int], owner: str | None) -> _Slot:
+        """A free slot: one whose worker holds ``key``, else a fresh worker or one holding
+        another file of ``owner``, else an empty slot, else one whose worker holds another
+        buyer's file (it will be replaced)."""
         async with self._changed:
             while True:
                 if self._closing:
                     raise RenderError("worker pool is closed")
                 free = [s for s in self._slots if not s.busy]
                 if free:
-                    free.sort(key=lambda s: (self._preference(s, key), s.index))
+                    free.sort(key=lambda s: (_preference(s, key, owner), s.index))
                     slot = free[0]
                     slot.busy = True
                     if slot.idle_timer is not None:
@@ -426,12 +433,6 @@ class WorkerPool:
                         slot.spare_timer = None
                     return slot
                 await self._changed.wait()
-
-    @staticmethod
-    def _preference(slot: _Slot, key: tuple[str, int, int]) -> int:
-        if slot.worker is None:
-            return 2
-        return {key: 0, None: 1}.get(slot.worker.blend, 3)
 
     async def _release(self, slot: _Slot) -> None:
         async with self._changed:
@@ -471,6 +472,21 @@ class WorkerPool:
                 await (worker.kill() if slot.busy or kill else worker.close())
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _reusable(worker: WorkerProcess, key: tuple[str, int, int], owner: str | None) -> bool:
+    """Whether ``worker`` may take a job for ``key`` of ``owner``: it holds that file, or
+    none yet, or another file of the same (known) owner."""
+    return (worker.blend in (None, key)
+            or (owner is not None and worker.owner == owner))
+
+
+def _preference(slot: _Slot, key: tuple[str, int, int], owner: str | None) -> int:
+    if slot.worker is None:
+        return 2
+    if slot.worker.blend == key:
+        return 0
+    return 1 if _reusable(slot.worker, key, owner) else 3
 
 
 def _quiet(task: asyncio.Task[WorkerProcess]) -> None:

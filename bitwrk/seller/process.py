@@ -46,6 +46,7 @@ class WorkerProcess:
         self.home = home
         self.ready = ready
         self.blend: tuple[str, int, int] | None = None
+        self.owner: str | None = None  # whose file it holds (a buyer), when known
         self.sandboxed = False  # paths in requests are the sandbox's, not the host's
         self._tail = ""
 

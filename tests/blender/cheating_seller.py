@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 def cheating_executor(mode: str) -> type[RenderExecutor]:
     class CheatingExecutor(RenderExecutor):
-        async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
+        async def execute(self, manifest: JobManifest, workdir: Path, slot: int,
+                      owner: str | None = None) -> bytes:
             spec = JobSpec.from_json(manifest.spec)
             return await lazy_result(mode, self.pool, workdir / spec.blend, spec, workdir)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,6 +181,77 @@ def get(exchange: ServerProcess, path: str) -> Any:
     with urllib.request.urlopen(exchange.url + path, timeout=10) as resp:
         return json.loads(resp.read())
 
+
+
+WORKER_MARK = "from bitwrk.seller.worker import main"
+
+
+def worker_pids(root: int) -> set[int]:
+    """The render worker processes below ``root`` (a seller), bwrap's own left out."""
+    parent, argv = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def below(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return {pid for pid, args in argv.items() if below(pid) and args[0]
+            and not args[0].endswith(b"bwrap") and any(WORKER_MARK.encode() in a for a in args)}
+
+
+def test_one_buyers_next_file_opens_in_its_worker_another_buyer_gets_a_new_one(
+        scene_dir: Path, references: Path, tmp_path: Path) -> None:
+    """A seller's worker that rendered buyer A's file opens A's next file itself (an
+    artist's F12 after an edit sends a new .blend), but buyer B's job gets a fresh process:
+    a worker never carries one buyer's scene into another's job."""
+    job = tmp_path / "job"
+    shutil.copytree(scene_dir, job)
+    shutil.copy(job / "scene.blend", job / "edited.blend")  # another file, the same scene
+    exchange = ServerProcess(tmp_path / "exchange", timeout_scale=0.5).start()
+    seller = Node(tmp_path / "seller")
+    seller.start("bitwrk.seller", "--exchange", exchange.url, "--cpus", "0",
+                 "--min-price", "10", "--classes", "512M", "--spare-after", "0")
+    try:
+        seller.wait_for(r"seller \S+ on http")
+        assert seller.proc is not None
+        buyers = {name: Node(tmp_path / name) for name in ("a", "b")}
+        for node in buyers.values():
+            credit(exchange, node.address(), 100_000)
+
+        def bought(name: str, blend: str) -> set[int]:
+            out = tmp_path / f"out-{name}-{blend}"
+            result = buyers[name].run("bitwrk.buy", str(job / blend), "--exchange",
+                                      exchange.url, "--max-price", "100", "--out", str(out),
+                                      "--tiles", "1", "--allow-local-sellers")
+            assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+            assert_identical(out / "Shot_0001", references, "plain")
+            assert seller.proc is not None
+            return worker_pids(seller.proc.pid)
+
+        first = bought("a", "scene.blend")
+        assert len(first) == 1, first
+        assert bought("a", "edited.blend") == first  # A's next file: the same process
+        deadline = time.monotonic() + 10
+        other = bought("b", "scene.blend")
+        while other & first and time.monotonic() < deadline:  # A's worker exits meanwhile
+            time.sleep(0.1)
+            other = worker_pids(seller.proc.pid)
+        assert len(other) == 1 and not other & first, (first, other)
+    finally:
+        code = seller.stop()
+        exchange.close()
+    assert code == 0, seller.output()[-3000:]
 
 
 def test_a_corrupt_blend_is_refused_before_anything_is_bought(tmp_path: Path) -> None:

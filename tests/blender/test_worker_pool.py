@@ -11,8 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
+from bitwrk.render import exr
 from bitwrk.render.errors import (
     CostClassExceeded,
     JobSpecError,
@@ -55,6 +57,38 @@ async def test_another_blend_gets_a_fresh_process(scene_dir: Path, tmp_path: Pat
                                   frame_spec(blend="evil.blend", **TILE), tmp_path / "b.exr")
         assert other.pid != first.pid and other.cold_start
         assert first.pid not in pool.pids()
+
+
+async def test_the_same_buyers_next_file_opens_in_its_worker(scene_dir: Path,
+                                                              tmp_path: Path,
+                                                              frame_spec: Any) -> None:
+    """One buyer's next file (an artist's F12 after an edit) opens in the worker that held
+    the last one, no ``import bpy``; another buyer's file still gets a fresh process, and
+    a job of unknown owner too."""
+    async with WorkerPool(slots=1, prewarm_after=None) as pool:
+        first = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "a.exr", owner="buyer-1")
+        edited = await pool.render(scene_dir / "evil.blend",
+                                   frame_spec(blend="evil.blend", **TILE), tmp_path / "b.exr",
+                                   owner="buyer-1")
+        assert edited.pid == first.pid and not edited.cold_start and not edited.warm
+        again = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                  tmp_path / "c.exr", owner="buyer-1")
+        assert again.pid == first.pid and not again.warm  # evil.blend was open meanwhile
+        other = await pool.render(scene_dir / "evil.blend",
+                                  frame_spec(blend="evil.blend", **TILE), tmp_path / "d.exr",
+                                  owner="buyer-2")
+        assert other.pid != first.pid and other.cold_start
+        assert first.pid not in pool.pids()
+        unknown = await pool.render(scene_dir / "scene.blend", frame_spec(**TILE),
+                                    tmp_path / "e.exr")
+        assert unknown.pid != other.pid and unknown.cold_start
+    # the same pixels as from a fresh process: the worker's state did not carry over
+    images = [exr.read(tmp_path / f"{name}.exr") for name in "ace"]
+    for image in images[1:]:
+        assert [p.name for p in image.parts] == [p.name for p in images[0].parts]
+        for mine, theirs in zip(image.parts, images[0].parts, strict=True):
+            assert np.array_equal(mine.pixels, theirs.pixels), mine.name
 
 
 async def wait_for_spare(pool: WorkerPool, timeout: float = 30.0) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bitwrk.cas import ChunkStore, JobManifest
 from bitwrk.daemon.jobdirs import JobDirs
-from bitwrk.daemon.spotcheck import SellerRecords, SpotChecker
+from bitwrk.daemon.spotcheck import OWN_SCENES, SellerRecords, SpotChecker
 from bitwrk.render.jobspec import JobSpec
 
 SPEC = JobSpec(blend="scene.blend", scene="Shot", view_layers=("ViewLayer",), frame=1,
@@ -27,8 +27,10 @@ class Recorder:
     def __init__(self) -> None:
         self.renders: list[tuple[Path, JobSpec]] = []
 
-    async def render(self, blend: Path, spec: JobSpec, out: Path, root: Path) -> Any:
+    async def render(self, blend: Path, spec: JobSpec, out: Path, root: Path,
+                     owner: str | None = None) -> Any:
         assert blend.is_file() and blend.parent == root
+        assert owner == OWN_SCENES  # the buyer's own scenes: one worker for all its jobs
         self.renders.append((blend, spec))
 
 

@@ -45,7 +45,8 @@ class FakeRender:
         self.delay = delay
         self.jobs = 0
 
-    async def execute(self, manifest: JobManifest, workdir: Path, slot: int) -> bytes:
+    async def execute(self, manifest: JobManifest, workdir: Path, slot: int,
+                      owner: str | None = None) -> bytes:
         self.jobs += 1
         await asyncio.sleep(self.delay)
         if self.fail:
