@@ -21,7 +21,7 @@ import sys
 import time
 
 # isort: off
-import bpy  # first: importing it puts addon_utils on sys.path
+import bpy  # first: importing it makes addon_utils importable
 import addon_utils  # noqa: F401 - the extension system needs it loaded
 # isort: on
 
