@@ -586,7 +586,8 @@ def run_swarm(work: Path, blend: Path, s: Settings, timeout: float) -> Swarm:
         f12, f12_error = None, ""
         try:
             f12 = f12_still(work, blend, url, buyer_env)
-        except (RuntimeError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        except (RuntimeError, ValueError, IndexError, KeyError,
+                subprocess.TimeoutExpired) as exc:
             f12_error = str(exc)[-300:]
             log(f"the F12 still failed: {f12_error}")
         return Swarm(run, trades, bids, sampler, out, addresses,

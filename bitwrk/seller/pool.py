@@ -282,8 +282,7 @@ class WorkerPool:
                 slot.worker = None
                 self._spawn(worker.kill())
                 raise
-            outcome = self._outcome(slot, worker, key, answer, began, cold)
-            worker.owner = owner
+            outcome = self._outcome(slot, worker, key, owner, answer, began, cold)
             if worker.sandboxed:  # the tile lies in the sandbox's output folder
                 Path(out).parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(worker.home / "out" / Path(request["out"]).name, out)
@@ -314,14 +313,15 @@ class WorkerPool:
                 "root": inner, "out": f"{sb.OUT_MOUNT}/tile.exr"}
 
     def _outcome(self, slot: _Slot, worker: WorkerProcess, key: tuple[str, int, int],
-                 answer: dict[str, Any], began: float, cold: bool) -> RenderOutcome:
+                 owner: str | None, answer: dict[str, Any], began: float,
+                 cold: bool) -> RenderOutcome:
         if not answer.get("ok"):
             if answer.get("recycle"):  # the worker's state is unknown after this error
                 self._detach(slot)
             code = str(answer.get("code", RenderError.code))
             data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
             raise _ERRORS.get(code, RenderError)(str(answer.get("error")), **(data or {}))
-        worker.blend = key
+        worker.blend, worker.owner = key, owner  # what it holds open now, and whose
         return RenderOutcome(Path(answer["out"]), float(answer["seconds"]),
                              time.perf_counter() - began, worker.pid, bool(answer["warm"]),
                              cold, bool(answer.get("autoexec_blocked")))
