@@ -170,6 +170,10 @@ def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeRe
     scene = bpy.data.scenes.get(scene_name or spec.scene)
     if scene is None:
         raise ComposeError(f"no scene {spec.scene!r} open")
+    if scene.frame_current != spec.frame:
+        # Settings may be animated (an exposure fade, a compositor node): the PNG gets
+        # them at the frame's own time, as a local render of that frame does.
+        scene.frame_set(spec.frame)
     times = {}
     t0 = time.perf_counter()
     frame = exr.stitch([(p, s.rect) for p, s in request.tiles], spec.width, spec.height)

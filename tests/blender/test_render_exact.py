@@ -19,10 +19,11 @@ import pytest
 
 from bitwrk.render import exr
 from bitwrk.render.compose import ComposeRequest
+from bitwrk.render.composer import Composer
 from bitwrk.render.jobspec import JobSpec
 from bitwrk.render.tiling import tiles
 from bitwrk.seller.pool import WorkerPool
-from tests.blender.conftest import BLENDER_LINE, needs_bpy, run_bpy
+from tests.blender.conftest import BLENDER_LINE, bpy_env, needs_bpy, run_bpy
 
 pytestmark = [needs_bpy, pytest.mark.slow]
 
@@ -137,6 +138,52 @@ cy = bpy.context.scene.cycles
 cy.use_adaptive_sampling, cy.samples, cy.adaptive_threshold = True, 256, 0.02
 bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
 """
+
+
+EXPOSURE_FADE = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+scene = bpy.context.scene
+for frame, exposure in ((1, 0.0), (3, 1.5)):
+    scene.view_settings.exposure = exposure
+    scene.view_settings.keyframe_insert("exposure", frame=frame)
+scene.frame_set(1)
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+async def test_an_animated_view_transform_applies_at_each_frames_own_time(
+        scene_dir: Path, tmp_path: Path, frame_spec: Any) -> None:
+    """The buyer's compose process gets frames in the order their units land: frame 3 of
+    a scene saved at frame 1, then frame 1. An exposure keyframed from 0 to 1.5 must
+    show in each frame's PNG as in a local render of that frame (it once kept the file's
+    own frame: frame 3's PNG came out as dark as frame 1's)."""
+    blend = tmp_path / "job" / "fade.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", EXPOSURE_FADE, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "f3:3:0", "f1:1:0"], tmp_path)
+    requests = []
+    for frame in (3, 1):
+        specs = [frame_spec(blend="fade.blend", frame=frame).with_rect(r)
+                 for r in tiles(96, 64, 2)]
+        out = tmp_path / f"frame{frame}"
+        paths = await render_tiles(blend.parent, out, specs)
+        requests.append(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                       out / "frame.exr", out / "frame.png", blend))
+    with Composer(blend, env=bpy_env(tmp_path)) as composer:
+        composer.probe()
+        for request in requests:
+            composer.submit(request.to_json())
+        answers = composer.finish(120)
+    assert [a["ok"] for a in answers] == [True, True], answers
+    for frame in (3, 1):
+        assert_identical(tmp_path / f"frame{frame}" / "frame", reference, f"f{frame}")
+    brighter = png_pixels(reference / "f3.png")[..., :3] - png_pixels(reference / "f1.png")[..., :3]
+    assert brighter.mean() > 20  # the fade shows: frame 3 is much brighter
 
 
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
