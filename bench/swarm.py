@@ -767,7 +767,8 @@ def rows(s: Settings, local: Local, parts: dict[str, float], sw: Swarm, files: l
 
     if sw.still is not None:
         out.extend(still_rows(local, sw.still, pair))
-        out.extend(f12_rows(sw.f12, sw.f12_error))
+        out.extend(f12_rows(sw.f12, sw.f12_error,
+                            None if pair is None else pair / local.seconds))
     done = [t for t in sw.trades if "FINISHED" in t.phases]
     frame = frames_of(done, b.lines)
 
@@ -892,9 +893,11 @@ def still_rows(local: Local, still: BuyerRun, pair: float | None = None) -> list
 
 
 
-def f12_rows(f12: dict[str, Any] | None, error: str = "") -> list[Row]:
+def f12_rows(f12: dict[str, Any] | None, error: str = "", scaling: float | None = None
+             ) -> list[Row]:
     """The still as an artist buys it: F12 in a Blender session that has rendered before,
-    against a local F12 (Cycles on one core) in that same session."""
+    against a local F12 (Cycles on one core) in that same session. ``scaling``: the
+    machine's own two-core scaling (T_pair / T_local), when measured."""
     metric = f"still by F12 in Blender (the extension's engine), {STILL_TILES} tiles"
     if f12 is None:
         return [Row(NAME, metric, None, "ms", note=f"not measured: {error}")]
@@ -913,6 +916,10 @@ def f12_rows(f12: dict[str, Any] | None, error: str = "") -> list[Row]:
         Row(NAME, "still by F12: parallel efficiency local F12 / (2 x BitWrk F12)", eff, "x",
             f">= {TARGET_STILL}", eff >= TARGET_STILL,
             note="no bpy start-up on either side: the artist's Blender is running"),
+        *([] if scaling is None else [
+            Row(NAME, "  against the machine's own two-core scaling (x T_pair / T_local"
+                      "(all frames))", eff * scaling, "x",
+                note="the loss that is BitWrk's own")]),
     ]
 
 

@@ -74,5 +74,8 @@ def test_swarm_f12_rows_compare_the_later_renders_of_one_session() -> None:
     assert wall.value == 1770.0 and local.value == 3250.0  # medians of renders 2 and 3
     assert "the first (it also connects the extension's daemon) 2.05 s" in wall.note
     assert eff.value == 3.25 / (2 * 1.77) and eff.target == ">= 0.85" and eff.ok
+    *_, scaled = swarm.f12_rows({"local": [3.15, 3.44, 3.06], "bitwrk": [2.05, 1.78, 1.76]},
+                                scaling=1.1)  # two busy cores each 10 % slower than one
+    assert scaled.value == eff.value * 1.1 and "BitWrk's own" in scaled.note
     (missing,) = swarm.f12_rows(None, "the extension zip is built for linux-x64 only here")
     assert missing.value is None and "not measured: the extension zip" in missing.note
