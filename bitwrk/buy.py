@@ -38,7 +38,7 @@ from .keys import address_network, check_address
 from .protocol import MAX_EXCLUDED, MAX_MIN_FINISHED, SellerTerms
 from .render.composer import Composer, FrameOutput
 from .render.jobspec import JobSpec
-from .render.tiling import auto_count, end_split, tiles
+from .render.tiling import auto_count, end_split, region, tiles_in
 
 # The daemon, the chunk store and the exchange client (aiohttp) take most of a second to
 # import: they are imported once the compose process is started, so that it overlaps.
@@ -104,7 +104,9 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     version = info["blender"]
     specs = [frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
              for frame in frames]
-    counts = [auto_count(spec, cost_class) if tiles_arg == "auto" else int(tiles_arg)
+    # A render region (Ctrl+B in the camera view) is rendered alone, as Blender does.
+    area = region(info.get("border"), int(info["width"]), int(info["height"]))
+    counts = [auto_count(spec, cost_class, area) if tiles_arg == "auto" else int(tiles_arg)
               for spec in specs]
     split = end_split(counts, sellers) if tiles_arg == "auto" else 1
     if split > 1:
@@ -113,7 +115,7 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     units: list[tuple[str, JobSpec]] = []
     classes = []
     for spec, count in zip(specs, counts, strict=True):
-        for i, rect in enumerate(tiles(spec.width, spec.height, count)):
+        for i, rect in enumerate(tiles_in(area, count)):
             unit = spec.with_rect(rect)
             classes.append(unit.cost_class())
             units.append((f"f{spec.frame:05d}_t{i:03d}", unit))

@@ -26,7 +26,7 @@ import bpy
 from ..bitwrk.errors import BitwrkError
 from ..bitwrk.render import compose, exr
 from ..bitwrk.render.jobspec import JobSpec
-from ..bitwrk.render.tiling import Rect
+from ..bitwrk.render.tiling import Rect, bounds
 from . import bridge, mainthread, session, snapshot
 
 log = logging.getLogger("bitwrk.extension")
@@ -101,6 +101,10 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         job = session.RenderJob(bridge.get(), request, workdir)
         self.update_stats("", "BitWrk: packing and placing bids")
         job.start()
+        # With a render region (Ctrl+B) only its pixels are bought, and Blender counts the
+        # result's pixels from the region's corner.
+        area = bounds([spec.rect for _unit, spec in job.plan.units]) if job.plan else None
+        self._origin = (area.x0, area.y0) if area is not None else (0, 0)
         landed: dict[str, tuple[exr.MultiLayer, JobSpec]] = {}  # read once, as it lands
         for tile in job.tiles(lambda: bool(self.test_break() or CANCEL.is_set())):
             if tile.path is None:
@@ -117,10 +121,10 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         if job.failed or len(landed) != job.total:
             raise BitwrkError("units could not be bought: " + "; ".join(job.failed))
         frame_spec = next(iter(landed.values()))[1]
-        whole = frame_spec.with_rect(Rect(0, frame_spec.width, 0, frame_spec.height))
+        whole = frame_spec.with_rect(bounds([s.rect for _image, s in landed.values()]))
         frame = Frame(whole.rect, exr.stitch_images(
             [(image, s.rect, uid) for uid, (image, s) in landed.items()],
-            frame_spec.width, frame_spec.height))
+            frame_spec.width, frame_spec.height, whole.rect))
         if frame_spec.denoise:
             self._write_denoised(scene, frame, whole, layer)
         self.update_stats("", f"BitWrk: done, spent {job.spent} sat")
@@ -129,7 +133,9 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
     def _fill(self, rect: Rect, passes: Any, layer: str) -> None:
         """Write one rect of ``layer``'s result: ``passes(layer, pass_name)`` gives pixels
         or None."""
-        result = self.begin_result(rect.x0, rect.y0, rect.width, rect.height, layer=layer)
+        x0, y0 = getattr(self, "_origin", (0, 0))
+        result = self.begin_result(rect.x0 - x0, rect.y0 - y0, rect.width, rect.height,
+                                   layer=layer)
         for result_layer in result.layers:
             for render_pass in result_layer.passes:
                 pixels = passes(result_layer.name, render_pass.name)
@@ -157,7 +163,8 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
                    if vl.name in spec.view_layers)
         compose.denoise_frame(frame.image, spec, compose.denoise_settings(scene), keep)
         self._fill(spec.rect, frame.passes, layer)
-        RESULT_LOG.append(("frame", 0, 0, spec.width, spec.height, "denoised"))
+        r = spec.rect
+        RESULT_LOG.append(("frame", r.x0, r.y0, r.width, r.height, "denoised"))
 
 
 class Frame:

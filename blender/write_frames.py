@@ -80,7 +80,8 @@ def main() -> int:
     holder: dict[str, Any] = {}
     bpy.utils.register_class(_engine_class(bpy, holder))
     r = scene.render
-    r.engine, r.use_border, r.resolution_percentage = ENGINE_ID, False, 100
+    region = r.use_border  # a render region stays: Blender crops it, or not, as when local
+    r.engine, r.resolution_percentage = ENGINE_ID, 100
     reply({"ready": True})
     for line in sys.stdin:
         if not line.strip():
@@ -91,14 +92,17 @@ def main() -> int:
             number = int(request["frame"])
             began = time.perf_counter()
             tiles = [(Path(t["path"]), JobSpec.from_json(t["spec"])) for t in request["tiles"]]
-            spec = tiles[0][1].with_rect(Rect(0, tiles[0][1].width, 0, tiles[0][1].height))
-            frame = exr.stitch([(p, s.rect) for p, s in tiles], spec.width, spec.height)
+            first = tiles[0][1]
+            area = compose.region_of(scene, first, [s.rect for _p, s in tiles])
+            spec = first.with_rect(area)
+            frame = exr.stitch([(p, s.rect) for p, s in tiles], spec.width, spec.height, area)
             if spec.denoise:
                 keep = all(vl.cycles.denoising_store_passes for vl in scene.view_layers
                            if vl.name in spec.view_layers)
                 compose.denoise_frame(frame, spec, compose.denoise_settings(scene), keep)
             holder["frame"] = frame
-            r.resolution_x, r.resolution_y = frame.width, frame.height
+            r.resolution_x, r.resolution_y = spec.width, spec.height
+            r.use_border = region and area != Rect(0, spec.width, 0, spec.height)
             scene.frame_set(number)  # the compositor and the file's metadata see the frame
             bpy.ops.render.render(scene=scene.name)
             out = Path(request["path"])

@@ -28,7 +28,7 @@ from . import compat, exr, oidn
 from .bpyprocess import isolate_user_dirs, private_stdout
 from .errors import ComposeError
 from .jobspec import JobSpec
-from .tiling import Rect
+from .tiling import Rect, bounds, region
 
 DENOISING_PASSES = ("Denoising Normal", "Denoising Albedo", "Denoising Depth")
 
@@ -120,7 +120,8 @@ def _saved(obj: Any, **changes: Any) -> Iterator[None]:
 
 
 def _engine_class(bpy: Any, frame: exr.MultiLayer) -> Any:
-    """A RenderEngine that "renders" by handing Blender the composed passes."""
+    """A RenderEngine that "renders" by handing Blender the composed passes (a render
+    region's result starts at the region's corner: Blender counts from there)."""
 
     class ComposeEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         bl_idname = ENGINE_ID
@@ -139,20 +140,26 @@ def _engine_class(bpy: Any, frame: exr.MultiLayer) -> Any:
     return ComposeEngine
 
 
-def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path) -> None:
+def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path,
+              area: Rect | None = None, size: tuple[int, int] | None = None) -> None:
     """Write ``frame`` as an 8-bit PNG exactly as Blender saves a render of ``scene``.
 
     The frame goes through a render with a tiny Python engine, so the view transform,
     look, dither and compositor apply exactly as after a local render (saving a plain
     float image instead dithers differently: +-1 level on half the pixels). The scene's
     settings are restored afterwards, so this is safe in an artist's open file.
+    ``area``: ``frame`` is only the scene's render region of a ``size`` frame; Blender
+    then crops it, or not, as the scene says.
     """
+    width, height = size or (frame.width, frame.height)
+    whole = area is None or area == Rect(0, width, 0, height)
     engine = _engine_class(bpy, frame)
     bpy.utils.register_class(engine)
     r = scene.render
     try:
-        with _saved(r, engine=ENGINE_ID, use_border=False, resolution_x=frame.width,
-                    resolution_y=frame.height, resolution_percentage=100):
+        border = {"use_border": False} if whole else {}  # a region: the scene's own
+        with _saved(r, engine=ENGINE_ID, resolution_x=width, resolution_y=height,
+                    resolution_percentage=100, **border):
             bpy.ops.render.render(scene=scene.name)
             with compat.output_format(r.image_settings, "PNG", color_mode="RGBA",
                                       color_depth="8"):
@@ -160,6 +167,20 @@ def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path) -> None:
                 bpy.data.images["Render Result"].save_render(filepath=str(path), scene=scene)
     finally:
         bpy.utils.unregister_class(engine)
+
+
+def region_of(scene: Any, spec: JobSpec, rects: list[Rect]) -> Rect:
+    """The part of ``spec``'s frame that tiles at ``rects`` cover: the whole frame, or
+    ``scene``'s render region (refused when they cover anything else)."""
+    area = bounds(rects)
+    r = scene.render
+    border = {"use": r.use_border, "min_x": r.border_min_x, "max_x": r.border_max_x,
+              "min_y": r.border_min_y, "max_y": r.border_max_y}
+    if area not in (Rect(0, spec.width, 0, spec.height),
+                    region(border, spec.width, spec.height)):
+        raise ComposeError(f"the tiles cover {area}, neither the whole frame nor the"
+                           " scene's render region", tiles=str(area))
+    return area
 
 
 def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeResult:
@@ -176,7 +197,9 @@ def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeRe
         scene.frame_set(spec.frame)
     times = {}
     t0 = time.perf_counter()
-    frame = exr.stitch([(p, s.rect) for p, s in request.tiles], spec.width, spec.height)
+    area = region_of(scene, spec, [s.rect for _p, s in request.tiles])
+    frame = exr.stitch([(p, s.rect) for p, s in request.tiles], spec.width, spec.height,
+                       area)
     times["stitch"] = time.perf_counter() - t0
     if spec.denoise:
         t0 = time.perf_counter()
@@ -186,9 +209,11 @@ def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeRe
         times["denoise"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     request.exr.parent.mkdir(parents=True, exist_ok=True)
-    exr.write(request.exr, frame)
+    whole = area == Rect(0, spec.width, 0, spec.height)
+    crop = whole or scene.render.use_crop_to_border  # as Blender saves a region
+    exr.write(request.exr, frame if crop else exr.embed(frame, area, spec.width, spec.height))
     if request.png is not None:
-        write_png(bpy, scene, frame, request.png)
+        write_png(bpy, scene, frame, request.png, area, (spec.width, spec.height))
     times["write"] = time.perf_counter() - t0
     return ComposeResult(request.exr, request.png, spec.denoise, times)
 

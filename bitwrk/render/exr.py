@@ -168,21 +168,35 @@ def write(path: Path, image: MultiLayer) -> None:
         out.close()
 
 
-def stitch(tiles: list[tuple[Path, Rect]], width: int, height: int) -> MultiLayer:
+def stitch(tiles: list[tuple[Path, Rect]], width: int, height: int,
+           area: Rect | None = None) -> MultiLayer:
     """Place each tile file at its rect in a ``width`` x ``height`` frame.
 
     Every tile must carry the same passes; every pixel must be covered exactly once.
+    ``area``: only that part of the frame was rendered (the scene's render region); the
+    result is ``area``-sized, tiles placed relative to its corner.
     """
     return stitch_images([(read(path), rect, str(path)) for path, rect in tiles], width,
-                         height)
+                         height, area)
 
 
-def stitch_images(tiles: list[tuple[MultiLayer, Rect, str]], width: int, height: int
-                  ) -> MultiLayer:
+def stitch_images(tiles: list[tuple[MultiLayer, Rect, str]], width: int, height: int,
+                  area: Rect | None = None) -> MultiLayer:
     """:func:`stitch` for tiles already read (image, rect, name for errors): a buyer that
     drew each tile as it landed does not read it again at the end."""
     if not tiles:
         raise ComposeError("no tiles to stitch")
+    if area is not None and area != Rect(0, width, 0, height):
+        if not area.inside(width, height):
+            raise ComposeError(f"region {area} is not inside the {width}x{height} frame")
+        for _tile, rect, path in tiles:
+            if not (area.x0 <= rect.x0 and rect.x1 <= area.x1 and area.y0 <= rect.y0
+                    and rect.y1 <= area.y1):
+                raise ComposeError(f"tile {path} at {rect} is outside the region {area}",
+                                   path=path)
+        return stitch_images([(tile, Rect(r.x0 - area.x0, r.x1 - area.x0, r.y0 - area.y0,
+                                          r.y1 - area.y0), path) for tile, r, path in tiles],
+                             area.width, area.height)
     frame: MultiLayer | None = None
     covered = np.zeros((height, width), dtype=np.int32)
     for tile, rect, path in tiles:
@@ -206,3 +220,17 @@ def stitch_images(tiles: list[tuple[MultiLayer, Rect, str]], width: int, height:
                            gaps=int((covered == 0).sum()), overlaps=int((covered > 1).sum()))
     assert frame is not None
     return frame
+
+
+def embed(image: MultiLayer, area: Rect, width: int, height: int) -> MultiLayer:
+    """``image`` (of ``area``) placed in a ``width`` x ``height`` frame of zeros: what
+    Blender saves for a render region without "crop to render region"."""
+    if (image.width, image.height) != (area.width, area.height) or not area.inside(width,
+                                                                                 height):
+        raise ComposeError(f"a {image.width}x{image.height} image cannot fill {area}")
+    parts = []
+    for part in image.parts:
+        pixels = np.zeros((height, width, len(part.channels)), dtype=np.float32)
+        pixels[area.y0:area.y1, area.x0:area.x1] = part.pixels
+        parts.append(Part(part.name, part.channels, pixels))
+    return MultiLayer(width, height, parts, image.attributes)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..articles import COST_CLASSES
 from .errors import CostClassExceeded, JobSpecError
@@ -123,22 +123,54 @@ def tiles(width: int, height: int, count: int) -> list[Rect]:
     return grid(width, height, cols, rows)
 
 
-def auto_count(spec: JobSpec, cost_class: str = "2G") -> int:
+def tiles_in(area: Rect, count: int) -> list[Rect]:
+    """:func:`tiles` of the part ``area`` of a frame, in frame coordinates."""
+    return [Rect(r.x0 + area.x0, r.x1 + area.x0, r.y0 + area.y0, r.y1 + area.y0)
+            for r in tiles(area.width, area.height, count)]
+
+
+def bounds(rects: list[Rect]) -> Rect:
+    """The smallest rect holding every one of ``rects``."""
+    if not rects:
+        raise JobSpecError("no rects")
+    return Rect(min(r.x0 for r in rects), max(r.x1 for r in rects),
+                min(r.y0 for r in rects), max(r.y1 for r in rects))
+
+
+def region(border: dict[str, Any] | None, width: int, height: int) -> Rect:
+    """The pixels a render of the scene covers: its render region (``render.use_border``,
+    the probe's ``border``), by Blender's own rule (:func:`blender_edge`), else the whole
+    frame. Raises :class:`JobSpecError` for a region without a pixel, which Blender
+    refuses to render too."""
+    if not border or not border.get("use"):
+        return Rect(0, width, 0, height)
+    area = Rect(blender_edge(float(border["min_x"]), width),
+                blender_edge(float(border["max_x"]), width),
+                blender_edge(float(border["min_y"]), height),
+                blender_edge(float(border["max_y"]), height))
+    if area.width < 1 or area.height < 1:
+        raise JobSpecError("the scene's render region holds no pixel: widen it or turn it"
+                           " off (Render Region in the Output properties)", region=str(area))
+    return area
+
+
+def auto_count(spec: JobSpec, cost_class: str = "2G", area: Rect | None = None) -> int:
     """The smallest tile count whose every tile (overscan included) fits ``cost_class``.
 
-    ``spec`` describes the frame (its rect is ignored). Raises :class:`CostClassExceeded`
-    when even one-pixel-high strips would not fit.
+    ``spec`` describes the frame (its rect is ignored); ``area`` is the part of it to
+    render (default: all of it). Raises :class:`CostClassExceeded` when even
+    one-pixel-high strips would not fit.
     """
     if cost_class not in COST_CLASSES:
         raise JobSpecError(f"unknown cost class {cost_class!r}", cost_class=cost_class)
     limit = COST_CLASSES[cost_class]
-    full = Rect(0, spec.width, 0, spec.height)
+    full = area or Rect(0, spec.width, 0, spec.height)
     count = max(1, math.ceil(spec.ray_budget_for(full) / limit))
     while True:
-        parts = tiles(spec.width, spec.height, count)
+        parts = tiles_in(full, count)
         if max(spec.ray_budget_for(t) for t in parts) <= limit:
             return count
-        if len(parts) >= spec.width * spec.height:
+        if len(parts) >= full.pixels:
             raise CostClassExceeded(
                 f"a single pixel of this job exceeds {cost_class}",
                 cost_class=cost_class, ray_budget=spec.ray_budget_for(parts[0]))

@@ -21,7 +21,7 @@ from bitwrk.render import exr
 from bitwrk.render.compose import ComposeRequest
 from bitwrk.render.composer import Composer
 from bitwrk.render.jobspec import JobSpec
-from bitwrk.render.tiling import tiles
+from bitwrk.render.tiling import Rect, region, tiles, tiles_in
 from bitwrk.seller.pool import WorkerPool
 from tests.blender.conftest import BLENDER_LINE, bpy_env, needs_bpy, run_bpy
 
@@ -184,6 +184,45 @@ async def test_an_animated_view_transform_applies_at_each_frames_own_time(
         assert_identical(tmp_path / f"frame{frame}" / "frame", reference, f"f{frame}")
     brighter = png_pixels(reference / "f3.png")[..., :3] - png_pixels(reference / "f1.png")[..., :3]
     assert brighter.mean() > 20  # the fade shows: frame 3 is much brighter
+
+
+REGION = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+r = bpy.context.scene.render
+r.use_border, r.use_crop_to_border = True, sys.argv[3] == "crop"
+r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 0.21, 0.73, 0.3, 0.91
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+@pytest.mark.parametrize("crop", ["crop", "keep"])
+async def test_a_render_region_is_bought_alone_and_saved_as_blender_saves_it(
+        scene_dir: Path, tmp_path: Path, frame_spec: Any, compose: Any, crop: str) -> None:
+    """A scene with a render region (Ctrl+B): only the region's pixels are bought, and the
+    denoised frame equals a local render of that file: the region alone with "crop to
+    render region", else the whole frame with nothing outside the region."""
+    blend = tmp_path / "job" / "region.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", REGION, str(scene_dir / "scene.blend"), str(blend), crop], tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "region:1:1"], tmp_path)
+    result = run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path)
+    area = region(json.loads(result.stdout)["border"], 96, 64)
+    assert area == Rect(20, 70, 19, 58)  # Blender's rule: int(float32(f) * size)
+    specs = [frame_spec(blend="region.blend", denoise=True).with_rect(r)
+             for r in tiles_in(area, 4)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
+    assert answer["ok"], answer
+    expected = (50, 39) if crop == "crop" else (96, 64)
+    assert exr.read(tmp_path / "frame.exr").width == expected[0]
+    assert png_pixels(tmp_path / "frame.png").shape[:2] == (expected[1], expected[0])
+    assert_identical(tmp_path / "frame", reference, "region")
 
 
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bitwrk.render import exr
+from tests.blender.test_render_exact import REGION
 from tests.extension.conftest import (
     HAVE_BPY,
     HERE,
@@ -92,6 +93,37 @@ def test_render_animation_on_bitwrk_writes_every_frame_like_blender(
         # The scene moves: each file holds its own frame, not one frame written three times.
         first, last = (pixels(out / name / names[i])[1] for i in (0, -1))
         assert not np.array_equal(first, last)
+
+
+def test_render_animation_with_a_render_region_writes_the_region_like_blender(
+        extension_zip: Path, scene: dict[str, Path], exchange_with_sellers: str,
+        tmp_path: Path) -> None:
+    """Ctrl+B, then Render Animation on BitWrk: each frame's region alone is bought, and
+    the files (cropped to the region here) equal Blender's own Render Animation."""
+    db = tmp_path / "exchange" / "exchange.sqlite3"
+    env = scratch_env(tmp_path / "buyer")
+    fund_buyer(exchange_with_sellers, db, env)
+    blend = scene["blend"].parent / "region.blend"
+    bpy_run(["-c", REGION, str(scene["blend"]), str(blend), "crop"], env)
+    ref = tmp_path / "ref"
+    bpy_run([str(HERE / "animation_reference.py"), str(blend), str(ref), str(FIRST),
+             str(LAST), "region:PNG:1"], env)
+    out = tmp_path / "out"
+    report = run_report([str(HERE / "animation_check.py"), str(extension_zip), str(blend),
+                         exchange_with_sellers, str(out), str(FIRST), str(LAST),
+                         "region:PNG:2:1"], env)
+    run = report["region"]
+    assert run["result"] == ["FINISHED"], run
+    units = 2 * (LAST - FIRST + 1)
+    assert (run["total"], run["done"], run["failed"]) == (units, units, 0), run
+    names = [f"shot_{f:04d}.png" for f in range(FIRST, LAST + 1)]
+    assert sorted(p.name for p in (out / "region").iterdir()) == names
+    for n in names:
+        got_channels, got = pixels(out / "region" / n)
+        want_channels, want = pixels(ref / "region" / n)
+        assert got_channels == want_channels, n
+        assert got.shape == want.shape == (39, 50, 4), n  # the region of a 96x64 frame
+        assert np.array_equal(got, want), f"{n}: max diff {np.abs(got - want).max()}"
 
 
 def test_cancel_stops_buying_and_keeps_the_frames_already_paid_for(

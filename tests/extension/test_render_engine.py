@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from bitwrk.render import exr
+from bitwrk.render.tiling import Rect, bounds
+from tests.blender.test_render_exact import REGION
 from tests.extension.conftest import (
     HAVE_BPY,
     HERE,
@@ -74,6 +76,36 @@ def test_f12_on_bitwrk_equals_a_local_render(
                   - combined(scene["ref"] / f"{name}.exr")).max() == 0.0
     assert np.abs(png(stem.with_suffix(".png")) - png(scene["ref"] / f"{name}.png")).max() == 0
 
+
+
+@pytest.mark.parametrize("crop", ["crop", "keep"])
+def test_f12_with_a_render_region_buys_only_the_region(
+        extension_zip: Path, scene: dict[str, Path], exchange_with_sellers: str,
+        tmp_path: Path, crop: str) -> None:
+    """Ctrl+B in the camera view, then F12: the region's pixels alone are bought (Blender
+    counts the result from the region's corner), denoised, and equal a local render."""
+    db = tmp_path / "exchange" / "exchange.sqlite3"
+    buyer = tmp_path / "buyer"
+    env = scratch_env(buyer)
+    fund_buyer(exchange_with_sellers, db, env)
+    blend = scene["blend"].parent / f"region-{crop}.blend"
+    bpy_run(["-c", REGION, str(scene["blend"]), str(blend), crop], env)
+    bpy_run([str(ROOT / "tests/blender/reference_render.py"), str(blend), str(tmp_path),
+             "local:1:1:0"], env)
+    stem = tmp_path / "result"
+    report = run_report([str(HERE / "render_check.py"), str(extension_zip), str(blend),
+                         exchange_with_sellers, str(stem), "4", "1"], env)
+    assert report["result"] == ["FINISHED"], report
+    tiles = [entry for entry in report["log"] if entry[5] == "tile"]
+    assert len(tiles) == 4 and report["done"] == 4
+    region = Rect(20, 70, 19, 58)  # of the 96x64 frame
+    assert all(bounds([Rect(t[1], t[1] + t[3], t[2], t[2] + t[4]), region]) == region
+               for t in tiles)
+    assert report["log"][-1] == ["frame", 20, 19, 50, 39, "denoised"]
+    got, local = combined(stem.with_suffix(".exr")), combined(tmp_path / "local.exr")
+    assert got.shape == local.shape == ((39, 50, 4) if crop == "crop" else (64, 96, 4))
+    assert np.abs(got - local).max() == 0.0
+    assert np.abs(png(stem.with_suffix(".png")) - png(tmp_path / "local.png")).max() == 0
 
 
 def test_two_view_layers_buy_the_frame_once_and_fill_both(

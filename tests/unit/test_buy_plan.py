@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bitwrk.buy import plan
 from bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
+from bitwrk.render import exr
 from bitwrk.render.composer import FrameOutput
-from bitwrk.render.tiling import END_SPLIT_MAX, Rect, end_split
+from bitwrk.render.errors import ComposeError, JobSpecError
+from bitwrk.render.tiling import END_SPLIT_MAX, Rect, bounds, end_split, region
 
 
 def info(width: int = 320, height: int = 240) -> dict[str, Any]:
@@ -52,6 +55,46 @@ def test_plan_cuts_only_the_last_round_and_only_with_auto_tiles() -> None:
     pinned = plan(info(), "scene.blend", [1, 2, 3, 4, 5], "1", "512M", sellers=2).units
     assert len(pinned) == 5  # --tiles 1 is the user's word
     assert len(plan(info(), "scene.blend", [1, 2, 3, 4], "auto", "512M", sellers=2).units) == 4
+
+
+def test_a_render_region_is_planned_alone_by_blenders_rule() -> None:
+    scene = info() | {"border": {"use": True, "crop": False, "min_x": 0.25, "max_x": 0.5,
+                                 "min_y": 0.1, "max_y": 0.9}}
+    units = plan(scene, "scene.blend", [1, 2], "3", "512M").units
+    area = Rect(80, 160, 24, 216)  # int(float32(f) * size) of a 320x240 frame
+    assert region(scene["border"], 320, 240) == area
+    for frame in (1, 2):
+        rects = [s.rect for _u, s in units if s.frame == frame]
+        assert len(rects) == 3 and bounds(rects) == area
+        assert sum(r.pixels for r in rects) == area.pixels  # no pixel twice
+    auto = plan(scene, "scene.blend", [1], "auto", "512M").units
+    assert bounds([s.rect for _u, s in auto]) == area
+    off = info() | {"border": {**scene["border"], "use": False}}
+    assert bounds([s.rect for _u, s in plan(off, "s.blend", [1], "2", "512M").units]) == \
+        Rect(0, 320, 0, 240)
+
+
+def test_an_empty_render_region_is_refused_as_blender_refuses_it() -> None:
+    empty = {"use": True, "min_x": 0.5, "max_x": 0.501, "min_y": 0.0, "max_y": 1.0}
+    with pytest.raises(JobSpecError, match="render region holds no pixel"):
+        plan(info() | {"border": empty}, "scene.blend", [1], "auto", "512M")
+
+
+def test_stitching_a_region_places_tiles_from_its_corner_and_embed_pads_with_zeros() -> None:
+    area = Rect(2, 6, 1, 4)
+    tiles = [(exr.MultiLayer(2, 3, [exr.Part("L.Combined", ["R"], np.full((3, 2, 1), v,
+                                                                             np.float32))]),
+              Rect(x, x + 2, 1, 4), f"t{x}") for v, x in ((1.0, 2), (2.0, 4))]
+    image = exr.stitch_images(tiles, 8, 5, area)
+    assert (image.width, image.height) == (4, 3)
+    assert image.part("L.Combined").pixels[..., 0].tolist() == [[1, 1, 2, 2]] * 3
+    whole = exr.embed(image, area, 8, 5)
+    pixels = whole.part("L.Combined").pixels[..., 0]
+    assert pixels.sum() == 18 and pixels[1:4, 2:6].tolist() == [[1, 1, 2, 2]] * 3
+    with pytest.raises(ComposeError, match="outside the region"):
+        exr.stitch_images(tiles, 8, 5, Rect(3, 6, 1, 4))
+    with pytest.raises(ComposeError, match="cover the frame exactly once"):
+        exr.stitch_images(tiles[:1], 8, 5, area)
 
 
 def test_quote_figures() -> None:
