@@ -4,6 +4,7 @@ composed while later units still trade, and ``--quote`` buys nothing."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.blender.conftest import needs_bpy
-from tests.blender.test_render_exact import assert_identical
+from bitwrk.render import exr
+from tests.blender.conftest import needs_bpy, run_bpy
+from tests.blender.test_render_exact import REGION, assert_identical
 from tests.blender.test_swarm import Node, credit, get, swarm  # noqa: F401 - the fixture
 from tests.e2e.conftest import ServerProcess
 
@@ -87,3 +89,26 @@ def test_quote_without_sellers_says_nothing_would_match(scene_dir: Path,
         assert get(exchange, f"/api/v1/accounts/{buyer.address()}/bids") == []
     finally:
         exchange.close()
+
+
+def test_a_scene_with_a_render_region_buys_only_the_region(swarm: dict[str, Any],  # noqa: F811
+                                                           scene_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """``bitwrk.buy`` of a file saved with a render region (crop to it): 2 units inside
+    the region, and the files equal a local render of that file."""
+    blend = tmp_path / "job" / "region.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", REGION, str(scene_dir / "scene.blend"), str(blend), "crop"], tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "region:1:0"], tmp_path)
+    exchange: ServerProcess = swarm["exchange"]
+    result = swarm["buyer"].run("bitwrk.buy", str(blend), "--exchange", exchange.url,
+                                "--max-price", "100", "--out", str(tmp_path / "out"),
+                                "--tiles", "2", "--allow-local-sellers")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "buying 2 units" in result.stdout
+    assert_identical(tmp_path / "out" / "Shot_0001", reference, "region")
+    assert exr.read(tmp_path / "out" / "Shot_0001.exr").width == 50  # the region's width
