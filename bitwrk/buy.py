@@ -73,13 +73,36 @@ def _bpy_env() -> dict[str, str]:
     return env
 
 
+def layer_samples(info: dict[str, Any]) -> int:
+    """The sample count of the rendered view layers, as Cycles decides it: a layer's own
+    count (View Layer > Samples, when not 0) replaces the scene's under "Layer Samples:
+    Use", caps it under "Bounded", and is ignored under "Ignore". Units carry one count
+    (sellers render every layer with it), so layers that would differ are refused."""
+    scene = int(info["samples"])
+    mode = info.get("layer_samples", "USE")
+    counts: dict[int, list[str]] = {}
+    for layer in info["view_layers"]:
+        if not layer["use"]:
+            continue
+        own = int(layer.get("samples") or 0)
+        count = (scene if mode == "IGNORE" or own == 0
+                 else min(own, scene) if mode == "BOUNDED" else own)
+        counts.setdefault(count, []).append(str(layer["name"]))
+    if len(counts) > 1:
+        which = "; ".join(f"{', '.join(names)}: {n}" for n, names in sorted(counts.items()))
+        raise BitwrkError(f"the view layers render with different sample counts ({which});"
+                          " BitWrk renders one count for all: give them the same, or set"
+                          " Layer Samples to Ignore")
+    return next(iter(counts), scene)
+
+
 def frame_spec(info: dict[str, Any], blend_name: str, frame: int, version: str,
                device: str = "CPU") -> JobSpec:
     layers = tuple(v["name"] for v in info["view_layers"] if v["use"])
     adaptive = bool(info["adaptive"]["use"])
     return JobSpec(blend=blend_name, scene=info["scene"], view_layers=layers, frame=frame,
                    width=info["width"], height=info["height"], x0=0, x1=info["width"], y0=0,
-                   y1=info["height"], samples=info["samples"], seed=info["seed"],
+                   y1=info["height"], samples=layer_samples(info), seed=info["seed"],
                    max_bounces=info["max_bounces"], denoise=bool(info["denoise"]["use"]),
                    overscan=ADAPTIVE_OVERSCAN if adaptive else 0, blender=version,
                    device=device)

@@ -127,7 +127,7 @@ def describe(scene: Any) -> dict[str, Any]:
                     "use_gpu": cy.denoising_use_gpu},
         "view_layers": [{"name": vl.name, "use": vl.use, "samples": vl.samples}
                         for vl in scene.view_layers],
-        "layer_samples": cy.use_layer_samples,  # per-layer samples: sellers IGNORE them
+        "layer_samples": cy.use_layer_samples,  # resolved by the buyer: bitwrk.buy.layer_samples
         "film_transparent": r.film_transparent,
         "motion_blur": r.use_motion_blur,
         "compositing": bool(r.use_compositing and compat.compositor_tree(scene) is not None),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bitwrk.buy import layer_samples
 from bitwrk.render import exr
 from bitwrk.render.compose import ComposeRequest
 from bitwrk.render.composer import Composer
@@ -223,6 +224,42 @@ async def test_a_render_region_is_bought_alone_and_saved_as_blender_saves_it(
     assert exr.read(tmp_path / "frame.exr").width == expected[0]
     assert png_pixels(tmp_path / "frame.png").shape[:2] == (expected[1], expected[0])
     assert_identical(tmp_path / "frame", reference, "region")
+
+
+LAYER_SAMPLES = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+scene = bpy.context.scene
+scene.cycles.use_layer_samples = sys.argv[3]
+scene.view_layers["ViewLayer"].samples = 5
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+@pytest.mark.parametrize(("mode", "samples"), [("USE", 5), ("BOUNDED", 5), ("IGNORE", 16)])
+async def test_a_view_layers_own_sample_count_is_bought_as_cycles_renders_it(
+        scene_dir: Path, tmp_path: Path, frame_spec: Any, compose: Any, mode: str,
+        samples: int) -> None:
+    """View Layer > Samples 5 against the scene's 16: the plan's count (from the probe)
+    gives tiles that equal a local render of the file, under each Layer Samples mode."""
+    blend = tmp_path / "job" / "layers.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", LAYER_SAMPLES, str(scene_dir / "scene.blend"), str(blend), mode],
+            tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "layers:1:0"], tmp_path)
+    info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
+    assert layer_samples(info) == samples
+    specs = [frame_spec(blend="layers.blend", samples=samples).with_rect(r)
+             for r in tiles(96, 64, 2)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
+    assert answer["ok"], answer
+    assert_identical(tmp_path / "frame", reference, "layers")
 
 
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:

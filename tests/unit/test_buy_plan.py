@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bitwrk.buy import plan
+from bitwrk.errors import BitwrkError
 from bitwrk.quote import Quote, asks_within, sample_rect, setup_rect
 from bitwrk.render import exr
 from bitwrk.render.composer import FrameOutput
@@ -95,6 +96,26 @@ def test_stitching_a_region_places_tiles_from_its_corner_and_embed_pads_with_zer
         exr.stitch_images(tiles, 8, 5, Rect(3, 6, 1, 4))
     with pytest.raises(ComposeError, match="cover the frame exactly once"):
         exr.stitch_images(tiles[:1], 8, 5, area)
+
+
+@pytest.mark.parametrize(("mode", "own", "samples"), [
+    ("USE", 0, 16), ("USE", 8, 8), ("USE", 64, 64), ("BOUNDED", 8, 8), ("BOUNDED", 64, 16),
+    ("IGNORE", 8, 16)])
+def test_a_view_layers_own_sample_count_applies_as_cycles_applies_it(
+        mode: str, own: int, samples: int) -> None:
+    scene = info() | {"layer_samples": mode,
+                      "view_layers": [{"name": "ViewLayer", "use": True, "samples": own},
+                                      {"name": "Off", "use": False, "samples": 1}]}
+    (_unit, spec), = plan(scene, "scene.blend", [1], "1", "512M").units
+    assert spec.samples == samples
+
+
+def test_view_layers_with_different_sample_counts_are_refused() -> None:
+    scene = info() | {"layer_samples": "USE",
+                      "view_layers": [{"name": "Fg", "use": True, "samples": 64},
+                                      {"name": "Bg", "use": True, "samples": 0}]}
+    with pytest.raises(BitwrkError, match=r"different sample counts \(Bg: 16; Fg: 64\)"):
+        plan(scene, "scene.blend", [1], "1", "512M")
 
 
 def test_quote_figures() -> None:
