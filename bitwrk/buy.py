@@ -124,6 +124,9 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     sellers idle are cut into tiles (:func:`~bitwrk.render.tiling.end_split`)."""
     if gpu:
         check_gpu(info)
+    if info.get("multiview"):
+        raise BitwrkError("stereoscopy (Output Properties > Views) is not bought on BitWrk:"
+                          " a unit is one view, and sellers render mono; turn Views off")
     version = info["blender"]
     specs = [frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
              for frame in frames]

@@ -76,6 +76,7 @@ def configure(scene: Any, spec: JobSpec, threads: int) -> None:
             use_denoising=False,
             use_layer_samples="IGNORE")  # the spec's sample count holds for every layer
     compat.assign(r, use_single_layer=False)  # every layer the spec names, not just the active
+    compat.assign(r, use_multiview=False)  # one view: the tile the buyer checks and stitches
     select_layers(scene, spec)
     compat.assign(r, dither_intensity=0.0,
             use_compositing=False,  # tiles carry raw passes; the buyer composites the frame

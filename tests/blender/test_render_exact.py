@@ -262,6 +262,34 @@ async def test_a_view_layers_own_sample_count_is_bought_as_cycles_renders_it(
     assert_identical(tmp_path / "frame", reference, "layers")
 
 
+STEREO = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+bpy.context.scene.render.use_multiview = True  # stereo 3D: left and right views
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+async def test_a_seller_renders_a_stereoscopic_file_as_one_view(
+        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any) -> None:
+    """A buyer refuses to buy stereo (bitwrk.buy.plan); a seller handed such a file
+    anyway renders one view, so its tile has exactly the passes the buyer checks."""
+    blend = tmp_path / "job" / "stereo.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", STEREO, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
+    assert info["multiview"] is True
+    specs = [frame_spec(blend="stereo.blend").with_rect(r) for r in tiles(96, 64, 2)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    mono = exr.read(references / "plain.exr")
+    for path in paths:
+        assert [p.name for p in exr.read(path).parts] == [p.name for p in mono.parts]
+    stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
+    assert np.abs(stitched.part("ViewLayer.Combined").pixels
+                  - combined(references / "plain.exr")).max() == 0.0
+
+
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
     result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
     info = json.loads(result.stdout)

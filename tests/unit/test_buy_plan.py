@@ -118,6 +118,12 @@ def test_view_layers_with_different_sample_counts_are_refused() -> None:
         plan(scene, "scene.blend", [1], "1", "512M")
 
 
+def test_a_stereoscopic_scene_is_refused_before_anything_is_bought() -> None:
+    with pytest.raises(BitwrkError, match="stereoscopy"):
+        plan(info() | {"multiview": True}, "scene.blend", [1], "auto", "512M")
+    assert plan(info() | {"multiview": False}, "scene.blend", [1], "1", "512M").units
+
+
 def test_quote_figures() -> None:
     rect = sample_rect(320, 240)
     assert (rect.width, rect.height) == (80, 60)
