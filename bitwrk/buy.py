@@ -127,6 +127,11 @@ def plan(info: dict[str, Any], blend_name: str, frames: list[int], tiles_arg: st
     if info.get("multiview"):
         raise BitwrkError("stereoscopy (Output Properties > Views) is not bought on BitWrk:"
                           " a unit is one view, and sellers render mono; turn Views off")
+    if info.get("path_guiding"):
+        raise BitwrkError("Path Guiding (Render Properties > Sampling > Path Guiding) makes"
+                          " each pixel depend on the rest of the region rendered with it:"
+                          " tiles would differ from a local render and could not be"
+                          " checked, so sellers render without it; turn it off")
     version = info["blender"]
     specs = [frame_spec(info, blend_name, frame, version, "GPU" if gpu else "CPU")
              for frame in frames]

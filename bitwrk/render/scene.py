@@ -130,6 +130,7 @@ def describe(scene: Any) -> dict[str, Any]:
         "layer_samples": cy.use_layer_samples,  # resolved by the buyer: bitwrk.buy.layer_samples
         "film_transparent": r.film_transparent,
         "multiview": bool(r.use_multiview),  # stereoscopy (Output > Views)
+        "path_guiding": bool(getattr(cy, "use_guiding", False)),
         "motion_blur": r.use_motion_blur,
         "compositing": bool(r.use_compositing and compat.compositor_tree(scene) is not None),
         "python_drivers": python_drivers(),

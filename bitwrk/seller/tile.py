@@ -74,7 +74,10 @@ def configure(scene: Any, spec: JobSpec, threads: int) -> None:
     compat.assign(cy, samples=spec.samples, seed=spec.seed, max_bounces=spec.max_bounces,
             time_limit=0.0,  # a time limit makes the sample count depend on the machine
             use_denoising=False,
-            use_layer_samples="IGNORE")  # the spec's sample count holds for every layer
+            use_layer_samples="IGNORE",  # the spec's sample count holds for every layer
+            # Path guiding learns from the region rendered: a tile (or a buyer's check
+            # patch) would differ from the same pixels of the whole frame (up to 0.23).
+            use_guiding=False)
     compat.assign(r, use_single_layer=False)  # every layer the spec names, not just the active
     compat.assign(r, use_multiview=False)  # one view: the tile the buyer checks and stitches
     select_layers(scene, spec)

@@ -290,6 +290,33 @@ async def test_a_seller_renders_a_stereoscopic_file_as_one_view(
                   - combined(references / "plain.exr")).max() == 0.0
 
 
+GUIDING = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+bpy.context.scene.cycles.use_guiding = True
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+async def test_sellers_render_without_path_guiding_so_tiles_stay_exact(
+        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any) -> None:
+    """Path guiding learns from the region rendered: with it, 4 stitched tiles differed
+    from the whole frame by up to 0.23, and a buyer's check patch would differ from an
+    honest seller's tile. Sellers (and the buyer's checks) render without it: the tiles
+    of such a file equal the plain reference, and the buyer refuses to buy it."""
+    blend = tmp_path / "job" / "guided.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", GUIDING, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
+    assert info["path_guiding"] is True
+    specs = [frame_spec(blend="guided.blend").with_rect(r) for r in tiles(96, 64, 4)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
+    assert np.abs(stitched.part("ViewLayer.Combined").pixels
+                  - combined(references / "plain.exr")).max() == 0.0
+
+
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
     result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
     info = json.loads(result.stdout)

@@ -124,6 +124,11 @@ def test_a_stereoscopic_scene_is_refused_before_anything_is_bought() -> None:
     assert plan(info() | {"multiview": False}, "scene.blend", [1], "1", "512M").units
 
 
+def test_a_scene_with_path_guiding_is_refused_before_anything_is_bought() -> None:
+    with pytest.raises(BitwrkError, match="Path Guiding"):
+        plan(info() | {"path_guiding": True}, "scene.blend", [1], "1", "512M")
+
+
 def test_quote_figures() -> None:
     rect = sample_rect(320, 240)
     assert (rect.width, rect.height) == (80, 60)
