@@ -85,9 +85,13 @@ def denoise_settings(scene: Any) -> oidn.DenoiseSettings:
                                 cy.denoising_quality, bool(cy.use_adaptive_sampling))
 
 
+NOISY = "Noisy Image"  # Cycles' pass of the frame before denoising
+
+
 def denoise_frame(frame: exr.MultiLayer, spec: JobSpec, settings: oidn.DenoiseSettings,
                   keep_passes: bool) -> None:
-    """Replace each view layer's Combined with its denoised version, in place."""
+    """Replace each view layer's Combined with its denoised version, in place; the noisy
+    one stays beside it as "Noisy Image", as in a local render's passes."""
     lib = oidn.load_library()
     for layer in spec.view_layers:
         def pixels(name: str, layer: str = layer) -> Any:
@@ -95,6 +99,11 @@ def denoise_frame(frame: exr.MultiLayer, spec: JobSpec, settings: oidn.DenoiseSe
             return frame.part(key).pixels if frame.has(key) else None
 
         combined = frame.part(f"{layer}.Combined")
+        noisy = f"{layer}.{NOISY}"
+        if not frame.has(noisy):
+            frame.parts.insert(frame.parts.index(combined) + 1, exr.Part(
+                noisy, [f"{noisy}.{c.rsplit('.', 1)[-1]}" for c in combined.channels],
+                combined.pixels))
         combined.pixels = oidn.denoise(combined.pixels, pixels("Denoising Albedo"),
                                        pixels("Denoising Normal"), spec.samples, settings, lib)
     if not keep_passes:
@@ -141,7 +150,8 @@ def _engine_class(bpy: Any, frame: exr.MultiLayer) -> Any:
 
 
 def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path,
-              area: Rect | None = None, size: tuple[int, int] | None = None) -> None:
+              area: Rect | None = None, size: tuple[int, int] | None = None,
+              composite: Path | None = None) -> None:
     """Write ``frame`` as an 8-bit PNG exactly as Blender saves a render of ``scene``.
 
     The frame goes through a render with a tiny Python engine, so the view transform,
@@ -149,7 +159,8 @@ def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path,
     float image instead dithers differently: +-1 level on half the pixels). The scene's
     settings are restored afterwards, so this is safe in an artist's open file.
     ``area``: ``frame`` is only the scene's render region of a ``size`` frame; Blender
-    then crops it, or not, as the scene says.
+    then crops it, or not, as the scene says. ``composite``: also save the compositor's
+    float output there (a one-layer EXR), for the frame's multilayer EXR.
     """
     width, height = size or (frame.width, frame.height)
     whole = area is None or area == Rect(0, width, 0, height)
@@ -165,8 +176,23 @@ def write_png(bpy: Any, scene: Any, frame: exr.MultiLayer, path: Path,
                                       color_depth="8"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 bpy.data.images["Render Result"].save_render(filepath=str(path), scene=scene)
+            if composite is not None:
+                with compat.output_format(r.image_settings, "OPEN_EXR", color_mode="RGBA",
+                                          color_depth="32", exr_codec="ZIP"):
+                    bpy.data.images["Render Result"].save_render(filepath=str(composite),
+                                                                 scene=scene)
     finally:
         bpy.utils.unregister_class(engine)
+
+
+def _composite_part(image: exr.MultiLayer) -> exr.Part:
+    """The compositor's output (a one-layer RGBA EXR as read) as the "Composite" layer."""
+    part = image.parts[0]
+    names = [c.rsplit(".", 1)[-1] for c in part.channels]
+    if names != ["R", "G", "B", "A"]:
+        raise ComposeError(f"the compositor's output has channels {names}")
+    return exr.Part("Composite.Combined", [f"Composite.Combined.{c}" for c in names],
+                    part.pixels)
 
 
 def region_of(scene: Any, spec: JobSpec, rects: list[Rect]) -> Rect:
@@ -211,9 +237,29 @@ def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeRe
     request.exr.parent.mkdir(parents=True, exist_ok=True)
     whole = area == Rect(0, spec.width, 0, spec.height)
     crop = whole or scene.render.use_crop_to_border  # as Blender saves a region
-    exr.write(request.exr, frame if crop else exr.embed(frame, area, spec.width, spec.height))
-    if request.png is not None:
-        write_png(bpy, scene, frame, request.png, area, (spec.width, spec.height))
+    size = (spec.width, spec.height)
+    # A scene that composites: its multilayer EXR carries the compositor's output too, as
+    # a "Composite" layer (what Blender writes locally); it comes from the PNG's render.
+    comp = (request.exr.with_name(request.exr.name + ".composite.exr")
+            if scene.render.use_compositing and compat.compositor_tree(scene) is not None
+            else None)
+    saved = frame if crop else exr.embed(frame, area, *size)
+    if request.png is not None or comp is not None:
+        png = request.png or request.exr.with_name(request.exr.name + ".png")
+        try:
+            write_png(bpy, scene, frame, png, area, size, comp)
+            if comp is not None:
+                composite = exr.read(comp)
+                if (composite.width, composite.height) != (saved.width, saved.height):
+                    raise ComposeError(f"the compositor's output is {composite.width}x"
+                                       f"{composite.height}, not {saved.width}x{saved.height}")
+                saved.parts.insert(0, _composite_part(composite))
+        finally:
+            if comp is not None:
+                comp.unlink(missing_ok=True)
+            if request.png is None:
+                png.unlink(missing_ok=True)
+    exr.write(request.exr, saved)
     times["write"] = time.perf_counter() - t0
     return ComposeResult(request.exr, request.png, spec.denoise, times)
 

@@ -317,6 +317,61 @@ async def test_sellers_render_without_path_guiding_so_tiles_stay_exact(
                   - combined(references / "plain.exr")).max() == 0.0
 
 
+COMPOSITOR = """
+import sys, bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
+scene = bpy.context.scene
+if hasattr(scene, "compositing_node_group"):  # 5.0+: a node group with a Group Output
+    tree = bpy.data.node_groups.new("Comp", "CompositorNodeTree")
+    scene.compositing_node_group = tree
+    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    out = tree.nodes.new("NodeGroupOutput")
+else:
+    scene.use_nodes = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    out = tree.nodes.new("CompositorNodeComposite")
+layers = tree.nodes.new("CompositorNodeRLayers")
+glare = tree.nodes.new("CompositorNodeGlare")  # streaks reach across tile borders
+lens = tree.nodes.new("CompositorNodeLensdist")
+tree.links.new(layers.outputs["Image"], glare.inputs["Image"])
+tree.links.new(glare.outputs["Image"], lens.inputs["Image"])
+tree.links.new(lens.outputs["Image"], out.inputs[0])
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
+"""
+
+
+async def test_the_compositor_runs_on_the_stitched_frame_as_after_a_local_render(
+        scene_dir: Path, tmp_path: Path, frame_spec: Any, compose: Any) -> None:
+    """Glare and lens distortion reach across tile borders: they run once, on the
+    stitched frame. The PNG and every layer of the EXR equal a local render, the
+    compositor's own "Composite" layer included."""
+    blend = tmp_path / "job" / "comp.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", COMPOSITOR, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "comp:1:1"], tmp_path)
+    specs = [frame_spec(blend="comp.blend", denoise=True).with_rect(r)
+             for r in tiles(96, 64, 4)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
+    assert answer["ok"], answer
+    got, local = exr.read(tmp_path / "frame.exr"), exr.read(reference / "comp.exr")
+    assert [p.name for p in got.parts] == [p.name for p in local.parts]
+    assert "Composite.Combined" in [p.name for p in got.parts]
+    for part in local.parts:
+        assert np.abs(got.part(part.name).pixels - part.pixels).max() == 0.0, part.name
+    assert not np.array_equal(got.part("Composite.Combined").pixels,
+                              got.part("ViewLayer.Combined").pixels)  # it did composite
+    png = np.abs(png_pixels(tmp_path / "frame.png") - png_pixels(reference / "comp.png"))
+    assert png.max() == 0
+    assert not list(tmp_path.glob("frame.exr.*"))  # no temporary file left
+
+
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
     result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
     info = json.loads(result.stdout)

@@ -39,13 +39,14 @@ def scene(log: list[str]) -> Any:
                        border_min_y=0.0, border_max_y=1.0, use_single_layer=True,
                        dither_intensity=1.0, use_compositing=True, use_sequencer=True,
                        use_stamp=False, use_persistent_data=False, threads_mode="AUTO",
+                       use_multiview=True,
                        threads=8, **{flag: True for flag in STAMP_METADATA})
     render.__dict__["image_settings"] = Recording(
         log, "image_settings", media_type="IMAGE", file_format="PNG", color_depth="8",
         exr_codec="NONE")
     cycles = Recording(log, "cycles", shading_system=True, samples=64, seed=1,
                        max_bounces=12, time_limit=0.0, use_denoising=True,
-                       use_layer_samples="USE")
+                       use_layer_samples="USE", use_guiding=True)
     layers = [Recording(log, f"layer{i}", name=name, use=True,
                         cycles=Recording(log, f"layer{i}.cycles", denoising_store_passes=False))
               for i, name in enumerate(("ViewLayer", "Other"))]
@@ -62,6 +63,8 @@ def test_the_next_tile_writes_only_its_border() -> None:
     configure(s, spec.with_rect(rects[0]), 1)
     assert "cycles.samples" in log and "render.image_settings" not in log
     assert "layer1.use" in log and "layer0.cycles.denoising_store_passes" in log
+    # one view, no path guiding: what the buyer stitches and checks (measured-facts R1)
+    assert s.render.use_multiview is False and s.cycles.use_guiding is False
     log.clear()
     configure(s, spec.with_rect(rects[0]), 1)  # the same tile again: nothing to write
     assert log == []
