@@ -56,6 +56,8 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
 
     def update_render_passes(self, scene: Any = None, renderlayer: Any = None) -> None:
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        if scene is not None and scene.cycles.use_denoising:
+            self.register_pass(scene, renderlayer, compose.NOISY, 4, "RGBA", "COLOR")
         if _stores_denoising(scene, renderlayer):
             for name, n, chans, kind in DENOISING:
                 self.register_pass(scene, renderlayer, name, n, chans, kind)
@@ -95,6 +97,8 @@ class BitwrkRenderEngine(bpy.types.RenderEngine):  # type: ignore[misc]
         if offline:
             raise BitwrkError(offline)
         request = self._snapshot(scene, workdir)
+        if scene.cycles.use_denoising:  # Cycles keeps the frame before denoising too
+            self.add_pass(compose.NOISY, 4, "RGBA")
         if any(_stores_denoising(scene, vl) for vl in scene.view_layers):
             for name, n, chans, _kind in DENOISING:
                 self.add_pass(name, n, chans)

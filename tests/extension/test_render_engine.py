@@ -75,6 +75,10 @@ def test_f12_on_bitwrk_equals_a_local_render(
     assert np.abs(combined(stem.with_suffix(".exr"))
                   - combined(scene["ref"] / f"{name}.exr")).max() == 0.0
     assert np.abs(png(stem.with_suffix(".png")) - png(scene["ref"] / f"{name}.png")).max() == 0
+    got, local = exr.read(stem.with_suffix(".exr")), exr.read(scene["ref"] / f"{name}.exr")
+    assert [p.name for p in got.parts] == [p.name for p in local.parts]  # Noisy Image too
+    for part in local.parts:
+        assert np.abs(got.part(part.name).pixels - part.pixels).max() == 0.0, part.name
 
 
 
