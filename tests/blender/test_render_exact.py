@@ -372,6 +372,36 @@ async def test_the_compositor_runs_on_the_stitched_frame_as_after_a_local_render
     assert not list(tmp_path.glob("frame.exr.*"))  # no temporary file left
 
 
+@pytest.mark.parametrize("crop", ["crop", "keep"])
+async def test_a_render_region_with_a_compositor_keeps_every_layer_exact(
+        scene_dir: Path, tmp_path: Path, frame_spec: Any, compose: Any, crop: str) -> None:
+    """Region, compositor and denoise at once: every EXR layer (Composite, Combined,
+    Noisy Image) and the PNG equal a local render, cropped to the region or not."""
+    blend = tmp_path / "job" / "both.blend"
+    blend.parent.mkdir()
+    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", REGION, str(scene_dir / "scene.blend"), str(tmp_path / "region.blend"),
+             crop], tmp_path)
+    run_bpy(["-c", COMPOSITOR, str(tmp_path / "region.blend"), str(blend)], tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
+             "both:1:1"], tmp_path)
+    specs = [frame_spec(blend="both.blend", denoise=True).with_rect(r)
+             for r in tiles_in(Rect(20, 70, 19, 58), 4)]
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
+    assert answer["ok"], answer
+    got, local = exr.read(tmp_path / "frame.exr"), exr.read(reference / "both.exr")
+    assert (got.width, got.height) == (local.width, local.height)
+    assert [p.name for p in got.parts] == [p.name for p in local.parts]
+    for part in local.parts:
+        assert np.abs(got.part(part.name).pixels - part.pixels).max() == 0.0, part.name
+    assert np.abs(png_pixels(tmp_path / "frame.png")
+                  - png_pixels(reference / "both.png")).max() == 0
+
+
 def test_probe_reports_the_scene_settings(scene_dir: Path, tmp_path: Path) -> None:
     result = run_bpy(["-m", "bitwrk.render.scene", str(scene_dir / "scene.blend")], tmp_path)
     info = json.loads(result.stdout)
