@@ -68,6 +68,48 @@ def assert_identical(got: Path, reference: Path, name: str) -> None:
     assert png.max() == 0, f"PNG: {(png > 0).sum()} values differ"
 
 
+def variant(scene_dir: Path, tmp_path: Path, name: str, script: str, *args: str,
+            source: Path | None = None) -> Path:
+    """``tmp_path/job/name``: the bundled scene (or ``source``) changed by ``script``, a
+    bpy script run with ``SOURCE TARGET *args``, in a job folder holding its textures (a
+    symlink out of the job would be refused: the worker resolves links before checking)."""
+    blend = tmp_path / "job" / name
+    if not blend.parent.exists():
+        blend.parent.mkdir()
+        shutil.copytree(scene_dir / "textures", blend.parent / "textures")
+    run_bpy(["-c", script, str(source or scene_dir / "scene.blend"), str(blend), *args],
+            tmp_path)
+    return blend
+
+
+def local_renders(blend: Path, tmp_path: Path, *variants: str) -> Path:
+    """The oracle for ``blend``: ``reference_render.py`` variants ``NAME:FRAME:DENOISE``."""
+    out = tmp_path / "reference"
+    out.mkdir(exist_ok=True)
+    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(out),
+             *variants], tmp_path)
+    return out
+
+
+async def bought(blend: Path, tmp_path: Path, specs: list[JobSpec],
+                 compose: Callable[[ComposeRequest], dict[str, Any]]) -> Path:
+    """Tiles of ``specs`` from ``blend``'s job folder, composed into ``tmp_path/frame``."""
+    paths = await render_tiles(blend.parent, tmp_path, specs)
+    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
+                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
+    assert answer["ok"], answer
+    return tmp_path / "frame"
+
+
+def assert_every_layer(got: Path, local: Path) -> None:
+    """The EXRs hold the same layers in the same order, each with the same pixels."""
+    mine, theirs = exr.read(got), exr.read(local)
+    assert (mine.width, mine.height) == (theirs.width, theirs.height)
+    assert [p.name for p in mine.parts] == [p.name for p in theirs.parts]
+    for part in theirs.parts:
+        assert np.abs(mine.part(part.name).pixels - part.pixels).max() == 0.0, part.name
+
+
 async def test_stitched_tiles_equal_a_local_render(
         scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any,
         compose: Any) -> None:
@@ -104,11 +146,7 @@ async def test_adaptive_sampling_tiles_with_overscan(scene_dir: Path, references
                                                      compose: Any) -> None:
     # The reference turns adaptive sampling on (256 spp, threshold 0.02); a job carries
     # that in its .blend, so the tiles render from such a copy of the file.
-    blend = tmp_path / "job" / "scene.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")  # (a symlink out of
-    # the job would be refused: the worker resolves links before checking)
-    run_bpy(["-c", ADAPTIVE_COPY, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    blend = variant(scene_dir, tmp_path, "scene.blend", ADAPTIVE_COPY)
     specs = [frame_spec(samples=256, overscan=8).with_rect(r) for r in tiles(96, 64, 4)]
     paths = await render_tiles(blend.parent, tmp_path, specs)
     stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
@@ -159,14 +197,8 @@ async def test_an_animated_view_transform_applies_at_each_frames_own_time(
     a scene saved at frame 1, then frame 1. An exposure keyframed from 0 to 1.5 must
     show in each frame's PNG as in a local render of that frame (it once kept the file's
     own frame: frame 3's PNG came out as dark as frame 1's)."""
-    blend = tmp_path / "job" / "fade.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", EXPOSURE_FADE, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
-             "f3:3:0", "f1:1:0"], tmp_path)
+    blend = variant(scene_dir, tmp_path, "fade.blend", EXPOSURE_FADE)
+    reference = local_renders(blend, tmp_path, "f3:3:0", "f1:1:0")
     requests = []
     for frame in (3, 1):
         specs = [frame_spec(blend="fade.blend", frame=frame).with_rect(r)
@@ -203,23 +235,14 @@ async def test_a_render_region_is_bought_alone_and_saved_as_blender_saves_it(
     """A scene with a render region (Ctrl+B): only the region's pixels are bought, and the
     denoised frame equals a local render of that file: the region alone with "crop to
     render region", else the whole frame with nothing outside the region."""
-    blend = tmp_path / "job" / "region.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", REGION, str(scene_dir / "scene.blend"), str(blend), crop], tmp_path)
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
-             "region:1:1"], tmp_path)
+    blend = variant(scene_dir, tmp_path, "region.blend", REGION, crop)
+    reference = local_renders(blend, tmp_path, "region:1:1")
     result = run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path)
     area = region(json.loads(result.stdout)["border"], 96, 64)
     assert area == Rect(20, 70, 19, 58)  # Blender's rule: int(float32(f) * size)
     specs = [frame_spec(blend="region.blend", denoise=True).with_rect(r)
              for r in tiles_in(area, 4)]
-    paths = await render_tiles(blend.parent, tmp_path, specs)
-    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
-                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
-    assert answer["ok"], answer
+    await bought(blend, tmp_path, specs, compose)
     expected = (50, 39) if crop == "crop" else (96, 64)
     assert exr.read(tmp_path / "frame.exr").width == expected[0]
     assert png_pixels(tmp_path / "frame.png").shape[:2] == (expected[1], expected[0])
@@ -242,23 +265,13 @@ async def test_a_view_layers_own_sample_count_is_bought_as_cycles_renders_it(
         samples: int) -> None:
     """View Layer > Samples 5 against the scene's 16: the plan's count (from the probe)
     gives tiles that equal a local render of the file, under each Layer Samples mode."""
-    blend = tmp_path / "job" / "layers.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", LAYER_SAMPLES, str(scene_dir / "scene.blend"), str(blend), mode],
-            tmp_path)
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
-             "layers:1:0"], tmp_path)
+    blend = variant(scene_dir, tmp_path, "layers.blend", LAYER_SAMPLES, mode)
+    reference = local_renders(blend, tmp_path, "layers:1:0")
     info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
     assert layer_samples(info) == samples
     specs = [frame_spec(blend="layers.blend", samples=samples).with_rect(r)
              for r in tiles(96, 64, 2)]
-    paths = await render_tiles(blend.parent, tmp_path, specs)
-    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
-                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
-    assert answer["ok"], answer
+    await bought(blend, tmp_path, specs, compose)
     assert_identical(tmp_path / "frame", reference, "layers")
 
 
@@ -268,28 +281,6 @@ bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
 bpy.context.scene.render.use_multiview = True  # stereo 3D: left and right views
 bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
 """
-
-
-async def test_a_seller_renders_a_stereoscopic_file_as_one_view(
-        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any) -> None:
-    """A buyer refuses to buy stereo (bitwrk.buy.plan); a seller handed such a file
-    anyway renders one view, so its tile has exactly the passes the buyer checks."""
-    blend = tmp_path / "job" / "stereo.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", STEREO, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
-    info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
-    assert info["multiview"] is True
-    specs = [frame_spec(blend="stereo.blend").with_rect(r) for r in tiles(96, 64, 2)]
-    paths = await render_tiles(blend.parent, tmp_path, specs)
-    mono = exr.read(references / "plain.exr")
-    for path in paths:
-        assert [p.name for p in exr.read(path).parts] == [p.name for p in mono.parts]
-    stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
-    assert np.abs(stitched.part("ViewLayer.Combined").pixels
-                  - combined(references / "plain.exr")).max() == 0.0
-
-
 GUIDING = """
 import sys, bpy
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1], load_ui=False, use_scripts=False)
@@ -298,23 +289,28 @@ bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], relative_remap=False)
 """
 
 
-async def test_sellers_render_without_path_guiding_so_tiles_stay_exact(
-        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any) -> None:
-    """Path guiding learns from the region rendered: with it, 4 stitched tiles differed
+@pytest.mark.parametrize(("script", "setting"), [(STEREO, "multiview"),
+                                                 (GUIDING, "path_guiding")],
+                         ids=["stereo", "path-guiding"])
+async def test_sellers_turn_off_what_would_make_tiles_unverifiable(
+        scene_dir: Path, references: Path, tmp_path: Path, frame_spec: Any, script: str,
+        setting: str) -> None:
+    """The buyer refuses both (bitwrk.buy.plan); a seller handed such a file anyway
+    renders one view, without path guiding. Stereo made a tile fail to save after its
+    render; path guiding learns from the region rendered, so 4 stitched tiles differed
     from the whole frame by up to 0.23, and a buyer's check patch would differ from an
-    honest seller's tile. Sellers (and the buyer's checks) render without it: the tiles
-    of such a file equal the plain reference, and the buyer refuses to buy it."""
-    blend = tmp_path / "job" / "guided.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", GUIDING, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
+    honest seller's tile. The tiles now have the mono passes and the plain pixels."""
+    blend = variant(scene_dir, tmp_path, "x.blend", script)
     info = json.loads(run_bpy(["-m", "bitwrk.render.scene", str(blend)], tmp_path).stdout)
-    assert info["path_guiding"] is True
-    specs = [frame_spec(blend="guided.blend").with_rect(r) for r in tiles(96, 64, 4)]
+    assert info[setting] is True
+    specs = [frame_spec(blend="x.blend").with_rect(r) for r in tiles(96, 64, 4)]
     paths = await render_tiles(blend.parent, tmp_path, specs)
+    plain = exr.read(references / "plain.exr")
+    for path in paths:
+        assert [p.name for p in exr.read(path).parts] == [p.name for p in plain.parts]
     stitched = exr.stitch([(p, s.rect) for p, s in zip(paths, specs, strict=True)], 96, 64)
     assert np.abs(stitched.part("ViewLayer.Combined").pixels
-                  - combined(references / "plain.exr")).max() == 0.0
+                  - plain.part("ViewLayer.Combined").pixels).max() == 0.0
 
 
 COMPOSITOR = """
@@ -346,25 +342,14 @@ async def test_the_compositor_runs_on_the_stitched_frame_as_after_a_local_render
     """Glare and lens distortion reach across tile borders: they run once, on the
     stitched frame. The PNG and every layer of the EXR equal a local render, the
     compositor's own "Composite" layer included."""
-    blend = tmp_path / "job" / "comp.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", COMPOSITOR, str(scene_dir / "scene.blend"), str(blend)], tmp_path)
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
-             "comp:1:1"], tmp_path)
+    blend = variant(scene_dir, tmp_path, "comp.blend", COMPOSITOR)
+    reference = local_renders(blend, tmp_path, "comp:1:1")
     specs = [frame_spec(blend="comp.blend", denoise=True).with_rect(r)
              for r in tiles(96, 64, 4)]
-    paths = await render_tiles(blend.parent, tmp_path, specs)
-    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
-                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
-    assert answer["ok"], answer
-    got, local = exr.read(tmp_path / "frame.exr"), exr.read(reference / "comp.exr")
-    assert [p.name for p in got.parts] == [p.name for p in local.parts]
+    await bought(blend, tmp_path, specs, compose)
+    assert_every_layer(tmp_path / "frame.exr", reference / "comp.exr")
+    got = exr.read(tmp_path / "frame.exr")
     assert "Composite.Combined" in [p.name for p in got.parts]
-    for part in local.parts:
-        assert np.abs(got.part(part.name).pixels - part.pixels).max() == 0.0, part.name
     assert not np.array_equal(got.part("Composite.Combined").pixels,
                               got.part("ViewLayer.Combined").pixels)  # it did composite
     png = np.abs(png_pixels(tmp_path / "frame.png") - png_pixels(reference / "comp.png"))
@@ -377,27 +362,13 @@ async def test_a_render_region_with_a_compositor_keeps_every_layer_exact(
         scene_dir: Path, tmp_path: Path, frame_spec: Any, compose: Any, crop: str) -> None:
     """Region, compositor and denoise at once: every EXR layer (Composite, Combined,
     Noisy Image) and the PNG equal a local render, cropped to the region or not."""
-    blend = tmp_path / "job" / "both.blend"
-    blend.parent.mkdir()
-    shutil.copytree(scene_dir / "textures", blend.parent / "textures")
-    run_bpy(["-c", REGION, str(scene_dir / "scene.blend"), str(tmp_path / "region.blend"),
-             crop], tmp_path)
-    run_bpy(["-c", COMPOSITOR, str(tmp_path / "region.blend"), str(blend)], tmp_path)
-    reference = tmp_path / "reference"
-    reference.mkdir()
-    run_bpy([str(Path(__file__).parent / "reference_render.py"), str(blend), str(reference),
-             "both:1:1"], tmp_path)
+    region_only = variant(scene_dir, tmp_path, "region.blend", REGION, crop)
+    blend = variant(scene_dir, tmp_path, "both.blend", COMPOSITOR, source=region_only)
+    reference = local_renders(blend, tmp_path, "both:1:1")
     specs = [frame_spec(blend="both.blend", denoise=True).with_rect(r)
              for r in tiles_in(Rect(20, 70, 19, 58), 4)]
-    paths = await render_tiles(blend.parent, tmp_path, specs)
-    answer = compose(ComposeRequest(tuple(zip(paths, specs, strict=True)),
-                                    tmp_path / "frame.exr", tmp_path / "frame.png", blend))
-    assert answer["ok"], answer
-    got, local = exr.read(tmp_path / "frame.exr"), exr.read(reference / "both.exr")
-    assert (got.width, got.height) == (local.width, local.height)
-    assert [p.name for p in got.parts] == [p.name for p in local.parts]
-    for part in local.parts:
-        assert np.abs(got.part(part.name).pixels - part.pixels).max() == 0.0, part.name
+    await bought(blend, tmp_path, specs, compose)
+    assert_every_layer(tmp_path / "frame.exr", reference / "both.exr")
     assert np.abs(png_pixels(tmp_path / "frame.png")
                   - png_pixels(reference / "both.png")).max() == 0
 
