@@ -43,6 +43,11 @@ def compositor_tree(scene: Any) -> Any | None:
     return getattr(scene, "node_tree", None)
 
 
+def composites(scene: Any) -> bool:
+    """Whether a render of ``scene`` runs its compositor."""
+    return bool(scene.render.use_compositing and compositor_tree(scene) is not None)
+
+
 def media_type(image_settings: Any) -> str:
     """5.0's ``media_type`` of an output format; derived from ``file_format`` on 4.x."""
     if hasattr(image_settings, "media_type"):

@@ -28,6 +28,7 @@ from . import compat, exr, oidn
 from .bpyprocess import isolate_user_dirs, private_stdout
 from .errors import ComposeError
 from .jobspec import JobSpec
+from .scene import border as region_settings
 from .tiling import Rect, bounds, region
 
 DENOISING_PASSES = ("Denoising Normal", "Denoising Albedo", "Denoising Depth")
@@ -199,11 +200,8 @@ def region_of(scene: Any, spec: JobSpec, rects: list[Rect]) -> Rect:
     """The part of ``spec``'s frame that tiles at ``rects`` cover: the whole frame, or
     ``scene``'s render region (refused when they cover anything else)."""
     area = bounds(rects)
-    r = scene.render
-    border = {"use": r.use_border, "min_x": r.border_min_x, "max_x": r.border_max_x,
-              "min_y": r.border_min_y, "max_y": r.border_max_y}
     if area not in (Rect(0, spec.width, 0, spec.height),
-                    region(border, spec.width, spec.height)):
+                    region(region_settings(scene.render), spec.width, spec.height)):
         raise ComposeError(f"the tiles cover {area}, neither the whole frame nor the"
                            " scene's render region", tiles=str(area))
     return area
@@ -241,8 +239,7 @@ def compose(request: ComposeRequest, scene_name: str | None = None) -> ComposeRe
     # A scene that composites: its multilayer EXR carries the compositor's output too, as
     # a "Composite" layer (what Blender writes locally); it comes from the PNG's render.
     comp = (request.exr.with_name(request.exr.name + ".composite.exr")
-            if scene.render.use_compositing and compat.compositor_tree(scene) is not None
-            else None)
+            if compat.composites(scene) else None)
     saved = frame if crop else exr.embed(frame, area, *size)
     if request.png is not None or comp is not None:
         png = request.png or request.exr.with_name(request.exr.name + ".png")

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from . import compat, exrheader
 from .errors import ComposeError, RenderError
-from .tiling import Rect
+from .tiling import Rect, bounds
 
 Pixels = npt.NDArray[np.float32]
 # Header attributes that describe one file, not the render; never copied between files.
@@ -190,8 +190,7 @@ def stitch_images(tiles: list[tuple[MultiLayer, Rect, str]], width: int, height:
         if not area.inside(width, height):
             raise ComposeError(f"region {area} is not inside the {width}x{height} frame")
         for _tile, rect, path in tiles:
-            if not (area.x0 <= rect.x0 and rect.x1 <= area.x1 and area.y0 <= rect.y0
-                    and rect.y1 <= area.y1):
+            if bounds([rect, area]) != area:
                 raise ComposeError(f"tile {path} at {rect} is outside the region {area}",
                                    path=path)
         return stitch_images([(tile, Rect(r.x0 - area.x0, r.x1 - area.x0, r.y0 - area.y0,

@@ -95,6 +95,14 @@ def cpu_only_features(scene: Any) -> list[str]:
     return found
 
 
+def border(render: Any) -> dict[str, Any]:
+    """The render region settings of ``scene.render`` (:func:`~bitwrk.render.tiling.region`
+    turns them into pixels)."""
+    return {"use": render.use_border, "crop": render.use_crop_to_border,
+            "min_x": render.border_min_x, "max_x": render.border_max_x,
+            "min_y": render.border_min_y, "max_y": render.border_max_y}
+
+
 def describe(scene: Any) -> dict[str, Any]:
     """The render settings of ``scene`` as JSON-ready data."""
     r, cy = scene.render, scene.cycles
@@ -107,9 +115,7 @@ def describe(scene: Any) -> dict[str, Any]:
         "width": r.resolution_x * r.resolution_percentage // 100,
         "height": r.resolution_y * r.resolution_percentage // 100,
         "pixel_aspect": [r.pixel_aspect_x, r.pixel_aspect_y],
-        "border": {"use": r.use_border, "crop": r.use_crop_to_border,
-                   "min_x": r.border_min_x, "max_x": r.border_max_x,
-                   "min_y": r.border_min_y, "max_y": r.border_max_y},
+        "border": border(r),
         "frame_start": scene.frame_start, "frame_end": scene.frame_end,
         "frame_step": scene.frame_step, "frame_current": scene.frame_current,
         "fps": r.fps, "fps_base": r.fps_base,
@@ -132,7 +138,7 @@ def describe(scene: Any) -> dict[str, Any]:
         "multiview": bool(r.use_multiview),  # stereoscopy (Output > Views)
         "path_guiding": bool(getattr(cy, "use_guiding", False)),
         "motion_blur": r.use_motion_blur,
-        "compositing": bool(r.use_compositing and compat.compositor_tree(scene) is not None),
+        "compositing": compat.composites(scene),
         "python_drivers": python_drivers(),
         "cpu_only": cpu_only_features(scene),
         "output": {"filepath": r.filepath, "file_format": ims.file_format,
