@@ -69,7 +69,7 @@ def collect(quick: bool = False) -> list[Row]:
                 _ms(float(last)), "ms", note=f"{n} frame(s) in all: {steps} s")
             for name, n, steps, last in composed]
     return [
-        Row(NAME, "T_swarm: still + animation, buyer commands", _ms(f.get("t_swarm")), "ms",
+        Row(NAME, "T_swarm: still + animation, one buyer command", _ms(f.get("t_swarm")), "ms",
             note=note), *rows,
         Row(NAME, "T_local: the same frames, one process, one core", _ms(f.get("t_local")),
             "ms", note="CPU time"),

@@ -9,6 +9,14 @@ frame as soon as its last unit has landed (:mod:`bitwrk.render.composer`): after
 unit only that unit's frame is left to compose. ``--quote`` renders one small sample tile
 here and prints the job's estimated time and price from the market's asks, buying nothing.
 
+Several scenes, one run: ``python -m bitwrk.buy A.blend [options] --then B.blend [--frames
+A-B] [--tiles N] [--cost-class C] [--out DIR] [--then ...]``. Each ``--then`` scene takes the
+options given before the first ``--then`` unless it gives its own (only those four); every
+scene is probed, packed and planned before anything is bought, and their jobs then trade
+side by side under one daemon: no seller waits between one scene's last unit and the next
+scene's first, and the buyer starts up once (its check worker, its exchange connection).
+Each scene's lines start with its file's name; ``--budget`` is shared out by units.
+
 Exit codes: 0 done; 1 failed (a unit could not be bought, a broken scene, compositing);
 2 bad arguments; 3 the exchange stayed unreachable (``--wait-exchange`` seconds at start,
 or longer than the daemon rides out an outage later); 4 not finished within ``--timeout``;
@@ -21,14 +29,14 @@ trades that were already working and withdraws the rest before it starts its own
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +58,9 @@ if TYPE_CHECKING:
 ADAPTIVE_OVERSCAN = 8  # px; adaptive sampling looks at neighbours (docs/measured-facts.md R1)
 EXIT_FAILED, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 1, 3, 4, 130
 STOP_WAIT = 30.0  # seconds for cancelling and stopping the daemon on the way out
+THEN = "--then"  # starts another scene of the same run
+SCENE_FLAGS = ("--frames", "--tiles", "--cost-class", "--out")  # a --then scene's own
+MAX_SCENES = 8
 
 
 class JobTimeout(BitwrkError):
@@ -286,11 +297,48 @@ def _rate(text: str) -> float:
     return value
 
 
+def parse(argv: list[str]) -> list[argparse.Namespace]:
+    """The run's options, one namespace per scene: the first scene's options are the run's,
+    and each ``--then SCENE [--frames] [--tiles] [--cost-class] [--out]`` adds a scene that
+    takes them unless it gives its own."""
+    parser = _parser()
+    segments: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == THEN:
+            segments.append([])
+        else:
+            segments[-1].append(arg)
+    first = parser.parse_args(segments[0])
+    if len(segments) > MAX_SCENES:
+        parser.error(f"at most {MAX_SCENES} scenes in one run (each keeps a bpy process with"
+                     " its file open until its frames are written)")
+    scenes = [first]
+    more = _scene_parser()
+    for segment in segments[1:]:
+        own = more.parse_args(segment)
+        scene = argparse.Namespace(**vars(first))
+        for key, value in vars(own).items():
+            if value is not None:
+                setattr(scene, key, value)
+        scenes.append(scene)
+    return scenes
+
+
+def _scene_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m bitwrk.buy ... {THEN}",
+                                description="one more scene in the same run")
+    p.add_argument("scene", type=Path, help=".blend file")
+    for flag in SCENE_FLAGS:
+        p.add_argument(flag, type=Path if flag == "--out" else str,
+                       choices=list(COST_CLASSES) if flag == "--cost-class" else None)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    scenes = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
-        return run(args)
+        return run(scenes)
     except ExchangeUnreachable as exc:
         print(f"error: {exc}; giving up", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -311,58 +359,145 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Purchase:
+    """One scene of a run: its options, its compose process, and then its plan and job."""
+
+    args: argparse.Namespace
+    blend: Path
+    label: str  # "" for a run of one scene; else what its output lines start with
+    composer: Composer
+    name: str = ""  # the packed .blend's name in the job
+    files: dict[str, Path] | None = None
+    info: dict[str, Any] | None = None
+    plan: Plan | None = None
+    output: FrameOutput | None = None
+    job_id: str = ""
+    done: list[UnitDone] = field(default_factory=list)
+    final: JobDone | None = None
+
+    def say(self, text: str) -> str:
+        return f"{self.label} {text}" if self.label else text
+
+
+def labels(blends: list[Path]) -> list[str]:
+    """What each scene's lines start with: its file's stem ("" for a run of one scene)."""
+    if len(blends) == 1:
+        return [""]
+    stems = [b.stem for b in blends]
+    return [s if stems.count(s) == 1 else f"{s}#{i + 1}" for i, s in enumerate(stems)]
+
+
+def run(scenes: list[argparse.Namespace]) -> int:
+    args = scenes[0]  # the run's options; each scene may have its own frames, tiles, out
     started = time.monotonic()
     deadline = started + args.timeout
-    blend = args.scene.resolve()
+    blends = [scene.scene.resolve() for scene in scenes]
     with (tempfile.TemporaryDirectory(prefix="bitwrk-buy-") as tmp,
-          Composer(blend, _bpy_env()) as composer):  # probes while this process packs
+          contextlib.ExitStack() as stack):
+        # every scene's bpy process probes while this one packs
+        buys = [Purchase(scene, blend, label, stack.enter_context(Composer(blend, _bpy_env())))
+                for scene, blend, label in zip(scenes, blends, labels(blends), strict=True)]
         from .daemon import Daemon, DaemonConfig  # meanwhile: see the imports above
 
-        try:
-            name, files = pack_files(blend, Path(tmp), args.allow_missing)
-        except BitwrkError:
-            composer.probe()  # Blender's own word on a broken file is the clearer error
-            raise
+        _pack(buys, Path(tmp), args.allow_missing)
         if args.quote:
-            from .quote import print_quote
-
-            return print_quote(args, composer, name)
+            return _quote(buys)
         daemon = Daemon(DaemonConfig(args.exchange, connect_for=args.wait_exchange,
                                      allow_local_sellers=args.allow_local_sellers))
-        output: FrameOutput | None = None
         try:
             try:
                 exchange = daemon.start()
-                info = composer.probe()
-                check_scripts(info, args.allow_missing)
-                job_plan = _plan(args, daemon, info, name)
-                output = FrameOutput(job_plan.units, args.out, info["scene"], composer)
-                done, final = _buy(args, daemon, exchange, job_plan, files, Path(tmp),
-                                   deadline, output.landed)
+                _plan_all(buys, daemon)  # every scene, before anything is bought
+                _buy(args, daemon, exchange, buys, Path(tmp), deadline)
             finally:
-                daemon.stop(STOP_WAIT)  # meanwhile the composer works on the last frame
-            written = _finish(output, deadline)  # also when units failed: whole frames stay
+                daemon.stop(STOP_WAIT)  # meanwhile the composers work on the last frames
+            # also when units failed: whole frames stay
+            written = {buy.label: _finish(buy, deadline) for buy in buys}
         except BaseException:
-            if output is not None:
-                output.abandon()
+            for buy in buys:
+                if buy.output is not None:
+                    buy.output.abandon()
             raise
-        if final.failed:
-            print(f"error: {final.failed} unit(s) could not be bought", file=sys.stderr)
+        failed = sum(buy.final.failed for buy in buys if buy.final is not None)
+        if failed:
+            print(f"error: {failed} unit(s) could not be bought", file=sys.stderr)
             return 1
-    _summary(done, final, written, time.monotonic() - started)
-    print(f"  {output.report()}", flush=True)
+    seconds = time.monotonic() - started
+    for buy in buys:
+        _summary(buy, written[buy.label], seconds)
     return 0
 
 
-def _finish(output: FrameOutput, deadline: float) -> list[Path]:
+def _pack(buys: list[Purchase], tmp: Path, allow_missing: bool) -> None:
+    for i, buy in enumerate(buys):
+        try:
+            buy.name, buy.files = pack_files(buy.blend, tmp / f"scene{i}", allow_missing)
+        except BitwrkError as exc:
+            buy.composer.probe()  # Blender's own word on a broken file is the clearer error
+            raise _about(buy, exc) from None
+
+
+def _quote(buys: list[Purchase]) -> int:
+    from .quote import print_quote
+
+    for buy in buys:
+        if buy.label:
+            print(f"{buy.label}: {buy.blend}", flush=True)
+        code = print_quote(buy.args, buy.composer, buy.name)
+        if code:
+            return code
+    return 0
+
+
+def _plan_all(buys: list[Purchase], daemon: Daemon) -> None:
+    """Probe and plan every scene, and refuse a run whose scenes would overwrite each
+    other's files; then each scene's frames have their output."""
+    for buy in buys:
+        try:
+            buy.info = buy.composer.probe()
+            check_scripts(buy.info, buy.args.allow_missing)
+            buy.plan = _plan(buy.args, daemon, buy.info, buy.name)
+        except BitwrkError as exc:
+            raise _about(buy, exc) from None
+    _no_overwrites(buys)
+    for buy in buys:
+        assert buy.plan is not None and buy.info is not None
+        buy.output = FrameOutput(buy.plan.units, buy.args.out, buy.info["scene"], buy.composer)
+
+
+def _about(buy: Purchase, exc: BitwrkError) -> BitwrkError:
+    """``exc`` naming its scene, in a run of several."""
+    if not buy.label:
+        return exc
+    if type(exc) is not BitwrkError or str(buy.blend) in str(exc):
+        return exc
+    return BitwrkError(f"{buy.blend}: {exc}")
+
+
+def _no_overwrites(buys: list[Purchase]) -> None:
+    """Two scenes of one run must not write the same file."""
+    seen: dict[Path, Purchase] = {}
+    for buy in buys:
+        assert buy.plan is not None and buy.info is not None
+        for frame in buy.plan.frames:
+            path = buy.args.out.resolve() / f"{buy.info['scene']}_{frame:04d}.exr"
+            other = seen.setdefault(path, buy)
+            if other is not buy:
+                raise BitwrkError(f"{other.blend} and {buy.blend} would both write {path}"
+                                  " (same scene name, frame and --out): give one its own"
+                                  " --out after --then")
+
+
+def _finish(buy: Purchase, deadline: float) -> list[Path]:
     """Wait for the frames handed to the compose process; the files written."""
+    assert buy.output is not None
     try:
-        return output.finish(max(1.0, deadline - time.monotonic()))
+        return buy.output.finish(max(1.0, deadline - time.monotonic()))
     except BitwrkError as exc:
         if time.monotonic() >= deadline:
             raise JobTimeout("compositing not finished within --timeout") from None
-        raise BitwrkError(f"compositing failed: {exc}") from None
+        raise BitwrkError(buy.say(f"compositing failed: {exc}")) from None
 
 
 def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: str) -> Plan:
@@ -379,15 +514,24 @@ def _plan(args: argparse.Namespace, daemon: Daemon, info: dict[str, Any], name: 
                 min(sellers, args.concurrency))
 
 
-def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job_plan: Plan,
-         files: dict[str, Path], tmp: Path, deadline: float,
-         landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
-    """Buy every unit of ``job_plan``; ``landed`` hears of each result as it arrives."""
+def budgets(total: int | None, units: list[int], max_price: int) -> list[int]:
+    """Each scene's share of ``--budget`` (by its units; the shares add up to it), or
+    without one its units at the max price plus room for fees."""
+    if total is None:
+        fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
+        return [int(n * max_price * fee_room) + 100 for n in units]
+    shares = [total * n // sum(units) for n in units]
+    shares[0] += total - sum(shares)
+    return shares
+
+
+def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any],
+         buys: list[Purchase], tmp: Path, deadline: float) -> None:
+    """Buy every unit of every scene (their jobs trade side by side); each result goes to
+    its scene's compose process as it arrives."""
     from .daemon import BuyJob, Mandate
     from .money import fee_for
 
-    fee_room = 1 + 0.1  # fees are a few percent; the budget is price + fee
-    budget = args.budget or int(len(job_plan.units) * args.max_price * fee_room) + 100
     check_rate = Mandate.check_rate if args.check_rate is None else args.check_rate
     # A run killed mid-job left its job in the journal, and the daemon took it up again:
     # trades already working are fetched and paid, but nobody will compose that job, so its
@@ -395,22 +539,28 @@ def _buy(args: argparse.Namespace, daemon: Daemon, exchange: dict[str, Any], job
     _give_up(daemon, quietly=True)
     _check_funds(daemon, args.max_price + fee_for(args.max_price, exchange["fee_bps"]))
     terms = seller_terms(args, exchange["network"])
-    units = manifests(job_plan, files, daemon.store)
-    job = BuyJob(job_plan.article, Mandate(args.max_price, budget, time.time() + args.timeout,
-                                           check_rate, terms),
-                 tuple(units), tmp / "results", concurrency=args.concurrency)
-    print(f"buying {len(units)} units of {job_plan.article} for {len(job_plan.frames)} "
-          f"frame(s) at <= {args.max_price} sat each (budget {budget} sat)", flush=True)
-    if terms.to_fields():  # the exchange matches only such sellers: say so
-        print(f"sellers: {describe_terms(terms)} (the exchange matches no others)", flush=True)
-    daemon.submit(job)
+    plans = [buy.plan for buy in buys if buy.plan is not None]
+    shares = budgets(args.budget, [len(p.units) for p in plans], args.max_price)
+    for i, (buy, job_plan, budget) in enumerate(zip(buys, plans, shares, strict=True)):
+        units = manifests(job_plan, buy.files or {}, daemon.store)
+        job = BuyJob(job_plan.article,
+                     Mandate(args.max_price, budget, time.time() + args.timeout, check_rate,
+                             terms),
+                     tuple(units), tmp / f"results{i}", concurrency=args.concurrency)
+        buy.job_id = job.job_id
+        print(buy.say(f"buying {len(units)} units of {job_plan.article} for "
+                      f"{len(job_plan.frames)} frame(s) at <= {args.max_price} sat each"
+                      f" (budget {budget} sat)"), flush=True)
+        if i == 0 and terms.to_fields():  # the exchange matches only such sellers: say so
+            print(f"sellers: {describe_terms(terms)} (the exchange matches no others)",
+                  flush=True)
+        daemon.submit(job)
     try:
-        done, final = _wait(daemon, job.job_id, len(units), deadline, landed)
+        _wait(daemon, buys, deadline)
     except BaseException:
         _give_up(daemon)
         raise
     _give_up(daemon, quietly=True)  # nothing left open behind this run
-    return done, final
 
 
 def _check_funds(daemon: Daemon, per_unit: int) -> None:
@@ -439,39 +589,51 @@ def _give_up(daemon: Daemon, quietly: bool = False) -> None:
         print(f"warning: could not cancel everything: {describe(exc)}", file=sys.stderr)
 
 
-def _wait(daemon: Daemon, job_id: str, total: int, deadline: float,
-          landed: Callable[[str, Path], None]) -> tuple[list[UnitDone], JobDone]:
+def _wait(daemon: Daemon, buys: list[Purchase], deadline: float) -> None:
+    """Until every scene's job is done: each result handed to its scene's compose process."""
     from .daemon.events import Crashed, JobDone, UnitDone, UnitFailed
 
-    done: list[UnitDone] = []
+    by_job = {buy.job_id: buy for buy in buys}
+    left = set(by_job)
     while time.monotonic() < deadline:
         event = daemon.runtime.wait_event(0.5)
-        if getattr(event, "job_id", job_id) != job_id:
-            continue  # a job the daemon resumed from an earlier, killed run
-        if isinstance(event, UnitDone):
-            done.append(event)
-            bar = "#" * (20 * len(done) // total)
-            print(f"[{bar:<20}] {len(done)}/{total} {event.unit_id} from {event.seller[:14]}"
-                  f" for {event.price} sat", flush=True)
-            landed(event.unit_id, Path(event.result))
-        elif isinstance(event, UnitFailed) and event.final:
-            print(f"unit {event.unit_id} failed: {event.reason}", flush=True)
-        elif isinstance(event, Crashed):
+        buy = by_job.get(getattr(event, "job_id", ""))
+        if isinstance(event, Crashed):
             raise BitwrkError(f"daemon error in {event.where}: {event.error}")
-        elif isinstance(event, JobDone) and event.job_id == job_id:
-            return done, event
+        if buy is None:
+            continue  # no job's, or a job the daemon resumed from an earlier, killed run
+        if isinstance(event, UnitDone):
+            assert buy.plan is not None and buy.output is not None
+            buy.done.append(event)
+            total = len(buy.plan.units)
+            bar = "#" * (20 * len(buy.done) // total)
+            print(buy.say(f"[{bar:<20}] {len(buy.done)}/{total} {event.unit_id} from "
+                          f"{event.seller[:14]} for {event.price} sat"), flush=True)
+            buy.output.landed(event.unit_id, Path(event.result))
+        elif isinstance(event, UnitFailed) and event.final:
+            print(buy.say(f"unit {event.unit_id} failed: {event.reason}"), flush=True)
+        elif isinstance(event, JobDone):
+            buy.final = event
+            left.discard(event.job_id)
+            if not left:
+                return
+    done = sum(len(buy.done) for buy in buys)
+    total = sum(len(buy.plan.units) for buy in buys if buy.plan is not None)
     outage = daemon.client.outage() if daemon.client is not None else None
-    raise JobTimeout(f"job not finished within --timeout ({len(done)}/{total} units done"
+    raise JobTimeout(f"job not finished within --timeout ({done}/{total} units done"
                      + (f"; {outage})" if outage else ")"))
 
 
-def _summary(done: list[UnitDone], final: JobDone, written: list[Path], seconds: float) -> None:
-    by_seller = Counter(e.seller for e in done)
-    print(f"done: {len(done)} units in {seconds:.1f} s, spent {final.spent} sat")
+def _summary(buy: Purchase, written: list[Path], seconds: float) -> None:
+    assert buy.final is not None and buy.output is not None
+    by_seller = Counter(e.seller for e in buy.done)
+    print(buy.say(f"done: {len(buy.done)} units in {seconds:.1f} s, spent {buy.final.spent}"
+                  " sat"))
     for seller, count in by_seller.most_common():
         print(f"  {seller}: {count} units")
     for path in written:
         print(f"  wrote {path}")
+    print(f"  {buy.output.report()}", flush=True)
 
 
 def _exit(code: int) -> None:

@@ -6,7 +6,8 @@
    ``--via-relay`` the exchange also runs its relay (``python -m service relay``) and seller
    A sells through it, as a seller behind NAT would (docs/relay.md);
 4. credits the buyer play money and buys, through the exchange, a still cut into 4 tiles
-   and a short animation, one unit per frame (``python -m bitwrk.buy``); the sellers render
+   and a short animation, one unit per frame, in one buyer command (``python -m bitwrk.buy
+   STILL --then ANIMATION``, as the local render below is one process); the sellers render
    noisy tiles plus denoising passes, the buyer stitches and denoises each frame once and
    writes ``demo-output/still/`` and ``demo-output/animation/`` (EXR + PNG per frame);
 5. renders the same frames locally, one bpy process on one core, for comparison;
@@ -140,12 +141,13 @@ class Seller:
 
 @dataclass
 class Purchase:
-    name: str
+    """The buyer's one command: both scenes."""
+
     seconds: float
-    units: int
-    files: list[Path]
-    prep: float  # start -> bids placed (probe, pack, manifests)
-    trading: float  # bids placed -> last unit delivered
+    units: Counter[str]  # delivered, by "still" and "animation"
+    files: dict[str, list[Path]]  # written, by the same
+    prep: float  # start -> the last scene's bids placed (probe, pack, manifests)
+    trading: float  # -> last unit delivered
 
 
 UNIT = re.compile(r"^\[#*\s*\] (\d+)/(\d+) f(\d+)_t(\d+) from (\S+) for (\d+) sat")
@@ -294,27 +296,34 @@ class Demo:
         say(f"buyer {address}: credited {CREDIT:,} sat of play money")
         return address
 
-    def buy(self, name: str, blend: Path, extra: list[str]) -> Purchase:
-        out = self.out / name
-        shutil.rmtree(out, ignore_errors=True)
-        env = self.env("buyer")
+    def buy(self, still: Path, anim: Path) -> Purchase:
+        """One buyer command for both scenes: the still in tiles, then the animation (their
+        jobs trade side by side, and the buyer starts up once, as the local render does)."""
+        names = {still.stem: "still", anim.stem: "animation"}
+        for name in names.values():
+            shutil.rmtree(self.out / name, ignore_errors=True)
         started = time.monotonic()
-        proc = self.start(f"buy-{name}", ["-m", "bitwrk.buy", str(blend), "--exchange",
-                                          self.exchange, "--max-price", str(MAX_PRICE),
-                                          "--out", str(out), "--timeout", "600",
-                                          "--allow-local-sellers", *extra],
-                          env, pipe=True)
+        proc = self.start("buy-both", ["-m", "bitwrk.buy", str(still), "--exchange", self.exchange,
+                                  "--max-price", str(MAX_PRICE), "--timeout", "600",
+                                  "--allow-local-sellers", "--tiles", str(STILL_TILES),
+                                  "--out", str(self.out / "still"),
+                                  "--then", str(anim), "--frames", f"1-{self.size.frames}",
+                                  "--tiles", "1", "--out", str(self.out / "animation")],
+                          self.env("buyer"), pipe=True)
         assert proc.proc.stdout is not None
         by_prefix = {s.address[:14]: s for s in self.sellers}
-        units = 0
-        files: list[Path] = []
+        bought = Purchase(0.0, Counter(), {name: [] for name in names.values()}, 0.0, 0.0)
+        name = "still"
         bidding = last = started
         for raw in proc.proc.stdout:
             line = raw.rstrip("\n")
+            label, _, rest = line.partition(" ")
+            if label in names:
+                name, line = names[label], rest
             m = UNIT.match(line)
             if m:
                 last = time.monotonic()
-                units = int(m.group(1))
+                units = bought.units[name] = int(m.group(1))
                 seller = by_prefix.get(m.group(5))
                 who = f"{seller.label} (CPU {seller.cpu})" if seller else m.group(5)
                 if seller:
@@ -326,7 +335,7 @@ class Demo:
                 say(f"  {name:<9} [{bar:<24}] {units:>2}/{total}  {what:<16} <- {who},"
                     f" {m.group(6)} sat")
             elif line.startswith("  wrote "):
-                files.append(Path(line[len("  wrote "):]))
+                bought.files[name].append(Path(line[len("  wrote "):]))
             elif line.startswith("  composed "):
                 say(f"  {name:<9} {line.strip()}")
             elif line.startswith("buying "):
@@ -337,11 +346,12 @@ class Demo:
             elif line.strip() and not line.startswith("  "):
                 say(f"  {name:<9} {line}")
         code = proc.proc.wait()
-        seconds = time.monotonic() - started
+        bought.seconds = time.monotonic() - started
         proc.stop(signal.SIGKILL, 5)
         if code != 0:
             raise RuntimeError(f"the buyer failed ({code}):\n{proc.output()[-2500:]}")
-        return Purchase(name, seconds, units, files, bidding - started, last - bidding)
+        bought.prep, bought.trading = bidding - started, last - bidding
+        return bought
 
     def local(self, still: Path, anim: Path) -> tuple[float, float, list[Path]]:
         """(wall, CPU) seconds of one bpy process on one core rendering the same frames."""
@@ -429,26 +439,26 @@ def png_pixels(path: Path) -> tuple[bytes, bytes]:
     return header, zlib.decompress(stream)
 
 
-def same_as_local(demo: Demo, still: Purchase, anim: Purchase) -> tuple[int, int]:
+def same_as_local(demo: Demo, bought: Purchase) -> tuple[int, int]:
     """How many bought frames equal the local render's PNG, of how many."""
     pairs = [(p, demo.out / "local" / f"demo_still_{p.stem.rsplit('_', 1)[1]}.png")
-             for p in still.files if p.suffix == ".png"]
+             for p in bought.files["still"] if p.suffix == ".png"]
     pairs += [(p, demo.out / "local" / f"demo_{p.stem.rsplit('_', 1)[1]}.png")
-              for p in anim.files if p.suffix == ".png"]
+              for p in bought.files["animation"] if p.suffix == ".png"]
     same = 0
-    for bought, local in pairs:
+    for ours, local in pairs:
         with contextlib.suppress(OSError, zlib.error, struct.error):
-            same += png_pixels(bought) == png_pixels(local)
+            same += png_pixels(ours) == png_pixels(local)
     return same, len(pairs)
 
 
-def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, float],
+def summary(demo: Demo, bought: Purchase, local: tuple[float, float],
             money: dict[str, Any], local_files: list[Path], total: float) -> str:
     s = demo.size
     # On a shared machine other processes may take turns on the local render's core; its CPU
     # time is what it needs on a core of its own (one thread: never more than the wall time).
     wall_local, t_local = local[0], min(local)
-    t_swarm = still.seconds + anim.seconds
+    t_swarm = bought.seconds
     efficiency = t_local / (len(demo.sellers) * t_swarm)
     info, buyer = money["info"], money["buyer"]
     finished = [t for t in money["trades"] if t.get("phase") == "FINISHED"]
@@ -465,11 +475,12 @@ def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, flo
                  f" -> {rel(demo.out / 'still')}/")
     lines.append(f"animation   frames 1-{s.frames}, {s.width}x{s.height} px, one unit per frame"
                  f" -> {rel(demo.out / 'animation')}/")
-    lines.append(f"units       {still.units + anim.units} bought and delivered ({still.units}"
-                 f" tiles + {anim.units} frames), {len(finished)} trades settled")
-    lines.append(f"images      {len(still.files) + len(anim.files)} files (EXR + PNG per frame);"
+    tiles, frames = bought.units["still"], bought.units["animation"]
+    lines.append(f"units       {tiles + frames} bought and delivered ({tiles} tiles +"
+                 f" {frames} frames), {len(finished)} trades settled")
+    lines.append(f"images      {sum(map(len, bought.files.values()))} files (EXR + PNG per frame);"
                  f" local reference in {rel(demo.out / 'local')}/ ({len(local_files)} files)")
-    same, frames = same_as_local(demo, still, anim)
+    same, frames = same_as_local(demo, bought)
     lines.append(f"exactness   {same} of {frames} bought frames have the very pixels of the local"
                  " render (PNG, byte for byte)")
     lines.append("")
@@ -487,9 +498,9 @@ def summary(demo: Demo, still: Purchase, anim: Purchase, local: tuple[float, flo
         lines.append(f"relay       {', '.join(relayed) or 'no seller'} sold via the relay at"
                      f" {demo.relay} (buyers' requests forwarded, ciphertext only)")
     lines.append("")
-    lines.append(f"wall time, through the exchange   {t_swarm:6.1f} s  (still {still.seconds:.1f}"
-                 f" s + animation {anim.seconds:.1f} s, buyer commands end to end)")
-    prep, trading = still.prep + anim.prep, still.trading + anim.trading
+    lines.append(f"wall time, through the exchange   {t_swarm:6.1f} s  (still and animation,"
+                 " one buyer command end to end)")
+    prep, trading = bought.prep, bought.trading
     lines.append(f"  of which: buyer prep {prep:.1f} s (probe, pack), trading {trading:.1f} s"
                  f" (bids -> last unit; frames stitched + denoised meanwhile), after the last"
                  f" unit {t_swarm - prep - trading:.1f} s (the last frame, stopping)")
@@ -550,11 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         say("starting two headless sellers, one CPU core each ...")
         demo.start_sellers()
         buyer = demo.fund_buyer()
-        say(f"buying a still in {STILL_TILES} tiles through the exchange ...")
-        still = demo.buy("still", still_blend, ["--tiles", str(STILL_TILES)])
-        say(f"buying an animation, frames 1-{demo.size.frames}, one unit per frame ...")
-        anim = demo.buy("animation", anim_blend,
-                        ["--frames", f"1-{demo.size.frames}", "--tiles", "1"])
+        say(f"buying, in one buyer command, a still in {STILL_TILES} tiles and an animation,"
+            f" frames 1-{demo.size.frames}, one unit per frame ...")
+        bought = demo.buy(still_blend, anim_blend)
         money = demo.money(buyer)
         say("the same work locally: one bpy process on one core ...")
         t_local, cpu_local, local_files = demo.local(still_blend, anim_blend)
@@ -562,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = demo.stop_all()
         for problem in problems:
             say(f"warning: {problem}")
-        print(summary(demo, still, anim, (t_local, cpu_local), money, local_files,
+        print(summary(demo, bought, (t_local, cpu_local), money, local_files,
                       time.monotonic() - T0), flush=True)
         ok, code = True, 0
     except KeyboardInterrupt:
