@@ -37,6 +37,7 @@ FIGURES = {
     "tail": r"after the last unit ([\d.]+) s",
     "t_local": r"local, one bpy process, one core\s+([\d.]+) s",
     "efficiency": r"parallel efficiency\s+([\d.]+)",
+    "busy": r"sellers busy\s+([\d.]+)",
 }
 
 
@@ -77,6 +78,9 @@ def collect(quick: bool = False) -> list[Row]:
             None if eff is None else eff >= TARGET,
             note=f"whole demo {time.monotonic() - started:.0f} s" + (" (--quick)" if quick
                                                                       else "")),
+        Row(NAME, "sellers busy: rendering / (2 x T_swarm)", f.get("busy"), "x",
+            note="seller idle time alone; unmoved by the machine's speed drifting between"
+                 " the swarm and the local render"),
         *pair_rows(pair, f.get("t_local"), f.get("t_swarm")),
     ]
 

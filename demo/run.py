@@ -484,10 +484,12 @@ def summary(demo: Demo, bought: Purchase, local: tuple[float, float],
     lines.append(f"exactness   {same} of {frames} bought frames have the very pixels of the local"
                  " render (PNG, byte for byte)")
     lines.append("")
+    busy = 0.0
     for seller in demo.sellers:
         units = ", ".join(f"{n} {k}" for k, n in seller.units.items()) or "none"
         rendered = sum(float(x) for x in re.findall(r"rendered for \S+ in ([\d.]+)s",
                                                     seller.proc.output()))
+        busy += rendered
         count = sum(seller.units.values())
         at_ask = " = units x ask" if earned[seller.label] == count * seller.price else ""
         lines.append(f"{seller.label} (CPU {seller.cpu}, asks {seller.price} sat, {seller.reach})"
@@ -510,6 +512,11 @@ def summary(demo: Demo, bought: Purchase, local: tuple[float, float],
                  f" settings, import bpy included; CPU time{shared})")
     lines.append(f"parallel efficiency               {efficiency:6.2f}   T_local / (2 x T_swarm)"
                  f" = {t_local:.1f} / (2 x {t_swarm:.1f}); speed-up {t_local / t_swarm:.2f}x")
+    # Unlike the efficiency, this does not move with the machine's speed between the two
+    # measurements (on a shared VM the local render alone varies by 10 % from run to run).
+    lines.append(f"sellers busy                      {busy / (2 * t_swarm):6.2f}   rendering"
+                 f" {busy:.1f} s of 2 x {t_swarm:.1f} s (the rest: the buyer's prep, the last"
+                 " frame, waits between units)")
     met = "met" if efficiency >= TARGET_EFFICIENCY else "missed"
     lines.append(f"  target >= {TARGET_EFFICIENCY} ({met}); the swarm benchmark's targets:"
                  " `make bench` (python -m bench --only swarm demo)")
