@@ -413,7 +413,7 @@ def run(scenes: list[argparse.Namespace]) -> int:
             finally:
                 daemon.stop(STOP_WAIT)  # meanwhile the composers work on the last frames
             # also when units failed: whole frames stay
-            written = {buy.label: _finish(buy, deadline) for buy in buys}
+            written = [_finish(buy, deadline) for buy in buys]
         except BaseException:
             for buy in buys:
                 if buy.output is not None:
@@ -424,8 +424,8 @@ def run(scenes: list[argparse.Namespace]) -> int:
             print(f"error: {failed} unit(s) could not be bought", file=sys.stderr)
             return 1
     seconds = time.monotonic() - started
-    for buy in buys:
-        _summary(buy, written[buy.label], seconds)
+    for buy, files in zip(buys, written, strict=True):
+        _summary(buy, files, seconds)
     return 0
 
 

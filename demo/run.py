@@ -303,13 +303,12 @@ class Demo:
         for name in names.values():
             shutil.rmtree(self.out / name, ignore_errors=True)
         started = time.monotonic()
-        proc = self.start("buy-both", ["-m", "bitwrk.buy", str(still), "--exchange", self.exchange,
-                                  "--max-price", str(MAX_PRICE), "--timeout", "600",
-                                  "--allow-local-sellers", "--tiles", str(STILL_TILES),
-                                  "--out", str(self.out / "still"),
-                                  "--then", str(anim), "--frames", f"1-{self.size.frames}",
-                                  "--tiles", "1", "--out", str(self.out / "animation")],
-                          self.env("buyer"), pipe=True)
+        argv = ["-m", "bitwrk.buy", str(still), "--exchange", self.exchange,
+                "--max-price", str(MAX_PRICE), "--timeout", "600", "--allow-local-sellers",
+                "--tiles", str(STILL_TILES), "--out", str(self.out / "still"),
+                "--then", str(anim), "--frames", f"1-{self.size.frames}", "--tiles", "1",
+                "--out", str(self.out / "animation")]
+        proc = self.start("buy-both", argv, self.env("buyer"), pipe=True)
         assert proc.proc.stdout is not None
         by_prefix = {s.address[:14]: s for s in self.sellers}
         bought = Purchase(0.0, Counter(), {name: [] for name in names.values()}, 0.0, 0.0)
